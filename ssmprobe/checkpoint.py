@@ -1,0 +1,229 @@
+"""Checkpoints: one file holding a model's config, its weights and the run's metadata.
+
+The file is `torch.save` of a dict of plain containers and tensors:
+
+    {"format": "ssmprobe.checkpoint", "format_version": 1,
+     "config": {...},        # how to rebuild the model (str/int/float/bool/None, lists, dicts)
+     "state_dict": {...},    # parameter / buffer name -> tensor (saved on the CPU)
+     "meta": {...},          # dataset, method, epoch, metrics, ... (plain values only)
+     "extra": {...}}         # anything else a resumed run needs (optimizer state, RNG tensors)
+
+Loading uses `torch.load(..., weights_only=True)`, whose unpickler rebuilds only tensors and
+plain containers: a file asking for any other Python object (for instance a pickle whose
+`__reduce__` calls `os.system`) is refused before anything from it runs. Every way a file can
+be unusable (missing, corrupt, truncated, refused, not ours, unknown version, weights that do
+not fit the model) raises the one exception `CheckpointError`.
+
+Writes are atomic: the checkpoint goes to a temporary file in the same folder, is flushed and
+fsync'ed, then `os.replace`d over the target, so a crash mid-write leaves the previous file
+intact.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+FORMAT_NAME = "ssmprobe.checkpoint"
+FORMAT_VERSION = 1
+
+_SCALARS = (type(None), bool, int, float, str)
+_UMASK = os.umask(0)  # read once so new checkpoints get the usual permissions, not mkstemp's 0600
+os.umask(_UMASK)
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used: missing, corrupt, refused, foreign or not fitting a model."""
+
+
+@dataclass
+class Checkpoint:
+    config: dict[str, Any]
+    state_dict: dict[str, Tensor]
+    meta: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model_config: Mapping[str, Any],
+    state_dict: Mapping[str, Tensor],
+    meta: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes a checkpoint atomically to `path` (parent folders are created); returns the path.
+
+    `model_config` and `meta` may hold only None, bool, int, float, str, lists, tuples and
+    dicts; `extra` may hold tensors too. Anything else raises TypeError here, instead of a
+    checkpoint that could not be loaded safely later.
+    """
+    path = Path(path)
+    _check_plain(model_config, "model_config", tensors=False)
+    _check_plain(meta, "meta", tensors=False)
+    _check_plain(extra or {}, "extra", tensors=True)
+    weights = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(name, str) or not isinstance(tensor, Tensor):
+            raise TypeError(f"state_dict entry {name!r} must map a str to a tensor")
+        weights[name] = tensor.detach().cpu()
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": dict(model_config),
+        "state_dict": weights,
+        "meta": dict(meta),
+        "extra": dict(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:  # also on KeyboardInterrupt: never leave the temp file behind
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
+    """Reads a checkpoint written by `save_checkpoint` without executing anything from it."""
+    path = Path(path)
+    if not path.is_file():
+        kind = "a folder, not a file" if path.is_dir() else "no such file"
+        raise CheckpointError(f"checkpoint not found: {path} ({kind})")
+    try:
+        with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch reports bad files as many types (RuntimeError, EOFError...)
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            raise CheckpointError(
+                f"{path}: refused to load: the file asks for Python objects beyond tensors and "
+                f"plain containers ({_weights_only_reason(err)}). Nothing from it was executed; "
+                "it is not a checkpoint written by ssmprobe."
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupt or truncated file?): "
+            f"{type(err).__name__}: {_first_line(err)}"
+        ) from err
+    return _parse(payload, path)
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """Raises CheckpointError naming every missing / unexpected key and every shape mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems = [
+        f"{title}: {', '.join(items)}"
+        for title, items in (
+            ("missing from the checkpoint", missing),
+            ("unexpected in the checkpoint", unexpected),
+            ("shape mismatch", mismatched),
+        )
+        if items
+    ]
+    if problems:
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the {type(model).__name__} built from its "
+            "config (config/weights mismatch):\n  " + "\n  ".join(problems)
+        )
+
+
+def load_into(model: nn.Module, ckpt: Checkpoint) -> nn.Module:
+    """Copies the checkpoint's weights into `model` after `check_state_dict`; returns model."""
+    check_state_dict(model, ckpt.state_dict)
+    model.load_state_dict(ckpt.state_dict)
+    return model
+
+
+def _parse(payload: Any, path: Path) -> Checkpoint:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        hint = ""
+        if (
+            isinstance(payload, dict)
+            and payload
+            and all(isinstance(v, Tensor) for v in payload.values())
+        ):
+            hint = " (it looks like a bare state_dict; save it with save_checkpoint)"
+        raise CheckpointError(f"{path}: not an ssmprobe checkpoint{hint}")
+    version = payload.get("format_version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported (this ssmprobe "
+            f"reads 1..{FORMAT_VERSION}; a newer version needs a newer ssmprobe)"
+        )
+    parts = ("config", "state_dict", "meta", "extra")
+    missing = [k for k in parts if not isinstance(payload.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks (or has a non-dict) {', '.join(missing)}")
+    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: state_dict entries are not tensors: {', '.join(bad)}")
+    return Checkpoint(*(payload[k] for k in parts))
+
+
+def _check_plain(value: Any, where: str, tensors: bool) -> None:
+    kind = type(value)
+    if kind in _SCALARS or (tensors and isinstance(value, Tensor)):
+        return
+    if kind in (list, tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]", tensors)
+        return
+    if kind in (dict, OrderedDict):
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise TypeError(f"{where} has key {key!r}: keys must be str or int")
+            _check_plain(item, f"{where}[{key!r}]", tensors)
+        return
+    allowed = "None, bool, int, float, str, list, tuple, dict" + (", tensors" if tensors else "")
+    raise TypeError(
+        f"{where} is a {kind.__module__}.{kind.__qualname__}; a checkpoint holds only {allowed} "
+        "(convert it, e.g. float(x) for a numpy number, list(x) for a torch.Size)"
+    )
+
+
+def _weights_only_reason(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines()]
+    reasons = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")]
+    return reasons[0] if reasons else "unsupported content"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Makes the rename itself durable; not possible on every platform, hence best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,137 @@
+"""S4: HiPPO-LegS in normal-plus-low-rank form, bilinear discretisation, convolution kernel.
+
+Continuous SSM per channel h (paper eq. 1-2), with N/2 complex states, one of each conjugate
+pair of LegS's normal part, so that y = 2 Re(C x) + D u:
+
+    A = diag(Λ) - P̃ P̃*,   (Λ, P̃, B̃) initialised from `hippo.legs_nplr(N)`,   Re Λ < 0.
+
+Bilinear discretisation (eq. 3-4):
+
+    Ā = (I - Δ/2 A)^{-1} (I + Δ/2 A),   B̄ = (I - Δ/2 A)^{-1} Δ B̃,   C̄ = C.
+
+The output (eq. 5) is y = K * u + D u with the kernel K_k = 2 Re(C̄ Ā^k B̄), k < L, computed
+from its truncated generating function at the roots of unity ω_j = exp(-2iφ_j), φ_j = πj/L:
+
+    K̂(ω) = Σ_{k<L} C̄ Ā^k B̄ ω^k = C̃ (I - Āω)^{-1} B̄,   C̃ = C̄ (I - Ā^L)   (as ω^L = 1)
+          = 2 C̃ [(2/Δ)(1 - ω) - (1 + ω) A]^{-1} B̃ = e^{iφ} C̃ [s - cA]^{-1} B̃,
+
+with s = (2/Δ) i sin φ and c = cos φ (half-angle form: bounded, no pole at ω = -1). Woodbury
+on s - cA = R^{-1} + c P̃ P̃*, R = diag(1 / (s - cΛ)), gives
+
+    K̂ = e^{iφ} [k_CB - c k_CP k_PB / (1 + c k_PP)],   k_XY = Σ_n X_n Y_n / (s - cΛ_n),
+
+for X ∈ {C̃, P̃*}, Y ∈ {B̃, P̃}, and K = 2 Re(iDFT(K̂)). I - Ā^L is formed from I - Ā by repeated
+squaring, never as a difference of matrices close to I, so small Δ keeps float32 accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from . import hippo
+from .base import LTISSM, DiscreteSSM, fft_causal_conv
+
+
+def _complex_parameter(value: Tensor) -> nn.Parameter:
+    """A complex tensor stored as real (..., 2), so that `Module.double()` converts it."""
+    return nn.Parameter(torch.view_as_real(value).float().contiguous())
+
+
+def _deficit_power(deficit: Tensor, power: int) -> Tensor:
+    """I - Ā^power from deficit = I - Ā, by repeated squaring on deficits.
+
+    Uses I - Ā^(m+n) = E_m + E_n - E_m E_n with E_m = I - Ā^m, so that I - Ā^L is never formed
+    as a difference of two matrices close to I (Ā ≈ I for small Δ).
+    """
+    result = None
+    while True:
+        if power & 1:
+            result = deficit if result is None else result + deficit - result @ deficit
+        power >>= 1
+        if not power:
+            return result
+        deficit = 2 * deficit - deficit @ deficit
+
+
+class S4(LTISSM):
+    """S4 layer (NPLR A, bilinear, FFT convolution): (B, L, H) -> (B, L, H)."""
+
+    def __init__(
+        self, d_model: int, d_state: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        lam, p, b, _ = hippo.legs_nplr(d_state)
+        half = d_state // 2
+        copies = (d_model, half)
+        self.log_neg_re_lam = nn.Parameter(torch.log(-lam.real).expand(copies).float().clone())
+        self.im_lam = nn.Parameter(lam.imag.expand(copies).float().clone())
+        self.P = _complex_parameter(p.expand(copies))
+        self.B = _complex_parameter(b.expand(copies))
+        self.C = _complex_parameter(torch.randn(copies, dtype=torch.complex128))
+        self.log_dt = nn.Parameter(torch.log(hippo.log_uniform((d_model,), dt_min, dt_max)).float())
+        self.D = nn.Parameter(torch.randn(d_model))
+
+    def continuous(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(Λ, P̃, B̃, C), each complex (H, N/2): A = diag(Λ) - P̃ P̃* per channel."""
+        lam = torch.complex(-torch.exp(self.log_neg_re_lam), self.im_lam)
+        p, b, c = (torch.view_as_complex(x) for x in (self.P, self.B, self.C))
+        return lam, p, b, c
+
+    def _bilinear(self, lam: Tensor, p: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """(I - Ā, B̄) of eq. 3-4 from one solve: I - Ā = -(I - Δ/2 A)^{-1} Δ A.
+
+        Returning I - Ā rather than Ā keeps its full relative precision when Δ is small.
+        """
+        dt = torch.exp(self.log_dt)
+        a = torch.diag_embed(lam) - p[..., :, None] * p.conj()[..., None, :]
+        dt_a = dt[:, None, None] * a
+        eye = torch.eye(lam.shape[-1], dtype=lam.dtype, device=lam.device)
+        rhs = torch.cat([-dt_a, (dt[:, None] * b)[..., None]], dim=-1)
+        solved = torch.linalg.solve(eye - dt_a / 2, rhs)
+        return solved[..., :-1], solved[..., -1]
+
+    def discrete(self) -> DiscreteSSM:
+        lam, p, b, c = self.continuous()
+        deficit, b_bar = self._bilinear(lam, p, b)
+        a_bar = torch.eye(lam.shape[-1], dtype=lam.dtype, device=lam.device) - deficit
+        return DiscreteSSM(
+            A_bar=a_bar,
+            B_bar=b_bar,
+            C_bar=c,
+            D=self.D,
+            dt=torch.exp(self.log_dt),
+            eigvals=torch.linalg.eigvals(a_bar),
+            scale=2.0,
+        )
+
+    def impulse_response(self, length: int) -> Tensor:
+        lam, p, b, c = self.continuous()
+        deficit, _ = self._bilinear(lam, p, b)
+        # C̃ = C̄ (I - Ā^L) makes the length-L generating function exact for any L.
+        c_tilde = (c[:, None, :] @ _deficit_power(deficit, length))[:, 0]
+        # Cauchy denominators s - cΛ in real arithmetic (much faster than complex ops on CPU).
+        phi = torch.arange(length, dtype=self.log_dt.dtype, device=lam.device) * (math.pi / length)
+        cos = torch.cos(phi)
+        s_im = (2 / torch.exp(self.log_dt))[:, None] * torch.sin(phi)  # (H, L)
+        den_re = -cos * lam.real[..., None]  # (H, N/2, L)
+        den_im = s_im[:, None, :] - cos * lam.imag[..., None]
+        inv_abs2 = 1 / (den_re.square() + den_im.square())
+        cauchy = torch.complex(den_re * inv_abs2, -den_im * inv_abs2)
+        # The four Cauchy sums in one batched matmul: rows X_n Y_n for (C̃B̃, C̃P̃, P̃*B̃, P̃*P̃).
+        left = torch.stack([c_tilde, p.conj()], dim=1)
+        right = torch.stack([b, p], dim=1)
+        products = (left[:, :, None, :] * right[:, None, :, :]).flatten(1, 2)  # (H, 4, N/2)
+        k_cb, k_cp, k_pb, k_pp = (products @ cauchy).unbind(1)
+        k_hat = torch.polar(torch.ones_like(phi), phi) * (
+            k_cb - cos * k_cp * k_pb / (1 + cos * k_pp)
+        )
+        return 2 * torch.fft.ifft(k_hat, dim=-1).real
+
+    def forward(self, u: Tensor) -> Tensor:
+        kernel = self.impulse_response(u.shape[1])
+        return fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2) + self.D * u
