@@ -204,6 +204,7 @@ def test_discrete_reproduces_the_block():
         h = ssm.A_bar[:, k] * h + ssm.B_bar_euler[:, k] * ssm.x[:, k, :, None]
         ys.append((h * ssm.C[:, k, None, :]).sum(-1) + ssm.D * ssm.x[:, k])
     y = torch.stack(ys, dim=1) * torch.nn.functional.silu(ssm.z)
+    torch.testing.assert_close(y, block.mix(hidden), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(block.out_proj(y), block(hidden), rtol=1e-10, atol=1e-12)
 
 

@@ -1,0 +1,16 @@
+"""The five SSM families, AdS, and the classifier that stacks them."""
+
+from .base import LTISSM, Component, DiscreteSSM, Site
+from .registry import MODELS, PRESETS, ModelConfig, build_model, model_config
+
+__all__ = [
+    "LTISSM",
+    "MODELS",
+    "PRESETS",
+    "Component",
+    "DiscreteSSM",
+    "ModelConfig",
+    "Site",
+    "build_model",
+    "model_config",
+]

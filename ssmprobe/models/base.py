@@ -100,3 +100,36 @@ def fft_causal_conv(u: Tensor, kernel: Tensor) -> Tensor:
     n = 2 * length
     spectrum = torch.fft.rfft(u, n=n) * torch.fft.rfft(kernel, n=n)
     return torch.fft.irfft(spectrum, n=n)[..., :length]
+
+
+def real_parameter(values: Tensor) -> nn.Parameter:
+    """A parameter in the default float dtype; complex values are stored as (..., 2) real.
+
+    Module.double() converts only floating-point parameters, so complex ones are kept real.
+    """
+    if values.is_complex():
+        values = torch.view_as_real(values)
+    return nn.Parameter(values.to(torch.get_default_dtype(), copy=True).contiguous())
+
+
+def as_complex(param: Tensor) -> Tensor:
+    """The complex tensor stored by `real_parameter`."""
+    return torch.view_as_complex(param)
+
+
+def stable_eigenvalues(log_neg_real: Tensor, imag: Tensor) -> Tensor:
+    """λ = -exp(log_neg_real) + i·imag: Re λ < 0 for every parameter value."""
+    return torch.complex(-torch.exp(log_neg_real), imag)
+
+
+def vandermonde_kernel(z: Tensor, left: Tensor, right: Tensor, length: int) -> Tensor:
+    """K_k = 2 Re Σ_n left_{..n} exp(z_n k) right_{n..} for k < length, one batched product.
+
+    `z` is (N,) or (H, N); `left` and `right` are the weights on each side of exp(zk): for SISO
+    (H, N) each and the result is (H, L); for MIMO (H, N) and (N, H), and the result is (H, H, L).
+    """
+    k = torch.arange(length, device=z.device, dtype=z.real.dtype)
+    powers = torch.exp(z.unsqueeze(-1) * k)  # Ā^k = exp(λΔk): no rounding builds up over k
+    if z.dim() == 2:  # SISO: z, left, right are (H, N)
+        return 2 * torch.einsum("hn,hnl->hl", left * right, powers).real
+    return 2 * torch.einsum("in,nl,nj->ijl", left, powers, right).real

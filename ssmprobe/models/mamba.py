@@ -37,7 +37,7 @@ class SelectiveSSM:
     """The per-step parameters of a Mamba block's SSM (eq. 10) for one input of the block.
 
     Running h_k = A_bar_k ⊙ h_{k-1} + B_bar_euler_k x_k, y_k = C_k · h_k + D x_k, and
-    y_k ⊙ SiLU(z_k) gives what the block feeds to out_proj. `B_bar` is the exact ZOH input
+    y_k ⊙ SiLU(z_k) gives `Mamba.mix(hidden)`, the input of out_proj. `B_bar` is the exact ZOH input
     matrix Δ_k φ₁(Δ_k A) B_k, which `forward` does not use. Shapes: A_bar, B_bar, B_bar_euler
     (batch, L, D, N); C (batch, L, N); dt, x, z (batch, L, D); D (D,).
     """
@@ -188,6 +188,10 @@ class Mamba(nn.Module):
         return x, z, dt.transpose(1, 2), b.transpose(1, 2), c.transpose(1, 2)
 
     def forward(self, hidden: Tensor) -> Tensor:
+        return self.out_proj(self.mix(hidden))
+
+    def mix(self, hidden: Tensor) -> Tensor:
+        """Everything before out_proj: the gated SSM output y (batch, L, D) for hidden (B, L, H)."""
         x, z, dt, b, c = self._ssm_inputs(hidden)
         y = selective_scan(
             x,
@@ -201,7 +205,7 @@ class Mamba(nn.Module):
             delta_softplus=True,
             use_cuda_kernel=self.use_cuda_kernel,
         )
-        return self.out_proj(y.transpose(1, 2))
+        return y.transpose(1, 2)
 
     def discrete(self, hidden: Tensor) -> SelectiveSSM:
         """The per-step Ā_k, B̄_k, C_k, Δ_k, SSM input and gate for the input hidden (B, L, H)."""

@@ -1,27 +1,32 @@
 """S4: HiPPO-LegS in normal-plus-low-rank form, bilinear discretisation, convolution kernel.
 
-Continuous SSM per channel h (paper eq. 1-2), with N/2 complex states, one of each conjugate
-pair of LegS's normal part, so that y = 2 Re(C x) + D u:
+Continuous SSM per channel h (paper eq. 1-2) in LegS's eigenbasis. The parameters hold one
+member of each conjugate pair (Λ, P̃, B̃, C of size N/2); the system uses both members,
 
-    A = diag(Λ) - P̃ P̃*,   (Λ, P̃, B̃) initialised from `hippo.legs_nplr(N)`,   Re Λ < 0.
+    A = diag(Λ, Λ̄) - p p*,   p = (P̃, P̃̄),   B = (B̃, B̃̄),   C = (C, C̄),   Re Λ < 0,
+
+so that at initialisation (`hippo.legs_nplr(N)`) A is exactly HiPPO-LegS written in the
+unitary basis (V, V̄), and y = C x + D u is real (scale 1). Keeping only the N/2 half with the
+low-rank term inside it would drop the term's coupling between conjugate halves and is not LegS.
 
 Bilinear discretisation (eq. 3-4):
 
     Ā = (I - Δ/2 A)^{-1} (I + Δ/2 A),   B̄ = (I - Δ/2 A)^{-1} Δ B̃,   C̄ = C.
 
-The output (eq. 5) is y = K * u + D u with the kernel K_k = 2 Re(C̄ Ā^k B̄), k < L, computed
+The output (eq. 5) is y = K * u + D u with the kernel K_k = Re(C̄ Ā^k B̄), k < L, computed
 from its truncated generating function at the roots of unity ω_j = exp(-2iφ_j), φ_j = πj/L:
 
     K̂(ω) = Σ_{k<L} C̄ Ā^k B̄ ω^k = C̃ (I - Āω)^{-1} B̄,   C̃ = C̄ (I - Ā^L)   (as ω^L = 1)
           = 2 C̃ [(2/Δ)(1 - ω) - (1 + ω) A]^{-1} B̃ = e^{iφ} C̃ [s - cA]^{-1} B̃,
 
 with s = (2/Δ) i sin φ and c = cos φ (half-angle form: bounded, no pole at ω = -1). Woodbury
-on s - cA = R^{-1} + c P̃ P̃*, R = diag(1 / (s - cΛ)), gives
+on s - cA = R^{-1} + c p p*, R = diag(1 / (s - cΛ)), gives
 
     K̂ = e^{iφ} [k_CB - c k_CP k_PB / (1 + c k_PP)],   k_XY = Σ_n X_n Y_n / (s - cΛ_n),
 
-for X ∈ {C̃, P̃*}, Y ∈ {B̃, P̃}, and K = 2 Re(iDFT(K̂)). I - Ā^L is formed from I - Ā by repeated
-squaring, never as a difference of matrices close to I, so small Δ keeps float32 accuracy.
+for X ∈ {C̃, p*}, Y ∈ {B, p}, and K = Re(iDFT(K̂)) (real up to rounding). I - Ā^L is formed
+from I - Ā by repeated squaring, never as a difference of matrices close to I, so small Δ keeps
+float32 accuracy.
 """
 
 from __future__ import annotations
@@ -29,15 +34,17 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import hippo
-from .base import LTISSM, DiscreteSSM, fft_causal_conv
-
-
-def _complex_parameter(value: Tensor) -> nn.Parameter:
-    """A complex tensor stored as real (..., 2), so that `Module.double()` converts it."""
-    return nn.Parameter(torch.view_as_real(value).float().contiguous())
+from .base import (
+    LTISSM,
+    DiscreteSSM,
+    as_complex,
+    fft_causal_conv,
+    real_parameter,
+    stable_eigenvalues,
+)
 
 
 def _deficit_power(deficit: Tensor, power: int) -> Tensor:
@@ -68,19 +75,19 @@ class S4(LTISSM):
         lam, p, b, _ = hippo.legs_nplr(d_state)
         half = d_state // 2
         copies = (d_model, half)
-        self.log_neg_re_lam = nn.Parameter(torch.log(-lam.real).expand(copies).float().clone())
-        self.im_lam = nn.Parameter(lam.imag.expand(copies).float().clone())
-        self.P = _complex_parameter(p.expand(copies))
-        self.B = _complex_parameter(b.expand(copies))
-        self.C = _complex_parameter(torch.randn(copies, dtype=torch.complex128))
-        self.log_dt = nn.Parameter(torch.log(hippo.log_uniform((d_model,), dt_min, dt_max)).float())
-        self.D = nn.Parameter(torch.randn(d_model))
+        self.log_neg_re_lam = real_parameter(torch.log(-lam.real).expand(copies))
+        self.im_lam = real_parameter(lam.imag.expand(copies))
+        self.P = real_parameter(p.expand(copies))
+        self.B = real_parameter(b.expand(copies))
+        self.C = real_parameter(torch.randn(copies, dtype=torch.complex128))
+        self.log_dt = real_parameter(torch.log(hippo.log_uniform((d_model,), dt_min, dt_max)))
+        self.D = real_parameter(torch.randn(d_model, dtype=torch.float64))
 
     def continuous(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(Λ, P̃, B̃, C), each complex (H, N/2): A = diag(Λ) - P̃ P̃* per channel."""
-        lam = torch.complex(-torch.exp(self.log_neg_re_lam), self.im_lam)
-        p, b, c = (torch.view_as_complex(x) for x in (self.P, self.B, self.C))
-        return lam, p, b, c
+        """(Λ, p, B, C), each complex (H, N) with conjugate halves: A = diag(Λ) - p p*."""
+        lam = stable_eigenvalues(self.log_neg_re_lam, self.im_lam)
+        halves = (lam, *(as_complex(x) for x in (self.P, self.B, self.C)))
+        return tuple(torch.cat([x, x.conj()], dim=-1) for x in halves)  # type: ignore[return-value]
 
     def _bilinear(self, lam: Tensor, p: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         """(I - Ā, B̄) of eq. 3-4 from one solve: I - Ā = -(I - Δ/2 A)^{-1} Δ A.
@@ -106,7 +113,7 @@ class S4(LTISSM):
             D=self.D,
             dt=torch.exp(self.log_dt),
             eigvals=torch.linalg.eigvals(a_bar),
-            scale=2.0,
+            scale=1.0,
         )
 
     def impulse_response(self, length: int) -> Tensor:
@@ -118,19 +125,19 @@ class S4(LTISSM):
         phi = torch.arange(length, dtype=self.log_dt.dtype, device=lam.device) * (math.pi / length)
         cos = torch.cos(phi)
         s_im = (2 / torch.exp(self.log_dt))[:, None] * torch.sin(phi)  # (H, L)
-        den_re = -cos * lam.real[..., None]  # (H, N/2, L)
+        den_re = -cos * lam.real[..., None]  # (H, N, L)
         den_im = s_im[:, None, :] - cos * lam.imag[..., None]
         inv_abs2 = 1 / (den_re.square() + den_im.square())
         cauchy = torch.complex(den_re * inv_abs2, -den_im * inv_abs2)
-        # The four Cauchy sums in one batched matmul: rows X_n Y_n for (C̃B̃, C̃P̃, P̃*B̃, P̃*P̃).
+        # The four Cauchy sums in one batched matmul: rows X_n Y_n for (C̃B, C̃p, p*B, p*p).
         left = torch.stack([c_tilde, p.conj()], dim=1)
         right = torch.stack([b, p], dim=1)
-        products = (left[:, :, None, :] * right[:, None, :, :]).flatten(1, 2)  # (H, 4, N/2)
+        products = (left[:, :, None, :] * right[:, None, :, :]).flatten(1, 2)  # (H, 4, N)
         k_cb, k_cp, k_pb, k_pp = (products @ cauchy).unbind(1)
         k_hat = torch.polar(torch.ones_like(phi), phi) * (
             k_cb - cos * k_cp * k_pb / (1 + cos * k_pp)
         )
-        return 2 * torch.fft.ifft(k_hat, dim=-1).real
+        return torch.fft.ifft(k_hat, dim=-1).real
 
     def forward(self, u: Tensor) -> Tensor:
         kernel = self.impulse_response(u.shape[1])

@@ -19,8 +19,14 @@ import torch
 from torch import Tensor
 
 from . import discretize, hippo
-from .base import LTISSM, DiscreteSSM
-from .dss import as_complex, real_parameter, stable_eigenvalues, vandermonde_kernel
+from .base import (
+    LTISSM,
+    DiscreteSSM,
+    as_complex,
+    real_parameter,
+    stable_eigenvalues,
+    vandermonde_kernel,
+)
 from .scan import linear_scan
 
 

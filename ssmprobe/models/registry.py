@@ -1,0 +1,117 @@
+"""Model configuration, presets (Appendix C Table 3) and the one registry that builds models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from torch import nn
+
+from .ads import ACTIVATIONS
+from .backbone import MambaBlock, MegaBlock, SequenceClassifier, SSMBlock
+from .dss import DSS
+from .s4 import S4
+from .s5 import S5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in every checkpoint.
+
+    `d_state` of None takes the family's default (S4/DSS/S5: 64, Mega/Mamba: 16). `d_ffn` is
+    Mega's feed-forward width (Table 3: 32 on MNIST, 256 on CIFAR-10; None means 2·d_model).
+    `residual` adds a skip around the S4, DSS, S5 and Mamba blocks (Mega has its own).
+    """
+
+    model: str
+    d_input: int = 1
+    n_classes: int = 10
+    d_model: int = 128
+    n_layers: int = 2
+    d_state: int | None = None
+    ads: str | None = None
+    residual: bool = False
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    d_qk: int = 64
+    d_ffn: int | None = None
+    d_conv: int = 4
+    expand: int = 2
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
+        if self.ads is not None and self.ads not in ACTIVATIONS:
+            raise ValueError(f"ads must be None or one of {sorted(ACTIVATIONS)}, got {self.ads!r}")
+        for name in ("d_input", "n_classes", "d_model", "n_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise ValueError(f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Table 3: MNIST 2 layers (Mega FFN 32), CIFAR-10 4 layers (Mega FFN 256), d = 128. `digits` is
+# the small embedded default that trains in seconds on a CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mnist": {"d_input": 1, "n_classes": 10, "d_model": 128, "n_layers": 2, "d_ffn": 32},
+    "cifar10": {"d_input": 3, "n_classes": 10, "d_model": 128, "n_layers": 4, "d_ffn": 256},
+    "digits": {"d_input": 1, "n_classes": 10, "d_model": 64, "n_layers": 2, "d_state": 16},
+}
+
+
+def model_config(model: str, preset: str | None = None, **overrides: Any) -> ModelConfig:
+    """A config for `model` from a preset (if any) with `overrides` on top."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    base = dict(PRESETS[preset]) if preset else {}
+    return ModelConfig.from_dict({"model": model, **base, **overrides})
+
+
+def _state(config: ModelConfig, default: int) -> int:
+    return default if config.d_state is None else config.d_state
+
+
+def _ssm_block(ssm_cls: type[nn.Module], linear: bool) -> Callable[[ModelConfig], nn.Module]:
+    def build(c: ModelConfig) -> nn.Module:
+        ssm = ssm_cls(c.d_model, _state(c, 64), dt_min=c.dt_min, dt_max=c.dt_max)
+        return SSMBlock(ssm, c.d_model, c.ads, c.residual, linear)
+
+    return build
+
+
+def _mega_block(c: ModelConfig) -> nn.Module:
+    d_ffn = 2 * c.d_model if c.d_ffn is None else c.d_ffn
+    return MegaBlock(c.d_model, _state(c, 16), c.d_qk, d_ffn, c.ads)
+
+
+def _mamba_block(c: ModelConfig) -> nn.Module:
+    return MambaBlock(c.d_model, _state(c, 16), c.d_conv, c.expand, c.ads, c.residual)
+
+
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "s4": _ssm_block(S4, linear=True),
+    "dss": _ssm_block(DSS, linear=True),
+    "s5": _ssm_block(S5, linear=False),
+    "mega": _mega_block,
+    "mamba": _mamba_block,
+}
+
+
+def build_model(config: ModelConfig | Mapping[str, Any]) -> SequenceClassifier:
+    """The classifier described by `config` (a ModelConfig or its dict form)."""
+    if not isinstance(config, ModelConfig):
+        config = ModelConfig.from_dict(config)
+    layers = [MODELS[config.model](config) for _ in range(config.n_layers)]
+    return SequenceClassifier(config.d_input, config.n_classes, config.d_model, layers)
