@@ -21,9 +21,7 @@ intact.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -34,12 +32,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .io import atomic_file
+
 FORMAT_NAME = "ssmprobe.checkpoint"
 FORMAT_VERSION = 1
 
 _SCALARS = (type(None), bool, int, float, str)
-_UMASK = os.umask(0)  # read once so new checkpoints get the usual permissions, not mkstemp's 0600
-os.umask(_UMASK)
 
 
 class CheckpointError(Exception):
@@ -84,19 +82,8 @@ def save_checkpoint(
         "meta": dict(meta),
         "extra": dict(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:  # also on KeyboardInterrupt: never leave the temp file behind
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 
@@ -213,17 +200,3 @@ def _weights_only_reason(err: Exception) -> str:
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else "(no message)"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Makes the rename itself durable; not possible on every platform, hence best effort."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -9,39 +9,202 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import CheckpointError
 from .data import DATASETS, DatasetError, load_dataset
-from .models import MODELS, PRESETS, build_model, model_config
-from .train import TrainConfig, default_device, train_standard
+from .models import MODELS, PRESETS, model_config
+from .train import METHODS, TrainingDiverged, fit, train_config
+
+_FORMAT = argparse.ArgumentDefaultsHelpFormatter
+# eval, table and report import their modules when run: matplotlib and AutoAttack are slow to
+# import and `train` needs neither.
 
 
 def _train(args: argparse.Namespace) -> int:
     train_set = load_dataset(args.dataset, "train", args.data_dir)
     test_set = load_dataset(args.dataset, "test", args.data_dir)
-    overrides = {"d_input": train_set.channels, "n_classes": train_set.num_classes, "ads": args.ads}
-    for key in ("d_model", "n_layers", "d_state"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    config = model_config(args.model, args.preset or args.dataset, **overrides)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device) if args.device else default_device()
-    model = build_model(config).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.model} on {args.dataset}: {n_params:,} parameters, device {device}")
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    preset = args.preset or args.dataset
+    arch = {
+        k: getattr(args, k)
+        for k in ("d_model", "n_layers", "d_state")
+        if getattr(args, k) is not None
+    }
+    mconfig = model_config(
+        args.model,
+        preset,
+        d_input=train_set.channels,
+        n_classes=train_set.num_classes,
+        ads=args.ads,
+        residual=args.residual,
+        **arch,
     )
-    history = train_standard(model, train_set, test_set, train_config, progress=not args.quiet)
-    for row in history:
-        print(
-            f"epoch {row['epoch']:3d}  test clean acc {100 * row['test_clean_acc']:6.2f}%  "
-            f"loss {row['test_clean_loss']:.4f}"
+    tconfig = train_config(
+        preset,
+        method=args.method,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eps=args.eps,
+        alpha=args.alpha,
+        beta=args.beta,
+        steps=args.steps,
+        seed=args.seed,
+        train_eval_size=args.train_eval_size,
+        test_eval_size=args.test_eval_size,
+        amp=args.amp,
+    )
+    name = args.name or "_".join(
+        [args.model, *([args.ads] if args.ads else []), args.dataset, args.method]
+    )
+    run_dir = Path(args.out) / name
+    if not args.resume and (run_dir / "last.pt").exists():
+        raise ValueError(
+            f"{run_dir} already holds a run; pass --resume to continue it "
+            "or --name to start another"
         )
-    out = Path(args.out) / f"{args.model}_{args.dataset}_st" / "last.pt"
-    meta = {"dataset": args.dataset, "method": "st", "epoch": args.epochs, "metrics": history[-1]}
-    save_checkpoint(out, config.to_dict(), model.state_dict(), meta)
-    print(f"clean accuracy {100 * history[-1]['test_clean_acc']:.2f}%  checkpoint {out}")
+    device = None if args.device is None else torch.device(args.device)
+    history = fit(
+        mconfig,
+        train_set,
+        test_set,
+        tconfig,
+        run_dir,
+        dataset=args.dataset,
+        resume=args.resume,
+        device=device,
+        progress=not args.quiet,
+    )
+    if history:
+        last = history[-1]
+        print(
+            f"{run_dir}: clean accuracy {100 * last['test_clean_acc']:.2f}%, "
+            f"PGD-{tconfig.steps} accuracy {100 * last['test_pgd_acc']:.2f}% (last epoch)"
+        )
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_checkpoint, format_results
+
+    attacks = [a.strip() for a in args.attack.split(",") if a.strip()]
+    results = evaluate_checkpoint(
+        args.ckpt,
+        attacks,
+        n=args.n,
+        batch_size=args.batch_size,
+        eps=args.eps,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
+    print(format_results(results))
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from .report import collect_runs, write_tables
+
+    table = collect_runs(args.runs)
+    paths = write_tables(table, Path(args.out or args.runs))
+    print(paths["md"].read_text())
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .plots import plot_training_curves
+    from .report import collect_runs, write_tables
+
+    runs = sorted(p.parent for p in Path(args.runs).rglob("config.json"))
+    if not runs:
+        raise ValueError(f"no run directories (holding config.json) under {args.runs}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = plot_training_curves(runs, out / "training_curves.png")
+    paths = write_tables(collect_runs(args.runs), out)
+    print("written: " + ", ".join(str(p) for p in [figure, *paths.values()]))
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (ST, PGD-AT or TRADES)",
+        formatter_class=_FORMAT,
+        description=(
+            "Train an SSM classifier into OUT/NAME: metrics.jsonl after every "
+            "epoch, best.pt (highest test PGD accuracy) and last.pt. Unset "
+            "options take the preset's value (Table 4 for mnist and cifar10). "
+            "Run under torchrun for data-parallel training."
+        ),
+    )
+    p.add_argument("--model", choices=sorted(MODELS), default="s4")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="st",
+        help="st: standard, pgd: PGD-AT (Madry), trades: TRADES",
+    )
+    p.add_argument("--ads", choices=["relu", "tanh", "sigmoid"], help="AdS after each SSM")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="architecture and training preset (default: the dataset's)",
+    )
+    p.add_argument("--d-model", type=int, help="hidden width d")
+    p.add_argument("--n-layers", type=int, help="number of blocks")
+    p.add_argument("--d-state", type=int, help="state size N (family default if unset)")
+    p.add_argument("--residual", action="store_true", help="skip connection around each block")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--eps", type=float, help="ℓ∞ budget of PGD (training and per-epoch test)")
+    p.add_argument("--alpha", type=float, help="PGD step size")
+    p.add_argument("--steps", type=int, help="PGD steps (10 in the paper)")
+    p.add_argument("--beta", type=float, help="TRADES KL weight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-eval-size",
+        type=int,
+        help="size of the fixed train subset evaluated after every epoch (default 1000)",
+    )
+    p.add_argument(
+        "--test-eval-size", type=int, help="test samples evaluated after every epoch (default all)"
+    )
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
+    p.add_argument(
+        "--data-dir", help="dataset files (default $SSMPROBE_DATA or ~/.cache/ssmprobe/data)"
+    )
+    p.add_argument("--out", default="runs", help="directory that holds run directories")
+    p.add_argument("--name", help="run directory name (default MODEL[_ADS]_DATASET_METHOD)")
+    p.add_argument("--resume", action="store_true", help="continue from NAME/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.set_defaults(func=_train)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="clean, PGD and AutoAttack accuracy of a checkpoint",
+        formatter_class=_FORMAT,
+        description=(
+            "Evaluate a checkpoint on the first N test samples of its dataset "
+            "and save eval_<checkpoint>.json next to it."
+        ),
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint file (best.pt, last.pt)")
+    p.add_argument(
+        "--attack",
+        default="pgd10,aa",
+        help="comma-separated: pgd10, pgd20, fgsm, pgdl2-10, aa (standard "
+        "AutoAttack), aa-fast (APGD-CE + APGD-T)",
+    )
+    p.add_argument("--n", type=int, default=1000, help="number of test samples")
+    p.add_argument("--eps", type=float, help="ℓ∞ budget (default: the run's training eps)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--data-dir", help="dataset files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,35 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ssmprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser(
-        "train",
-        help="train a sequence classifier",
-        description="Train an SSM classifier and save its checkpoint under --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    _add_train(sub)
+    _add_eval(sub)
+    table = sub.add_parser(
+        "table", help="Tables 1-2: Best / Last / Diff of Clean, PGD-10, AA", formatter_class=_FORMAT
     )
-    train.add_argument("--model", choices=sorted(MODELS), default="s4")
-    train.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    train.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="architecture preset (Table 3); defaults to the dataset's",
+    table.add_argument("runs", help="directory of run directories")
+    table.add_argument("--out", help="where table.md/.csv/.tex go (default: RUNS)")
+    table.set_defaults(func=_table)
+    report = sub.add_parser(
+        "report", help="training curves and tables of all runs", formatter_class=_FORMAT
     )
-    train.add_argument("--ads", choices=["relu", "tanh", "sigmoid"], help="AdS after each SSM")
-    train.add_argument("--d-model", type=int, help="hidden width d (preset's if unset)")
-    train.add_argument("--n-layers", type=int, help="number of blocks (preset's if unset)")
-    train.add_argument("--d-state", type=int, help="state size N (family default if unset)")
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", help="torch device (CUDA when present, else CPU)")
-    train.add_argument(
-        "--data-dir",
-        help="where dataset files are (default $SSMPROBE_DATA or ~/.cache/ssmprobe/data)",
-    )
-    train.add_argument("--out", default="runs", help="directory for run outputs")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(func=_train)
+    report.add_argument("--runs", default="runs", help="directory of run directories")
+    report.add_argument("--out", default="figures", help="output directory")
+    report.set_defaults(func=_report)
     return parser
 
 
@@ -86,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, CheckpointError, ValueError) as err:
+    except (DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError) as err:
         print(f"ssmprobe: error: {err}", file=sys.stderr)
         return 2
 

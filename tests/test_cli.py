@@ -17,35 +17,22 @@ from ssmprobe.train import evaluate
 
 
 def test_train_writes_a_checkpoint_that_rebuilds_the_model(tmp_path: Path, capsys) -> None:
-    args = [
-        "train",
-        "--model",
-        "dss",
-        "--ads",
-        "tanh",
-        "--epochs",
-        "2",
-        "--d-model",
-        "16",
-        "--n-layers",
-        "1",
-        "--d-state",
-        "4",
-        "--batch-size",
-        "128",
-        "--out",
-        str(tmp_path),
-        "--quiet",
-    ]
+    args = (
+        "train --model dss --ads tanh --epochs 2 --d-model 16 --n-layers 1 --d-state 4 "
+        f"--batch-size 128 --steps 1 --train-eval-size 32 --quiet --out {tmp_path}"
+    ).split()
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "clean accuracy" in out and "epoch   2" in out
-    ckpt = load_checkpoint(tmp_path / "dss_digits_st" / "last.pt")
+    assert "clean accuracy" in capsys.readouterr().out
+    run = tmp_path / "dss_tanh_digits_st"
+    ckpt = load_checkpoint(run / "last.pt")
     assert ckpt.config["model"] == "dss" and ckpt.config["ads"] == "tanh"
     assert ckpt.meta["dataset"] == "digits" and ckpt.meta["epoch"] == 2
     model = load_into(build_model(ckpt.config), ckpt)
     _, acc = evaluate(model, make_loader(load_dataset("digits", "test"), 256))
     assert acc == pytest.approx(ckpt.meta["metrics"]["test_clean_acc"])
+    # The same run again without --resume would overwrite it: refused.
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
 
 
 def test_bad_input_gives_one_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -14,7 +14,8 @@ from Δ_k B_k at O(Δ²); Mamba and mamba_ssm's kernel use Δ_k B_k, and so does
 Around the SSM: (x, z) = in_proj(u), x = SiLU(causal depthwise conv(x)), out = out_proj(y).
 Parameter names, shapes and initialisation are those of `mamba_ssm.modules.mamba_simple.Mamba`,
 so state dicts load in both directions. On CUDA, with `mamba_ssm` installed, the scan runs in its
-fused kernel; elsewhere it runs in PyTorch through `linear_scan`, which is not a per-step loop.
+fused kernel; elsewhere in `selective_scan.chunked_selective_scan`, chunked PyTorch with its own
+backward, which never holds the (batch, L, D, N) state.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import discretize, hippo
-from .scan import linear_scan
+from .selective_scan import chunked_selective_scan, step_size
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,6 @@ def _cuda_selective_scan() -> Callable[..., Tensor] | None:
     except (ImportError, OSError):  # OSError: extension built against another CUDA
         return None
     return selective_scan_fn
-
-
-def step_size(delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool) -> Tensor:
-    """Δ = softplus(delta + delta_bias) as the scan applies it; delta (B, D, L), bias (D,)."""
-    if delta_bias is not None:
-        delta = delta + delta_bias.unsqueeze(-1)
-    return F.softplus(delta) if delta_softplus else delta
 
 
 def selective_scan(
@@ -103,16 +97,7 @@ def selective_scan(
                 None if delta_bias is None else delta_bias.float(),
                 delta_softplus,
             )
-    dt = step_size(delta, delta_bias, delta_softplus).transpose(1, 2)  # (batch, L, D)
-    a = torch.exp(dt.unsqueeze(-1) * A)  # Ā_k: (batch, L, D, N)
-    b = (dt * u.transpose(1, 2)).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2)  # Δ_k B_k u_k
-    h = linear_scan(a, b)
-    y = torch.einsum("bldn,bnl->bdl", h, C)
-    if D is not None:
-        y = y + D.unsqueeze(-1) * u
-    if z is not None:
-        y = y * F.silu(z)
-    return y
+    return chunked_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 class Mamba(nn.Module):

@@ -1,0 +1,70 @@
+"""Final evaluation of a checkpoint: clean, PGD and AutoAttack accuracy (Tables 1-2 columns).
+
+Runs on the first `n` samples of the checkpoint's test set (a fixed subset, so best and last
+are scored on the same images), streams over batches, and saves `eval_<checkpoint>.json`
+beside the checkpoint in the run-directory format that `report.collect_runs` reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .attacks import evaluate_attack, parse_attack
+from .data import load_dataset, make_loader
+from .io import write_json
+from .train import default_device, evaluate, load_model
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    attacks: list[str],
+    n: int = 1000,
+    batch_size: int = 256,
+    eps: float | None = None,
+    data_dir: str | Path | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...).
+
+    ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
+    Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...}}.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    path = Path(path)
+    model, meta = load_model(path, device or default_device())
+    dataset = meta["dataset"]
+    train = meta.get("train", {})
+    linf_eps = eps if eps is not None else train.get("eps")
+    test = load_dataset(dataset, "test", data_dir)
+    test = test.subset(torch.arange(min(n, len(test))))
+    loader = make_loader(test, batch_size)
+    results = {"clean": evaluate(model, loader)[1]}
+    for spec in attacks:
+        config = parse_attack(spec, dataset)
+        if config.norm == "Linf" and linf_eps is not None:
+            alpha = train.get("alpha") if eps is None else None
+            config = parse_attack(spec, dataset, eps=linf_eps, alpha=alpha)
+        results[config.label] = evaluate_attack(
+            model, loader, config, progress=progress, seed=seed
+        )["acc"]
+    record = {
+        "checkpoint": path.name,
+        "dataset": dataset,
+        "n": len(test),
+        "eps": linf_eps,
+        "results": results,
+    }
+    write_json(path.with_name(f"eval_{path.stem}.json"), record)
+    return record
+
+
+def format_results(record: dict[str, Any]) -> str:
+    """One line: the checkpoint, then each accuracy in %."""
+    parts = [f"{name} {100 * acc:.2f}%" for name, acc in record["results"].items()]
+    return f"{record['checkpoint']} ({record['dataset']}, n={record['n']}): " + "  ".join(parts)

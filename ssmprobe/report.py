@@ -1,0 +1,428 @@
+"""Tables 1-2 of the paper from run directories: Best / Last / Diff for Clean, PGD-10 and AA.
+
+A run directory is a folder holding `config.json` (see the run-directory contract: the trainer
+writes `config.json` and `metrics.jsonl`, `ssmprobe eval` writes `eval_best.json` and
+`eval_last.json`). `collect_runs` finds every run under a folder, at any depth, and gives one
+row per run:
+
+- `dataset`, `model`, `method`, `ads` ("none" without AdS), `seed`: from `config.json`;
+- `clean_best`, `clean_last`, `clean_diff`, and the same for `pgd10` and `aa`: test accuracy in
+  % rounded to 2 decimals, as in the paper; `diff = best - last` of the rounded values, so a
+  printed row always adds up. An eval file or an attack that is absent gives NaN (printed "–");
+- `epochs` (finished epochs) and `best_epoch` (highest test PGD-10 accuracy, the earliest on a
+  tie) from `metrics.jsonl`, NA without it; `run`: the run's path relative to the runs folder.
+
+Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, Mamba), method
+(ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
+the known ones alphabetically. `write_tables` writes that table as Markdown, CSV and booktabs
+LaTeX, each file atomically (a temporary file moved over the target), so an interrupted report
+never leaves a half-written table.
+
+A file that is there but unreadable (invalid JSON, wrong fields, an accuracy outside [0, 1])
+raises `RunDirError` naming it: silently dropping a run would make a table look complete when
+it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MODEL_NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
+METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
+ADS_NAMES = {"none": "–", "relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+DATASET_NAMES = {"digits": "Digits", "mnist": "MNIST", "cifar10": "CIFAR-10"}
+ATTACKS = {"clean": "Clean", "pgd10": "PGD-10", "aa": "AA"}
+STATS = ("best", "last", "diff")
+MISSING = "–"
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILES = {"best": "eval_best.json", "last": "eval_last.json"}
+
+ACCURACY_COLUMNS = [f"{attack}_{stat}" for attack in ATTACKS for stat in STATS]
+KEY_COLUMNS = ["dataset", "model", "method", "ads"]
+COLUMNS = [*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS, "epochs", "best_epoch", "run"]
+_HEADERS = {
+    "dataset": "Dataset",
+    "model": "Model",
+    "method": "Method",
+    "ads": "AdS",
+    "seed": "Seed",
+    "epochs": "Epochs",
+    "best_epoch": "Best epoch",
+    "run": "Run",
+    **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
+}
+_DISPLAY = {
+    "dataset": DATASET_NAMES,
+    "model": MODEL_NAMES,
+    "method": METHOD_NAMES,
+    "ads": ADS_NAMES,
+}
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+}
+
+
+class RunDirError(ValueError):
+    """A file of a run directory is present but unusable (corrupt JSON, wrong fields)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What identifies a run, read from its `config.json`."""
+
+    path: Path
+    dataset: str
+    model: str
+    method: str
+    ads: str
+    seed: int | None
+
+    @property
+    def title(self) -> str:
+        """E.g. "S4 · PGD-AT · MNIST", or "DSS + ReLU AdS · TRADES · Digits"."""
+        model = display("model", self.model)
+        if self.ads != "none":
+            model += f" + {display('ads', self.ads)} AdS"
+        return f"{model} · {display('method', self.method)} · {display('dataset', self.dataset)}"
+
+
+def display(column: str, key: str) -> str:
+    """The paper's name for a dataset / model / method / AdS key; unknown keys as they are."""
+    return _DISPLAY[column].get(key, key)
+
+
+def sort_key(run: RunInfo) -> tuple:
+    """Table order: the paper's order of datasets, models, methods and AdS, then the seed."""
+    return (
+        *(_rank(column, getattr(run, column)) for column in KEY_COLUMNS),
+        -1 if run.seed is None else run.seed,
+        str(run.path),
+    )
+
+
+def find_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Every run directory under `runs_dir` (itself included), in table order.
+
+    Folders whose name starts with a dot (editor and notebook caches) are not searched.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.exists():
+        raise FileNotFoundError(f"runs folder not found: {runs_dir}")
+    if not runs_dir.is_dir():
+        raise NotADirectoryError(f"runs folder is a file, not a folder: {runs_dir}")
+    configs = [
+        path
+        for path in runs_dir.rglob(CONFIG_FILE)
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(runs_dir).parts[:-1])
+    ]
+    if not configs:
+        raise ValueError(
+            f"no runs found under {runs_dir}: a run directory is a folder holding {CONFIG_FILE} "
+            f"(written by `ssmprobe train`), with {METRICS_FILE} and the "
+            f"{' / '.join(EVAL_FILES.values())} files of `ssmprobe eval` next to it"
+        )
+    return sorted((read_run_info(path.parent) for path in configs), key=sort_key)
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """Dataset, model, method, AdS and seed of the run in `run_dir`, from its config.json."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise RunDirError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    model = config.get("model")
+    model_dict = model if isinstance(model, dict) else {}
+    values = {
+        "dataset": config.get("dataset"),
+        "model": model_dict.get("model") if isinstance(model, dict) else model,
+        "method": config.get("method"),
+    }
+    bad = [f"{key} ({value!r})" for key, value in values.items() if not isinstance(value, str)]
+    if bad:
+        raise RunDirError(
+            f"{path}: needs the strings dataset, method and model (or model.model); "
+            f"missing or not a string: {', '.join(bad)}"
+        )
+    ads = config["ads"] if "ads" in config else model_dict.get("ads")
+    if ads is not None and not isinstance(ads, str):
+        raise RunDirError(f"{path}: ads must be null or a string, got {ads!r}")
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    seed = config.get("seed", train.get("seed"))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RunDirError(f"{path}: seed must be an integer, got {seed!r}")
+    return RunInfo(run_dir, **values, ads=ads or "none", seed=seed)
+
+
+def read_json(path: Path) -> Any:
+    """The parsed contents of a JSON file; RunDirError naming the file if it is not JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RunDirError(f"{path}: not a text file ({err.reason} at byte {err.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RunDirError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+            "the file is corrupt or was cut short: re-run the step that writes it"
+        ) from None
+
+
+def read_eval(path: Path) -> dict[str, float]:
+    """Accuracies (fractions) by attack name from an eval_*.json; {} if the file is absent."""
+    if not path.is_file():
+        return {}
+    payload = read_json(path)
+    results = payload.get("results") if isinstance(payload, dict) else None
+    if not isinstance(results, dict):
+        raise RunDirError(f'{path}: expected an object with a "results" object of accuracies')
+    accuracies = {}
+    for attack, value in results.items():
+        if value is None:  # an attack that was not run, written as null
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0.0 <= value <= 1.0  # also rejects NaN
+        ):
+            raise RunDirError(
+                f"{path}: results[{attack!r}] = {value!r} is not an accuracy in [0, 1] "
+                "(accuracies are fractions, not percentages)"
+            )
+        accuracies[attack] = float(value)
+    return accuracies
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """The per-epoch metrics of a run (metrics.jsonl), one row per epoch, sorted by epoch.
+
+    A last line that does not parse is what an interrupted run leaves: it is skipped with a
+    warning. A bad line anywhere else means the file is corrupt, and raises RunDirError naming
+    the file and line. If an epoch appears twice (a resumed run), its last row wins.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir} (has the run finished an epoch?)")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise RunDirError(f"{path}: not a text file ({err.reason} at byte {err.start})") from None
+    numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    rows = []
+    for i, line in numbered:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            if i == numbered[-1][0]:
+                warnings.warn(
+                    f"{path}: skipping line {i}, cut short ({err.msg}); "
+                    "the run was probably interrupted while writing it",
+                    stacklevel=2,
+                )
+                continue
+            raise RunDirError(f"{path}: line {i} is not valid JSON ({err.msg})") from None
+        if (
+            not isinstance(row, dict)
+            or isinstance(row.get("epoch"), bool)
+            or not isinstance(row.get("epoch"), int)
+        ):
+            raise RunDirError(f'{path}: line {i} is not an object with an integer "epoch"')
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=None if rows else ["epoch"])
+    frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def best_epoch(metrics: pd.DataFrame) -> int | None:
+    """The epoch with the highest test PGD-10 accuracy (the earliest on a tie), as the trainer
+    picks best.pt; None without that column or any value in it."""
+    if "test_pgd_acc" not in metrics or metrics["test_pgd_acc"].isna().all():
+        return None
+    return int(metrics.loc[metrics["test_pgd_acc"].idxmax(), "epoch"])
+
+
+def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run under `runs_dir`, with the columns of `COLUMNS` (module docstring)."""
+    runs_dir = Path(runs_dir)
+    rows = []
+    for run in find_runs(runs_dir):
+        row: dict[str, Any] = {key: getattr(run, key) for key in (*KEY_COLUMNS, "seed")}
+        percent = {
+            checkpoint: {k: round(100 * v, 2) for k, v in read_eval(run.path / name).items()}
+            for checkpoint, name in EVAL_FILES.items()
+        }
+        for attack in ATTACKS:
+            best = percent["best"].get(attack, math.nan)
+            last = percent["last"].get(attack, math.nan)
+            row |= {f"{attack}_best": best, f"{attack}_last": last}
+            row[f"{attack}_diff"] = round(best - last, 2)  # NaN if either is missing
+        if (run.path / METRICS_FILE).is_file():
+            metrics = read_metrics(run.path)
+            row["epochs"] = len(metrics)
+            row["best_epoch"] = best_epoch(metrics)
+        row["run"] = run.path.relative_to(runs_dir).as_posix()
+        rows.append(row)
+    frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    frame[ACCURACY_COLUMNS] = frame[ACCURACY_COLUMNS].astype(float)
+    for column in ("seed", "epochs", "best_epoch"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Writes table.md, table.csv and table.tex for `collect_runs`'s frame into `out_dir`.
+
+    Markdown and LaTeX have the paper's layout: Dataset, Model, Method, AdS (only when some run
+    has AdS), Seed (only when some setting was run with several seeds), then Best / Last / Diff
+    under Clean, PGD-10 and AA, missing values as "–". The CSV has every column of the frame
+    with the paper's names, empty cells for missing values, so it reads back as numbers.
+    Returns {"md": path, "csv": path, "tex": path}.
+    """
+    missing = [c for c in (*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS) if c not in df]
+    if missing:
+        raise ValueError(f"the frame lacks columns {missing}; pass the result of collect_runs")
+    if df.empty:
+        raise ValueError("no runs to tabulate (the frame is empty)")
+    out_dir = Path(out_dir)
+    labels = df.copy()
+    for column in _DISPLAY:
+        labels[column] = [display(column, key) for key in df[column]]
+    shown = ["dataset", "model", "method"]
+    if (df["ads"] != "none").any():
+        shown.append("ads")
+    if df.duplicated(KEY_COLUMNS).any():
+        shown.append("seed")
+    cells = [
+        [*(_cell(row[c]) for c in shown), *(_number(row[c]) for c in ACCURACY_COLUMNS)]
+        for _, row in labels.iterrows()
+    ]
+    csv_frame = labels[[c for c in COLUMNS if c in labels]].rename(columns=_HEADERS)
+    paths = {name: out_dir / f"table.{name}" for name in ("md", "csv", "tex")}
+    _write_text(paths["md"], _markdown(shown, cells))
+    _write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
+    _write_text(paths["tex"], _latex(shown, cells))
+    return paths
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yields a temporary path beside `path` (same suffix); if the block succeeds the file
+    written there replaces `path` in one rename, else it is removed and `path` is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _rank(column: str, key: str) -> tuple[int, str]:
+    order = list(_DISPLAY[column])
+    return (order.index(key), "") if key in order else (len(order), key)
+
+
+def _cell(value: Any) -> str:
+    return MISSING if pd.isna(value) else str(value)
+
+
+def _number(value: float) -> str:
+    return MISSING if pd.isna(value) else f"{value:.2f}"
+
+
+def _markdown(shown: Sequence[str], cells: list[list[str]]) -> str:
+    header = [_HEADERS[c] for c in shown] + [_HEADERS[c] for c in ACCURACY_COLUMNS]
+    widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=True)]
+    n_labels = len(shown)
+
+    def line(texts: Sequence[str]) -> str:
+        padded = [
+            text.ljust(w) if j < n_labels else text.rjust(w)
+            for j, (text, w) in enumerate(zip(texts, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            "-" * (w + 2) if j < n_labels else "-" * (w + 1) + ":" for j, w in enumerate(widths)
+        )
+        + "|"
+    )
+    return "\n".join(
+        [
+            "Test accuracy (%) at the best checkpoint (highest PGD-10 test accuracy) and the "
+            "last; Diff = Best - Last; – = not evaluated.",
+            "",
+            line(header),
+            rule,
+            *(line(row) for row in cells),
+            "",
+        ]
+    )
+
+
+def _latex(shown: Sequence[str], cells: list[list[str]]) -> str:
+    n = len(shown)
+    stats = [stat.capitalize() for stat in STATS]
+    spans = "".join(
+        rf"\cmidrule(lr){{{n + 1 + 3 * i}-{n + 3 + 3 * i}}}" for i in range(len(ATTACKS))
+    )
+    lines = [
+        "% Test accuracy (%); Best = checkpoint with the highest PGD-10 test accuracy.",
+        rf"\begin{{tabular}}{{{'l' * n}{'r' * len(ACCURACY_COLUMNS)}}}",
+        r"\toprule",
+        " & " * n
+        + " & ".join(rf"\multicolumn{{3}}{{c}}{{{name}}}" for name in ATTACKS.values())
+        + r" \\",
+        spans,
+        " & ".join([*(_HEADERS[c] for c in shown), *stats * len(ATTACKS)]) + r" \\",
+        r"\midrule",
+    ]
+    previous: list[str] = []
+    for row in cells:
+        if previous and row[0] != previous[0]:
+            lines.append(r"\midrule")
+        # Like the paper, a dataset / model / method is printed only where it changes.
+        printed = list(row)
+        for j in range(min(3, n)):
+            if row[: j + 1] == previous[: j + 1]:
+                printed[j] = ""
+        lines.append(" & ".join(_latex_escape(text) for text in printed) + r" \\")
+        previous = row
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(char, char) for char in text)
