@@ -294,14 +294,14 @@ def fit(
             scheduler.step()
             loss_sum += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        seconds = time.perf_counter() - started  # training only, not the evaluation below
         if rank == 0:
-            row = _epoch_metrics(attack_model, train_eval, test_eval, config)
             row = {
                 "epoch": epoch,
                 "lr": scheduler.get_last_lr()[0],
-                "seconds": time.perf_counter() - started,
+                "seconds": seconds,
                 "train_loss": loss_sum / len(batches),
-                **row,
+                **_epoch_metrics(attack_model, train_eval, test_eval, config),
             }
             _append_metrics(metrics_path, row)
             history.append(row)

@@ -158,3 +158,16 @@ def test_every_family_learns_digits(family: str, tmp_path) -> None:
     _, acc = evaluate(model, make_loader(test_set, 256))
     assert acc == history[-1]["test_clean_acc"]
     assert acc > 0.3, f"{family}: {acc:.3f}"  # chance is 0.1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_autocast_runs_the_ssm_in_full_precision(family: str) -> None:
+    """Under bfloat16 autocast the SSM still runs (and records) in float32; float64 stays."""
+    model = tiny(family)
+    x = torch.rand(2, 9, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rec = record(model, x)
+        logits = model(x)
+    assert rec["layers.0.ssm"][1].dtype == torch.float32
+    assert torch.isfinite(logits).all()
+    assert record(model.double(), x.double())["layers.0.ssm"][1].dtype == torch.float64

@@ -18,6 +18,9 @@ so one recorder serves every family.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -29,6 +32,16 @@ from .mega import EMA, GatedAttention
 
 def _ads(d_model: int, activation: str | None) -> AdS | None:
     return None if activation is None else AdS(d_model, activation)  # type: ignore[arg-type]
+
+
+def _full_precision(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Runs an SSM in float32 with autocast off: FFTs, complex kernels and scans have no
+    bfloat16 path, and their long sums would lose too much in it. The layers around it keep
+    using autocast."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    with torch.autocast(x.device.type, enabled=False):
+        return fn(x)
 
 
 def _ssm_components(block: nn.Module, prefix: str) -> list[Component]:
@@ -54,7 +67,7 @@ class SSMBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.ssm(x)
+        y = _full_precision(self.ssm, x)
         if self.ads is not None:
             y = self.ads(y)
         if self.linear is not None:
@@ -86,7 +99,7 @@ class MegaBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.ssm(x)
+        y = _full_precision(self.ssm, x)
         if self.ads is not None:
             y = self.ads(y)
         h = self.norm(self.attention(y, x))
@@ -119,7 +132,7 @@ class MambaBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.mixer.mix(x)
+        y = _full_precision(self.mixer.mix, x)
         if self.ads is not None:
             y = self.ads(y)
         y = self.mixer.out_proj(y)
