@@ -110,17 +110,12 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .plots import plot_training_curves
+    from .plots import write_figures
     from .report import collect_runs, write_tables
 
-    runs = sorted(p.parent for p in Path(args.runs).rglob("config.json"))
-    if not runs:
-        raise ValueError(f"no run directories (holding config.json) under {args.runs}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    figure = plot_training_curves(runs, out / "training_curves.png")
-    paths = write_tables(collect_runs(args.runs), out)
-    print("written: " + ", ".join(str(p) for p in [figure, *paths.values()]))
+    figures = write_figures(args.runs, args.out)  # one per (dataset, method), as Figs. 1, 2, 5
+    tables = write_tables(collect_runs(args.runs), Path(args.out))
+    print("written: " + ", ".join(str(p) for p in [*figures, *tables.values()]))
     return 0
 
 

@@ -2,9 +2,9 @@
 
 One row per run, two panels: cross-entropy loss and accuracy (%). Each panel has four lines
 from the run's `metrics.jsonl`, measured after every epoch: train / test (colour) × clean /
-PGD-10 (solid / dashed). The gap between train PGD-10 and test PGD-10 accuracy that widens
-while test PGD-10 accuracy falls is robust overfitting; a dotted vertical line marks the best
-epoch (highest test PGD-10 accuracy, the epoch of best.pt).
+PGD-10 (solid / dashed; "PGD-N" when the run attacked with N steps). Test PGD-10 accuracy
+falling while train PGD-10 accuracy still rises is robust overfitting; a dotted vertical line
+marks the best epoch (highest test PGD-10 accuracy, the epoch of best.pt).
 
 Figures are drawn on matplotlib's Agg canvas without pyplot: nothing is displayed, no global
 state changes (seaborn's "whitegrid" style is applied only while a figure is built), and a
@@ -23,11 +23,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .io import atomic_file
 from .report import (
     CONFIG_FILE,
     METRICS_FILE,
     RunInfo,
-    atomic_output,
     best_epoch,
     find_runs,
     read_metrics,
@@ -37,12 +37,12 @@ from .report import (
 __all__ = ["make_training_figure", "plot_training_curves", "read_metrics", "write_figures"]
 
 SPLITS = ("train", "test")
-KINDS = {"clean": "clean", "pgd": "PGD-10"}
+KINDS = ("clean", "pgd")
 PANELS = {"loss": ("Loss", "Cross-entropy loss"), "acc": ("Accuracy", "Accuracy (%)")}
 FORMATS = (".png", ".pdf")
 _PALETTE = sns.color_palette("deep")
 _COLORS = {"train": _PALETTE[0], "test": _PALETTE[1]}
-_LINESTYLES = {"clean": "-", "pgd": "-."}
+_LINESTYLES = {"clean": "-", "pgd": "--"}
 _MARKERS_UP_TO = 30  # with few epochs, markers keep single points visible
 
 
@@ -79,8 +79,8 @@ def plot_training_curves(run_dirs: Sequence[str | Path] | str | Path, out_path: 
     fig = make_training_figure(run_dirs)
     png = out_path.with_suffix(".png")
     for target in [png] if out_path == png else [png, out_path]:
-        with atomic_output(target) as tmp:
-            fig.savefig(tmp, format=target.suffix[1:].lower(), dpi=150)
+        with atomic_file(target, "wb") as f:
+            fig.savefig(f, format=target.suffix[1:].lower(), dpi=150)
     return out_path
 
 
@@ -117,10 +117,11 @@ def _draw_run(run: RunInfo, row: Sequence[Axes]) -> None:
     metrics = read_metrics(run.path)
     best = best_epoch(metrics)
     marker = "o" if len(metrics) <= _MARKERS_UP_TO else None
+    kind_names = {"clean": "clean", "pgd": f"PGD-{run.pgd_steps}"}
     for ax, (quantity, (title, ylabel)) in zip(row, PANELS.items(), strict=True):
         scale = 100.0 if quantity == "acc" else 1.0
         for split in SPLITS:
-            for kind, kind_name in KINDS.items():
+            for kind in KINDS:
                 column = f"{split}_{kind}_{quantity}"
                 if column not in metrics:  # e.g. a run written before PGD metrics existed
                     continue
@@ -131,7 +132,7 @@ def _draw_run(run: RunInfo, row: Sequence[Axes]) -> None:
                     linestyle=_LINESTYLES[kind],
                     marker=marker,
                     markersize=3,
-                    label=f"{split} {kind_name}",
+                    label=f"{split} {kind_names[kind]}",
                 )
         if best is not None:
             ax.axvline(
@@ -139,7 +140,7 @@ def _draw_run(run: RunInfo, row: Sequence[Axes]) -> None:
                 color="0.25",
                 linestyle=":",
                 linewidth=1.5,
-                label="best epoch (highest test PGD-10 acc.)",
+                label=f"best epoch (highest test PGD-{run.pgd_steps} acc.)",
             )
             title += f" (best epoch {best})" if quantity == "acc" else ""
         if metrics.empty:

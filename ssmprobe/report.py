@@ -15,8 +15,8 @@ row per run:
 Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, Mamba), method
 (ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
 the known ones alphabetically. `write_tables` writes that table as Markdown, CSV and booktabs
-LaTeX, each file atomically (a temporary file moved over the target), so an interrupted report
-never leaves a half-written table.
+LaTeX, each file atomically (`io.atomic_file`), so an interrupted report never leaves a
+half-written table.
 
 A file that is there but unreadable (invalid JSON, wrong fields, an accuracy outside [0, 1])
 raises `RunDirError` naming it: silently dropping a run would make a table look complete when
@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .io import write_text
 
 MODEL_NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
 METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
@@ -99,6 +98,7 @@ class RunInfo:
     method: str
     ads: str
     seed: int | None
+    pgd_steps: int = 10  # steps of the PGD run after every epoch (train.steps; 10 in the paper)
 
     @property
     def title(self) -> str:
@@ -175,7 +175,10 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     seed = config.get("seed", train.get("seed"))
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise RunDirError(f"{path}: seed must be an integer, got {seed!r}")
-    return RunInfo(run_dir, **values, ads=ads or "none", seed=seed)
+    steps = train.get("steps", 10)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise RunDirError(f"{path}: train.steps must be a positive integer, got {steps!r}")
+    return RunInfo(run_dir, **values, ads=ads or "none", seed=seed, pgd_steps=steps)
 
 
 def read_json(path: Path) -> Any:
@@ -323,28 +326,10 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     ]
     csv_frame = labels[[c for c in COLUMNS if c in labels]].rename(columns=_HEADERS)
     paths = {name: out_dir / f"table.{name}" for name in ("md", "csv", "tex")}
-    _write_text(paths["md"], _markdown(shown, cells))
-    _write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
-    _write_text(paths["tex"], _latex(shown, cells))
+    write_text(paths["md"], _markdown(shown, cells))
+    write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
+    write_text(paths["tex"], _latex(shown, cells))
     return paths
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `path` (same suffix); if the block succeeds the file
-    written there replaces `path` in one rename, else it is removed and `path` is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def _rank(column: str, key: str) -> tuple[int, str]:
@@ -361,6 +346,7 @@ def _number(value: float) -> str:
 
 
 def _markdown(shown: Sequence[str], cells: list[list[str]]) -> str:
+    cells = [[text.replace("|", r"\|") for text in row] for row in cells]  # a name with a pipe
     header = [_HEADERS[c] for c in shown] + [_HEADERS[c] for c in ACCURACY_COLUMNS]
     widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=True)]
     n_labels = len(shown)
@@ -418,7 +404,8 @@ def _latex(shown: Sequence[str], cells: list[list[str]]) -> str:
         for j in range(min(3, n)):
             if row[: j + 1] == previous[: j + 1]:
                 printed[j] = ""
-        lines.append(" & ".join(_latex_escape(text) for text in printed) + r" \\")
+        texts = [*map(_latex_escape, printed[:n]), *map(_latex_number, printed[n:])]
+        lines.append(" & ".join(texts) + r" \\")
         previous = row
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
@@ -426,3 +413,8 @@ def _latex(shown: Sequence[str], cells: list[list[str]]) -> str:
 
 def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def _latex_number(text: str) -> str:
+    """A printed accuracy, its minus sign (Diff < 0) in math mode rather than a hyphen."""
+    return f"$-${text[1:]}" if text.startswith("-") else _latex_escape(text)

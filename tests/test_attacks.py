@@ -188,9 +188,9 @@ def test_existing_parameter_grads_are_left_untouched() -> None:
 
 
 def test_pgd10_breaks_a_standard_model(trained, test_batch) -> None:
-    """At the digits budget (ε = 0.2) and MNIST's (ε = 0.3), PGD-10 takes a standard model from
-    ~74% to ~0% (measured 0.0 at both); random ±ε noise only to ~30%, so the drop is the
-    gradient's doing, not the budget's."""
+    """At the digits budget (ε = 0.2) and MNIST's (ε = 0.3), PGD-10 takes the standard model
+    from 74% to 0% (measured at both); random ±ε sign noise only to 35% / 24%, so the drop is
+    the gradient's doing, not merely the budget's."""
     x, y = test_batch
     clean = accuracy(trained, x, y)
     assert clean > 0.5
@@ -199,7 +199,7 @@ def test_pgd10_breaks_a_standard_model(trained, test_batch) -> None:
         sign_noise = torch.rand(x.shape, generator=seeded()).round() * 2 - 1
         noisy = accuracy(trained, (x + eps * sign_noise).clamp(0, 1), y)
         assert robust <= 0.1 * clean
-        assert noisy >= robust + 0.2
+        assert noisy >= robust + 0.15
 
 
 def test_more_steps_never_score_higher_than_pgd1(trained, test_batch) -> None:
@@ -211,7 +211,7 @@ def test_more_steps_never_score_higher_than_pgd1(trained, test_batch) -> None:
         steps: accuracy(trained, pgd_linf(trained, x, y, eps, alpha, steps, generator=seeded()), y)
         for steps in (1, 10, 20)
     }
-    assert 0 < acc[20] and acc[1] < accuracy(trained, x, y)
+    assert acc[20] > 0 and acc[1] < accuracy(trained, x, y)
     assert acc[10] <= acc[1] and acc[20] <= acc[1]
 
 
@@ -365,7 +365,7 @@ def test_sequences_are_shown_to_autoattack_as_row_major_images() -> None:
 
 
 def test_autoattack_fast_is_at_least_as_strong_as_pgd10(trained, test_batch) -> None:
-    """ε = 0.05 on 32 samples (~2 s): measured clean 0.72, PGD-10 0.31, APGD-CE+APGD-T 0.25."""
+    """ε = 0.05 on 32 samples (~2 s): measured clean 0.59, PGD-10 0.28, APGD-CE + APGD-T 0.25."""
     x, y = (t[:32] for t in test_batch)
     eps = 0.05
     rng = torch.get_rng_state()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,51 @@ def test_console_script_help() -> None:
         check=True,
     )
     assert "--ads" in result.stdout and "--preset" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
+    """train -> eval (best, last) -> table -> report, as a user runs them."""
+    runs = tmp_path / "runs"
+    common = "--d-model 16 --n-layers 1 --d-state 4 --batch-size 128 --steps 2 --quiet"
+    for method in ("st", "trades"):
+        assert (
+            main(
+                f"train --model s5 --method {method} --epochs 2 --train-eval-size 32 "
+                f"--test-eval-size 64 {common} --out {runs}".split()
+            )
+            == 0
+        )
+    run = runs / "s5_digits_trades"
+    for ckpt in ("best", "last"):
+        assert (
+            main(
+                [
+                    "eval",
+                    "--ckpt",
+                    str(run / f"{ckpt}.pt"),
+                    "--attack",
+                    "pgd10,aa-fast",
+                    "--n",
+                    "24",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+    out = capsys.readouterr().out
+    assert "best.pt (digits, n=24): clean" in out and "aa-fast" in out
+    record = json.loads((run / "eval_best.json").read_text())
+    assert record["n"] == 24 and record["eps"] == 0.2
+    assert set(record["results"]) == {"clean", "pgd10", "aa-fast"}
+    assert record["results"]["aa-fast"] <= record["results"]["clean"]
+
+    assert main(["table", str(runs)]) == 0
+    table = capsys.readouterr().out
+    assert "TRADES" in table and "S5" in table
+    assert main(["report", "--runs", str(runs), "--out", str(tmp_path / "fig")]) == 0
+    for method in ("st", "trades"):
+        assert (tmp_path / "fig" / f"curves_digits_{method}.png").stat().st_size > 10_000
+    assert {p.name for p in (tmp_path / "fig").iterdir()} >= {"table.md", "table.csv", "table.tex"}
+    assert main(["eval", "--ckpt", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err

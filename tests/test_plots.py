@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 from run_fixtures import metrics_rows, write_run
 
 from ssmprobe.plots import make_training_figure, plot_training_curves, read_metrics, write_figures
@@ -67,6 +69,21 @@ def test_figure_has_two_panels_per_run_with_four_curves_and_the_best_epoch(
     ]
 
 
+def test_labels_name_the_runs_pgd_steps(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "r", epochs=3)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["steps"] = 3
+    (run / "config.json").write_text(json.dumps(config))
+    labels = [t.get_text() for t in make_training_figure(run).legends[0].get_texts()]
+    assert labels == [
+        "train clean",
+        "train PGD-3",
+        "test clean",
+        "test PGD-3",
+        "best epoch (highest test PGD-3 acc.)",
+    ]
+
+
 def test_curves_carry_the_metrics_with_accuracy_in_percent(two_runs: list[Path]) -> None:
     fig = make_training_figure(two_runs[0])
     loss_ax, acc_ax = fig.axes
@@ -87,6 +104,24 @@ def test_png_is_written_and_valid(two_runs: list[Path], tmp_path: Path) -> None:
     assert (width, height) == (11 * 150, int((0.5 + 3.2 * 2) * 150))
     assert 20_000 < out.stat().st_size < 5_000_000
     assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temporary file left
+
+
+def test_an_interrupted_save_leaves_the_previous_png(
+    two_runs: list[Path], tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "figs" / "curves.png"
+    plot_training_curves(two_runs, out)
+    before = out.read_bytes()
+
+    def crash(self: Figure, file: BinaryIO, **kwargs: object) -> None:
+        file.write(PNG_MAGIC + b"half a picture")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", crash)
+    with pytest.raises(KeyboardInterrupt):
+        plot_training_curves(two_runs[:1], out)
+    assert out.read_bytes() == before
+    assert [p.name for p in out.parent.iterdir()] == ["curves.png"]
 
 
 def test_pdf_path_writes_pdf_and_png(two_runs: list[Path], tmp_path: Path) -> None:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from run_fixtures import write_run
 
+from ssmprobe import report
 from ssmprobe.report import (
     ACCURACY_COLUMNS,
     COLUMNS,
     RunDirError,
-    atomic_output,
     collect_runs,
     read_metrics,
     write_tables,
@@ -155,6 +159,18 @@ def test_order_of_models_methods_ads_and_unknown_names(tmp_path: Path) -> None:
     assert list(df["run"]) == ["k", "f", "e", "d", "c", "b", "h", "i", "g", "a", "j"]
 
 
+@settings(max_examples=40, deadline=None)
+@given(best=st.floats(0, 1), last=st.floats(0, 1))
+def test_every_printed_row_adds_up(best: float, last: float) -> None:
+    """Best and Last are rounded first, so the printed Diff is exactly printed Best - Last."""
+    with tempfile.TemporaryDirectory() as root:
+        write_run(Path(root), "r", best={"pgd10": best}, last={"pgd10": last}, epochs=None)
+        row = collect_runs(root).iloc[0]
+    printed = {k: Decimal(f"{row[f'pgd10_{k}']:.2f}") for k in ("best", "last", "diff")}
+    assert printed["diff"] == printed["best"] - printed["last"]
+    assert printed["best"] == Decimal(f"{100 * best:.2f}")
+
+
 def test_missing_attack_and_missing_eval_file_are_nan(runs: Path) -> None:
     df = collect_runs(runs)
     mamba = row_of(df, "digits/mamba_trades")
@@ -260,18 +276,26 @@ def test_latex_is_booktabs_with_a_two_level_header(runs: Path, tmp_path: Path) -
     assert lines[-1] == r"\end{tabular}"
 
 
+def test_latex_prints_a_negative_diff_with_a_minus_sign(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs", "x", best={"clean": 0.1}, last={"clean": 0.23})
+    tex = write_tables(collect_runs(tmp_path / "runs"), tmp_path)["tex"].read_text(encoding="utf-8")
+    assert r"Digits & S4 & PGD-AT & 10.00 & 23.00 & $-$13.00 & -- & -- &" in tex
+
+
 def test_latex_escapes_special_characters(tmp_path: Path) -> None:
     write_run(
         tmp_path / "runs",
         "x",
         dataset="my_data&50%",
-        model="s4_custom",
+        model="s4|custom",
         best=S4_ST[0],
         last=S4_ST[1],
     )
     tex = write_tables(collect_runs(tmp_path / "runs"), tmp_path)["tex"].read_text(encoding="utf-8")
-    assert r"my\_data\&50\% & s4\_custom & PGD-AT & " in tex
+    assert r"my\_data\&50\% & s4|custom & PGD-AT & " in tex
     assert "my_data" not in tex
+    md = (tmp_path / "table.md").read_text(encoding="utf-8")
+    assert markdown_rows(md.replace("\\|", "¦"))[2][:2] == ["my_data&50%", "s4¦custom"]
 
 
 def test_ads_column_only_when_a_run_has_ads_and_seed_column_only_when_repeated(
@@ -286,15 +310,19 @@ def test_ads_column_only_when_a_run_has_ads_and_seed_column_only_when_repeated(
     assert r"Dataset & Model & Method & Seed & Best" in paths["tex"].read_text(encoding="utf-8")
 
 
-def test_tables_are_written_atomically(runs: Path, tmp_path: Path) -> None:
+def test_tables_are_replaced_whole(runs: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
     paths = write_tables(collect_runs(runs), out)
-    assert sorted(p.name for p in out.iterdir()) == ["table.csv", "table.md", "table.tex"]
-    before = paths["md"].read_text(encoding="utf-8")
-    with pytest.raises(RuntimeError), atomic_output(paths["md"]) as tmp:
-        tmp.write_text("half a table")
-        raise RuntimeError("interrupted")
-    assert paths["md"].read_text(encoding="utf-8") == before
+    tex = paths["tex"].read_text(encoding="utf-8")
+
+    def interrupted(*args: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "_latex", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_tables(collect_runs(runs).iloc[:1], out)
+    assert paths["md"].read_text(encoding="utf-8").count("| Digits") == 1  # rewritten
+    assert paths["tex"].read_text(encoding="utf-8") == tex  # the old table, whole
     assert sorted(p.name for p in out.iterdir()) == ["table.csv", "table.md", "table.tex"]
 
 
