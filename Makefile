@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 .PHONY: demo test lint bench
+# PGD-AT on digits, then clean / PGD-10 / AutoAttack of the best checkpoint and the Table 1
+# layout. Re-running it reuses the finished run (--resume).
 demo: $(STAMP)
-	$(BIN)/ssmprobe train --model s4 --dataset digits --epochs 5 --out runs/demo
+	$(BIN)/ssmprobe train --model s4 --dataset digits --method pgd --epochs 5 --out runs/demo --resume
+	$(BIN)/ssmprobe eval --ckpt runs/demo/s4_digits_pgd/best.pt --attack pgd10,aa --n 360
+	$(BIN)/ssmprobe table runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
