@@ -127,4 +127,6 @@ class GatedAttention(nn.Module):
         # Default scale is 1/sqrt(d_qk); is_causal masks keys after the query's step.
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         h = F.silu(hx + self.h_proj(reset * o))
-        return torch.lerp(u, h, torch.sigmoid(update))  # φ ⊙ H + (1 - φ) ⊙ X
+        # φ ⊙ H + (1 - φ) ⊙ X, written so that mixed float32/bfloat16 operands promote (lerp
+        # demands one dtype, which autocast does not give it).
+        return u + torch.sigmoid(update) * (h - u)
