@@ -97,7 +97,8 @@ def main() -> None:
         )
 
     mamba = Mamba(h, use_cuda_kernel=False).to(device)
-    x, z, dt, bb, cc = mamba._ssm_inputs(u)
+    with torch.no_grad():  # leaves, so every repeat builds its own graph
+        x, z, dt, bb, cc = (t.requires_grad_() for t in mamba._ssm_inputs(u))
     args_scan = (x, dt, mamba.A, bb, cc, mamba.D, z, mamba.dt_proj.bias)
     fast = timed(
         lambda: selective_scan(

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import discretize, hippo
+from .scan import linear_scan
 from .selective_scan import chunked_selective_scan, step_size
 
 
@@ -81,7 +82,10 @@ def selective_scan(
     Δ = softplus(delta + delta_bias) (each part optional), Ā_k = exp(Δ_k A), B̄_k = Δ_k B_k
     (simplified ZOH: exact ZOH is Δ_k φ₁(Δ_k A) B_k), h_k = Ā_k h_{k-1} + B̄_k u_k,
     y_k = C_k · h_k + D u_k, y ← y ⊙ SiLU(z). Uses mamba_ssm's `selective_scan_fn` for CUDA
-    inputs in float32 or lower when it is installed and `use_cuda_kernel`; else pure PyTorch.
+    inputs in float32 or lower when it is installed and `use_cuda_kernel`; else pure PyTorch:
+    on the CPU the fused chunked scan (memory-bound there: it never stores the full state),
+    on a GPU `full_state_scan` (launch-bound there: a few large kernels beat a loop of chunks,
+    16 s vs 0.2 s per PGD-AT step at the MNIST preset on an H100).
     """
     if use_cuda_kernel and u.is_cuda and u.dtype != torch.float64:
         kernel = _cuda_selective_scan()
@@ -97,7 +101,31 @@ def selective_scan(
                 None if delta_bias is None else delta_bias.float(),
                 delta_softplus,
             )
-    return chunked_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    scan = chunked_selective_scan if u.device.type == "cpu" else full_state_scan
+    return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def full_state_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """`selective_scan`'s math with the whole (batch, L, D, N) state stored and one
+    `linear_scan` over time."""
+    dt = step_size(delta, delta_bias, delta_softplus).transpose(1, 2)  # (batch, L, D)
+    a_bar = torch.exp(dt.unsqueeze(-1) * A)
+    bu = (dt * u.transpose(1, 2)).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2)
+    h = linear_scan(a_bar, bu)
+    y = torch.einsum("bldn,bnl->bdl", h, C)
+    if D is not None:
+        y = y + D.unsqueeze(-1) * u
+    return y if z is None else y * F.silu(z)
 
 
 class Mamba(nn.Module):
