@@ -99,7 +99,8 @@ def main() -> None:
     mamba = Mamba(h, use_cuda_kernel=False).to(device)
     with torch.no_grad():  # leaves, so every repeat builds its own graph
         x, z, dt, bb, cc = (t.requires_grad_() for t in mamba._ssm_inputs(u))
-    args_scan = (x, dt, mamba.A, bb, cc, mamba.D, z, mamba.dt_proj.bias)
+    a = mamba.A.detach().requires_grad_()  # A = -exp(A_log) is computed: make it a leaf too
+    args_scan = (x, dt, a, bb, cc, mamba.D, z, mamba.dt_proj.bias)
     fast = timed(
         lambda: selective_scan(
             *args_scan[:7], delta_bias=args_scan[7], delta_softplus=True, use_cuda_kernel=False
