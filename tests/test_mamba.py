@@ -410,8 +410,7 @@ def test_cuda_kernel_matches_pure_path():
 @pytest.mark.parametrize("length", [1, 9, 40])
 def test_gpu_full_state_path_matches_the_chunked_scan(length: int) -> None:
     """The two pure paths (GPU: full state, CPU: chunked) agree in value and gradient."""
-    from ssmprobe.models.mamba import full_state_scan
-    from ssmprobe.models.selective_scan import chunked_selective_scan
+    from ssmprobe.models.selective_scan import chunked_selective_scan, full_state_scan
 
     g = torch.Generator().manual_seed(length)
     batch, dim, n = 2, 3, 4

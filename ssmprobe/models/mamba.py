@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import discretize, hippo
-from .scan import linear_scan
-from .selective_scan import chunked_selective_scan, step_size
+from .selective_scan import chunked_selective_scan, full_state_scan, step_size
 
 
 @dataclass(frozen=True)
@@ -103,29 +102,6 @@ def selective_scan(
             )
     scan = chunked_selective_scan if u.device.type == "cpu" else full_state_scan
     return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-
-
-def full_state_scan(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-) -> Tensor:
-    """`selective_scan`'s math with the whole (batch, L, D, N) state stored and one
-    `linear_scan` over time."""
-    dt = step_size(delta, delta_bias, delta_softplus).transpose(1, 2)  # (batch, L, D)
-    a_bar = torch.exp(dt.unsqueeze(-1) * A)
-    bu = (dt * u.transpose(1, 2)).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2)
-    h = linear_scan(a_bar, bu)
-    y = torch.einsum("bldn,bnl->bdl", h, C)
-    if D is not None:
-        y = y + D.unsqueeze(-1) * u
-    return y if z is None else y * F.silu(z)
 
 
 class Mamba(nn.Module):

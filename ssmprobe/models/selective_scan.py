@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .scan import linear_scan
+
 # Largest |A|·(c_k - c_j) within a chunk, so every E_k lies in e^{±LOG_RANGE/2}. The exponent
 # is rounded once, so each factor carries a relative error of about eps · LOG_RANGE/2.
 _LOG_RANGE = {torch.float64: 400.0, torch.float32: 64.0}
@@ -301,3 +303,26 @@ def chunked_selective_scan(
         max_chunk,
     )
     return y.to(out_dtype)
+
+
+def full_state_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """`selective_scan`'s math with the whole (batch, L, D, N) state stored and one
+    `linear_scan` over time."""
+    dt = step_size(delta, delta_bias, delta_softplus).transpose(1, 2)  # (batch, L, D)
+    a_bar = torch.exp(dt.unsqueeze(-1) * A)
+    bu = (dt * u.transpose(1, 2)).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2)
+    h = linear_scan(a_bar, bu)
+    y = torch.einsum("bldn,bnl->bdl", h, C)
+    if D is not None:
+        y = y + D.unsqueeze(-1) * u
+    return y if z is None else y * F.silu(z)
