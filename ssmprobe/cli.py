@@ -14,7 +14,16 @@ from .data import DATASETS, DatasetError, load_dataset
 from .models import MODELS, PRESETS, model_config
 from .train import METHODS, TrainingDiverged, fit, train_config
 
-_FORMAT = argparse.ArgumentDefaultsHelpFormatter
+
+class _FORMAT(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except unset (None) ones: their help says what happens instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 # eval, table and report import their modules when run: matplotlib and AutoAttack are slow to
 # import and `train` needs neither.
 
@@ -149,9 +158,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-layers", type=int, help="number of blocks")
     p.add_argument("--d-state", type=int, help="state size N (family default if unset)")
     p.add_argument("--residual", action="store_true", help="skip connection around each block")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int, help="training epochs (preset's if unset)")
+    p.add_argument("--batch-size", type=int, help="global batch size (preset's if unset)")
+    p.add_argument(
+        "--lr", type=float, help="AdamW learning rate, cosine-annealed (preset's if unset)"
+    )
     p.add_argument("--eps", type=float, help="ℓ∞ budget of PGD (training and per-epoch test)")
     p.add_argument("--alpha", type=float, help="PGD step size")
     p.add_argument("--steps", type=int, help="PGD steps (10 in the paper)")
