@@ -241,6 +241,14 @@ def fit(
     start, best = 1, -1.0
     if resume and (run_dir / "last.pt").exists():
         ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
+        saved = ckpt.meta.get("train", {})
+        changed = sorted(k for k, v in asdict(config).items() if saved.get(k, v) != v)
+        if changed or ckpt.config != model_config.to_dict():
+            what = ", ".join(f"{k}: {saved[k]} -> {getattr(config, k)}" for k in changed)
+            raise ValueError(
+                f"cannot resume {run_dir} with a different configuration "
+                f"({what or 'model config'}); start a new run instead"
+            )
         load_into(model, ckpt)
         optimizer.load_state_dict(ckpt.extra["optimizer"])
         scheduler.load_state_dict(ckpt.extra["scheduler"])

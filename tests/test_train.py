@@ -237,3 +237,25 @@ def test_ddp_two_cpu_processes_write_one_set_of_metrics(tmp_path: Path) -> None:
         "metrics.jsonl",
     ]
     assert load_checkpoint(run / "last.pt").meta["epoch"] == 2
+
+
+def test_resume_refuses_a_changed_configuration(small, tmp_path: Path) -> None:
+    fit(tiny_model(), *small, quick(method="st", epochs=1), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"lr: 0.01 -> 0.001"):
+        fit(
+            tiny_model(),
+            *small,
+            quick(method="st", epochs=1, lr=1e-3),
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="model config"):
+        fit(
+            tiny_model(ads="relu"),
+            *small,
+            quick(method="st", epochs=1),
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
