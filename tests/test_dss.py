@@ -137,3 +137,18 @@ def test_causal(length: int, cut: int, seed: int) -> None:
     with torch.no_grad():
         y, w = _CAUSAL_LAYER(u), _CAUSAL_LAYER(v)
     torch.testing.assert_close(y[:, :cut], w[:, :cut], rtol=0, atol=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(length=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_vandermonde_equals_direct_powers(length: int, seed: int) -> None:
+    """The split exp(zqT)·exp(zr) equals exp(zk) for every length, square or not."""
+    from ssmprobe.models.base import vandermonde
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.complex(
+        -torch.rand(2, 3, generator=g, dtype=torch.float64),
+        4 * torch.randn(2, 3, generator=g, dtype=torch.float64),
+    )
+    direct = torch.exp(z.unsqueeze(-1) * torch.arange(length, dtype=torch.float64))
+    torch.testing.assert_close(vandermonde(z, length), direct, rtol=1e-12, atol=1e-14)

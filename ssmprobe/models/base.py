@@ -15,6 +15,7 @@ channels: Ā is (P,) diagonal, B̄ is (P, H), C̄ is (H, P), D is (H,).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,14 +123,27 @@ def stable_eigenvalues(log_neg_real: Tensor, imag: Tensor) -> Tensor:
     return torch.complex(-torch.exp(log_neg_real), imag)
 
 
+def vandermonde(z: Tensor, length: int) -> Tensor:
+    """exp(z k) for k < length, as (..., length).
+
+    Written k = q·T + r with T ≈ sqrt(length): exp(zk) = exp(zqT)·exp(zr) takes 2·sqrt(length)
+    complex exponentials per z instead of `length` (the costliest part of a DSS kernel), and
+    each power is still one product of two exponentials, so no rounding builds up over k.
+    """
+    t = max(1, math.isqrt(length - 1) + 1) if length > 0 else 1
+    steps = torch.arange(t, device=z.device, dtype=z.real.dtype)
+    coarse = torch.exp(z.unsqueeze(-1) * (steps * t))  # exp(z q T), q < T
+    fine = torch.exp(z.unsqueeze(-1) * steps)  # exp(z r), r < T
+    return (coarse.unsqueeze(-1) * fine.unsqueeze(-2)).flatten(-2)[..., :length]
+
+
 def vandermonde_kernel(z: Tensor, left: Tensor, right: Tensor, length: int) -> Tensor:
     """K_k = 2 Re Σ_n left_{..n} exp(z_n k) right_{n..} for k < length, one batched product.
 
     `z` is (N,) or (H, N); `left` and `right` are the weights on each side of exp(zk): for SISO
     (H, N) each and the result is (H, L); for MIMO (H, N) and (N, H), and the result is (H, H, L).
     """
-    k = torch.arange(length, device=z.device, dtype=z.real.dtype)
-    powers = torch.exp(z.unsqueeze(-1) * k)  # Ā^k = exp(λΔk): no rounding builds up over k
+    powers = vandermonde(z, length)
     if z.dim() == 2:  # SISO: z, left, right are (H, N)
         return 2 * torch.einsum("hn,hnl->hl", left * right, powers).real
     return 2 * torch.einsum("in,nl,nj->ijl", left, powers, right).real
