@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 # PGD-AT on digits, then clean / PGD-10 / AutoAttack of the best checkpoint and the Table 1
 # layout. Re-running it reuses the finished run (--resume).
 demo: $(STAMP)
-	$(BIN)/ssmprobe train --model s4 --dataset digits --method pgd --epochs 5 --out runs/demo --resume
+	$(BIN)/ssmprobe train --model s4 --dataset digits --method pgd --epochs 8 --out runs/demo --resume
 	$(BIN)/ssmprobe eval --ckpt runs/demo/s4_digits_pgd/best.pt --attack pgd10,aa --n 360
 	$(BIN)/ssmprobe table runs/demo
 

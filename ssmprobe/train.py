@@ -48,11 +48,11 @@ class TrainConfig:
     Table 4's for MNIST and CIFAR-10."""
 
     method: str = "st"
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 64
-    lr: float = 1e-2
+    lr: float = 3e-3
     weight_decay: float = 2e-4
-    eps: float = 0.2
+    eps: float = 0.1
     alpha: float = 0.025
     steps: int = 10
     beta: float = 1.0

@@ -188,7 +188,7 @@ def test_existing_parameter_grads_are_left_untouched() -> None:
 
 
 def test_pgd10_breaks_a_standard_model(trained, test_batch) -> None:
-    """At the digits budget (ε = 0.2) and MNIST's (ε = 0.3), PGD-10 takes the standard model
+    """At ε = 0.2 and at MNIST's ε = 0.3, PGD-10 takes the standard model
     from 74% to 0% (measured at both); random ±ε sign noise only to 35% / 24%, so the drop is
     the gradient's doing, not merely the budget's."""
     x, y = test_batch
@@ -264,13 +264,13 @@ def test_trades_loss_matches_the_definition() -> None:
 
 
 def test_parse_attack_presets() -> None:
-    assert parse_attack("pgd10") == AttackConfig("pgd", 0.2, 0.025, 10)
+    assert parse_attack("pgd10") == AttackConfig("pgd", 0.1, 0.025, 10)
     assert parse_attack(" PGD20 ", dataset="mnist") == AttackConfig("pgd", 0.3, 0.04, 20)
     assert parse_attack("pgd10", dataset="cifar10", eps=0.1) == AttackConfig("pgd", 0.1, 0.007, 10)
     l2 = parse_attack("pgdl2-10")
     assert (l2.name, l2.norm, l2.eps, l2.steps) == ("pgdl2", "L2", 0.5, 10)
     assert l2.alpha == pytest.approx(2.5 * 0.5 / 10)
-    assert parse_attack("fgsm") == AttackConfig("fgsm", 0.2)
+    assert parse_attack("fgsm") == AttackConfig("fgsm", 0.1)
     assert parse_attack("aa-fast", dataset="mnist") == AttackConfig("aa-fast", 0.3)
     for spec in ("pgd10", "pgdl2-5", "fgsm", "aa", "aa-fast"):
         assert parse_attack(spec).label == spec

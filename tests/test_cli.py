@@ -92,7 +92,7 @@ def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "best.pt (digits, n=24): clean" in out and "aa-fast" in out
     record = json.loads((run / "eval_best.json").read_text())
-    assert record["n"] == 24 and record["eps"] == 0.2
+    assert record["n"] == 24 and record["eps"] == 0.1
     assert set(record["results"]) == {"clean", "pgd10", "aa-fast"}
     assert record["results"]["aa-fast"] <= record["results"]["clean"]
 
