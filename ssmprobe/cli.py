@@ -102,6 +102,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         eps=args.eps,
         data_dir=args.data_dir,
+        device=None if args.device is None else torch.device(args.device),
         progress=not args.quiet,
     )
     print(format_results(results))
@@ -209,6 +210,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=float, help="ℓ∞ budget (default: the run's training eps)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--data-dir", help="dataset files")
+    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval)
 
