@@ -1,0 +1,54 @@
+"""Copies chosen best.pt files of finished runs into checkpoints/ with a manifest.
+
+The manifest records, per file, its SHA-256, the run's model config, dataset, method, ε and the
+clean / PGD-10 / AA accuracy from the run's eval_best.json, so that a test can check that the
+bundled weights load and still score what they scored.
+
+    python analysis/bundle_checkpoints.py RUNS_DIR s4_digits_pgd:s4_pgd dss_digits_pgd:dss_pgd
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from ssmprobe.checkpoint import load_checkpoint
+from ssmprobe.io import write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", help="directory of run directories")
+    parser.add_argument("pairs", nargs="+", help="RUN_NAME:BUNDLED_NAME")
+    parser.add_argument("--out", default="checkpoints")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for pair in args.pairs:
+        run_name, name = pair.split(":")
+        run = Path(args.runs) / run_name
+        target = out / f"{name}.pt"
+        shutil.copyfile(run / "best.pt", target)
+        ckpt = load_checkpoint(target)
+        evaluation = json.loads((run / "eval_best.json").read_text())
+        manifest[target.name] = {
+            "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "model": ckpt.config,
+            "dataset": ckpt.meta["dataset"],
+            "method": ckpt.meta["method"],
+            "epoch": ckpt.meta["epoch"],
+            "eps": evaluation["eps"],
+            "n_test": evaluation["n"],
+            "accuracy": evaluation["results"],
+        }
+    write_json(out / "manifest.json", manifest)
+
+
+if __name__ == "__main__":
+    main()
