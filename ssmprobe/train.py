@@ -52,8 +52,8 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 2e-4
-    eps: float = 0.1
-    alpha: float = 0.025
+    eps: float = PRESET_BUDGETS["digits"][0]
+    alpha: float = PRESET_BUDGETS["digits"][1]
     steps: int = 10
     beta: float = 1.0
     seed: int = 0
@@ -94,7 +94,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "cifar10": _table4("cifar10", epochs=180, beta=6.0),
     "digits": {},
 }
-assert (TrainConfig.eps, TrainConfig.alpha) == PRESET_BUDGETS["digits"]
 
 
 def train_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
