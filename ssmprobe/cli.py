@@ -60,6 +60,7 @@ def _train(args: argparse.Namespace) -> int:
         train_eval_size=args.train_eval_size,
         test_eval_size=args.test_eval_size,
         amp=args.amp,
+        eps_warmup=args.eps_warmup,
     )
     name = args.name or "_".join(
         [args.model, *([args.ads] if args.ads else []), args.dataset, args.method]
@@ -166,6 +167,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--eps", type=float, help="ℓ∞ budget of PGD (training and per-epoch test)")
     p.add_argument("--alpha", type=float, help="PGD step size")
+    p.add_argument(
+        "--eps-warmup",
+        type=int,
+        metavar="EPOCHS",
+        help="ramp the training attack's ε (and α) linearly from 0 over the first EPOCHS "
+        "epochs (preset's if unset; per-epoch evaluation always uses the full ε)",
+    )
     p.add_argument("--steps", type=int, help="PGD steps (10 in the paper)")
     p.add_argument("--beta", type=float, help="TRADES KL weight")
     p.add_argument("--seed", type=int, default=0)

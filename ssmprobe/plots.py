@@ -4,7 +4,7 @@ One row per run, two panels: cross-entropy loss and accuracy (%). Each panel has
 from the run's `metrics.jsonl`, measured after every epoch: train / test (colour) × clean /
 PGD-10 (solid / dashed; "PGD-N" when the run attacked with N steps). Test PGD-10 accuracy
 falling while train PGD-10 accuracy still rises is robust overfitting; a dotted vertical line
-marks the best epoch (highest test PGD-10 accuracy, the epoch of best.pt).
+marks the best epoch (the epoch of best.pt, `selection.best_epoch`).
 
 Figures are drawn on matplotlib's Agg canvas without pyplot: nothing is displayed, no global
 state changes (seaborn's "whitegrid" style is applied only while a figure is built), and a
@@ -115,7 +115,8 @@ def _runs(run_dirs: Sequence[str | Path] | str | Path) -> list[RunInfo]:
 
 def _draw_run(run: RunInfo, row: Sequence[Axes]) -> None:
     metrics = read_metrics(run.path)
-    best = best_epoch(metrics)
+    choice = best_epoch(metrics, run.n_classes)
+    best = None if choice is None else choice.epoch
     marker = "o" if len(metrics) <= _MARKERS_UP_TO else None
     kind_names = {"clean": "clean", "pgd": f"PGD-{run.pgd_steps}"}
     for ax, (quantity, (title, ylabel)) in zip(row, PANELS.items(), strict=True):

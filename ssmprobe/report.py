@@ -9,8 +9,11 @@ row per run:
 - `clean_best`, `clean_last`, `clean_diff`, and the same for `pgd10` and `aa`: test accuracy in
   % rounded to 2 decimals, as in the paper; `diff = best - last` of the rounded values, so a
   printed row always adds up. An eval file or an attack that is absent gives NaN (printed "–");
-- `epochs` (finished epochs) and `best_epoch` (highest test PGD-10 accuracy, the earliest on a
-  tie) from `metrics.jsonl`, NA without it; `run`: the run's path relative to the runs folder.
+- `epochs` (finished epochs), `best_epoch` and `best_rule` from `metrics.jsonl` by
+  `selection.best_epoch`, the trainer's rule for best.pt (highest test PGD-10 accuracy among
+  epochs that have learned, the earliest on a tie; `best_rule` says whether that pool or, when
+  no epoch learned, all epochs were searched), NA without it; `run`: the run's path relative
+  to the runs folder.
 
 Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, Mamba), method
 (ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
@@ -36,6 +39,8 @@ from typing import Any
 import pandas as pd
 
 from .io import write_text
+from .selection import BestChoice
+from .selection import best_epoch as select_best
 
 MODEL_NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
 METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
@@ -44,6 +49,12 @@ DATASET_NAMES = {"digits": "Digits", "mnist": "MNIST", "cifar10": "CIFAR-10"}
 ATTACKS = {"clean": "Clean", "pgd10": "PGD-10", "aa": "AA"}
 STATS = ("best", "last", "diff")
 MISSING = "–"
+FALLBACK_MARK = "†"
+CAPTION = (
+    "Test accuracy (%) at the best checkpoint (highest PGD-10 test accuracy among epochs with "
+    f"clean accuracy >= 3x chance; {FALLBACK_MARK}: no epoch reached that, best over all "
+    "epochs) and the last; Diff = Best - Last; – = not evaluated."
+)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -51,7 +62,7 @@ EVAL_FILES = {"best": "eval_best.json", "last": "eval_last.json"}
 
 ACCURACY_COLUMNS = [f"{attack}_{stat}" for attack in ATTACKS for stat in STATS]
 KEY_COLUMNS = ["dataset", "model", "method", "ads"]
-COLUMNS = [*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS, "epochs", "best_epoch", "run"]
+COLUMNS = [*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS, "epochs", "best_epoch", "best_rule", "run"]
 _HEADERS = {
     "dataset": "Dataset",
     "model": "Model",
@@ -60,6 +71,7 @@ _HEADERS = {
     "seed": "Seed",
     "epochs": "Epochs",
     "best_epoch": "Best epoch",
+    "best_rule": "Best rule",
     "run": "Run",
     **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
 }
@@ -99,6 +111,7 @@ class RunInfo:
     ads: str
     seed: int | None
     pgd_steps: int = 10  # steps of the PGD run after every epoch (train.steps; 10 in the paper)
+    n_classes: int = 10  # chance level for the best-epoch rule (model.n_classes)
 
     @property
     def title(self) -> str:
@@ -178,7 +191,12 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     steps = train.get("steps", 10)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise RunDirError(f"{path}: train.steps must be a positive integer, got {steps!r}")
-    return RunInfo(run_dir, **values, ads=ads or "none", seed=seed, pgd_steps=steps)
+    n_classes = model_dict.get("n_classes", 10)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise RunDirError(f"{path}: model.n_classes must be an integer >= 2, got {n_classes!r}")
+    return RunInfo(
+        run_dir, **values, ads=ads or "none", seed=seed, pgd_steps=steps, n_classes=n_classes
+    )
 
 
 def read_json(path: Path) -> Any:
@@ -261,12 +279,13 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def best_epoch(metrics: pd.DataFrame) -> int | None:
-    """The epoch with the highest test PGD-10 accuracy (the earliest on a tie), as the trainer
-    picks best.pt; None without that column or any value in it."""
-    if "test_pgd_acc" not in metrics or metrics["test_pgd_acc"].isna().all():
+def best_epoch(metrics: pd.DataFrame, n_classes: int) -> BestChoice | None:
+    """The epoch the trainer keeps as best.pt (`selection.best_epoch`); None without the test
+    accuracy columns or any complete row."""
+    needed = ["epoch", "test_clean_acc", "test_pgd_acc"]
+    if not set(needed) <= set(metrics):
         return None
-    return int(metrics.loc[metrics["test_pgd_acc"].idxmax(), "epoch"])
+    return select_best(metrics[needed].dropna().to_dict("records"), n_classes)
 
 
 def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
@@ -287,7 +306,9 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         if (run.path / METRICS_FILE).is_file():
             metrics = read_metrics(run.path)
             row["epochs"] = len(metrics)
-            row["best_epoch"] = best_epoch(metrics)
+            best = best_epoch(metrics, run.n_classes)
+            if best is not None:
+                row["best_epoch"], row["best_rule"] = best.epoch, best.rule
         row["run"] = run.path.relative_to(runs_dir).as_posix()
         rows.append(row)
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
@@ -315,6 +336,9 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     labels = df.copy()
     for column in _DISPLAY:
         labels[column] = [display(column, key) for key in df[column]]
+    if "best_rule" in df:  # the rows whose best.pt comes from an untrained run
+        fallback = df["best_rule"] == "all"
+        labels.loc[fallback, "method"] = labels.loc[fallback, "method"] + " " + FALLBACK_MARK
     shown = ["dataset", "model", "method"]
     if (df["ads"] != "none").any():
         shown.append("ads")
@@ -367,8 +391,7 @@ def _markdown(shown: Sequence[str], cells: list[list[str]]) -> str:
     )
     return "\n".join(
         [
-            "Test accuracy (%) at the best checkpoint (highest PGD-10 test accuracy) and the "
-            "last; Diff = Best - Last; – = not evaluated.",
+            CAPTION,
             "",
             line(header),
             rule,
@@ -385,7 +408,7 @@ def _latex(shown: Sequence[str], cells: list[list[str]]) -> str:
         rf"\cmidrule(lr){{{n + 1 + 3 * i}-{n + 3 + 3 * i}}}" for i in range(len(ATTACKS))
     )
     lines = [
-        "% Test accuracy (%); Best = checkpoint with the highest PGD-10 test accuracy.",
+        "% " + CAPTION,
         rf"\begin{{tabular}}{{{'l' * n}{'r' * len(ACCURACY_COLUMNS)}}}",
         r"\toprule",
         " & " * n

@@ -8,10 +8,12 @@ One step of each method on a batch (x, y):
 
 AdamW with a cosine schedule over all steps. After every epoch, clean and PGD accuracy and loss
 on a fixed train subset and on the test set go to `metrics.jsonl` (robust overfitting shows as
-the train/test gap, Figs. 1, 2, 5); `last.pt` is written every epoch, `best.pt` when test PGD
-accuracy improves. Every epoch reseeds from (seed, epoch) and checkpoints carry the optimizer and
-scheduler, so a resumed run ends with the same weights as an uninterrupted one. Under `torchrun`
-each process trains on its share of every batch (DDP) and only rank 0 evaluates and writes.
+the train/test gap, Figs. 1, 2, 5); `last.pt` is written every epoch, `best.pt` when the epoch
+is the best so far by `selection.best_epoch` (highest test PGD accuracy among epochs that have
+learned). An optional ε warm-up ramps the training attack's budget over the first epochs.
+Every epoch reseeds from (seed, epoch) and checkpoints carry the optimizer and scheduler, so
+a resumed run ends with the same weights as an uninterrupted one. Under `torchrun` each
+process trains on its share of every batch (DDP) and only rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from .checkpoint import load_checkpoint, load_into, save_checkpoint
 from .data import SequenceDataset, make_loader
 from .io import write_json, write_text
 from .models import ModelConfig, build_model
+from .selection import best_epoch
 
 METHODS = ("st", "pgd", "trades")
 METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
@@ -60,6 +63,17 @@ class TrainConfig:
     train_eval_size: int = 1000
     test_eval_size: int | None = None
     amp: bool = False
+    eps_warmup: int = 0
+
+    def budget_at(self, step: int, steps_per_epoch: int) -> tuple[float, float]:
+        """(ε, α) of the training attack at optimizer step `step` (0-based).
+
+        With `eps_warmup` = W epochs, ε ramps linearly from ε/(W·steps) to ε over the first W
+        epochs and α keeps its ratio to ε; afterwards, and for per-epoch evaluation, ε is full.
+        """
+        ramp = self.eps_warmup * steps_per_epoch
+        scale = 1.0 if step >= ramp else (step + 1) / ramp
+        return self.eps * scale, self.alpha * scale
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,6 +83,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "steps", "train_eval_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.eps_warmup <= self.epochs:
+            raise ValueError(f"eps_warmup must be in [0, epochs], got {self.eps_warmup}")
         if self.lr <= 0 or self.alpha <= 0 or self.beta < 0:
             raise ValueError("need lr > 0, alpha > 0 and beta >= 0")
 
@@ -237,7 +253,7 @@ def fit(
         optimizer, config.epochs * steps_per_epoch
     )
     metrics_path = run_dir / "metrics.jsonl"
-    start, best = 1, -1.0
+    start = 1
     if resume and (run_dir / "last.pt").exists():
         ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
         saved = ckpt.meta.get("train", {})
@@ -251,7 +267,7 @@ def fit(
         load_into(model, ckpt)
         optimizer.load_state_dict(ckpt.extra["optimizer"])
         scheduler.load_state_dict(ckpt.extra["scheduler"])
-        start, best = ckpt.meta["epoch"] + 1, ckpt.extra["best_test_pgd_acc"]
+        start = ckpt.meta["epoch"] + 1
         if rank == 0:
             _truncate_metrics(metrics_path, ckpt.meta["epoch"])
     elif rank == 0:
@@ -288,8 +304,11 @@ def fit(
         )
         for step, index in enumerate(bar, 1):
             x, y = (t.to(device) for t in train_set[index])
+            eps, alpha = config.budget_at((epoch - 1) * len(batches) + step - 1, len(batches))
             with _autocast(device, config.amp):
-                loss = training_loss(model, attack_model, x, y, config)
+                loss = training_loss(
+                    model, attack_model, x, y, replace(config, eps=eps, alpha=alpha)
+                )
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"{config.method} loss became {loss.item()} at epoch {epoch}, step {step}; "
@@ -312,6 +331,7 @@ def fit(
             }
             _append_metrics(metrics_path, row)
             history.append(row)
+            best = best_epoch(history, model_config.n_classes)
             meta = {
                 "dataset": dataset,
                 "method": config.method,
@@ -320,17 +340,13 @@ def fit(
                 "metrics": row,
                 "seed": config.seed,
                 "train": asdict(config),
+                "best_rule": best.rule,
             }
-            if row["test_pgd_acc"] > best:
-                best = row["test_pgd_acc"]
+            if best.epoch == epoch:
                 save_checkpoint(
                     run_dir / "best.pt", model_config.to_dict(), attack_model.state_dict(), meta
                 )
-            extra = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "best_test_pgd_acc": best,
-            }
+            extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             save_checkpoint(
                 run_dir / "last.pt", model_config.to_dict(), attack_model.state_dict(), meta, extra
             )

@@ -203,14 +203,14 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
     lines = paths["csv"].read_text(encoding="utf-8").splitlines()
     assert lines[0] == (
         "Dataset,Model,Method,AdS,Seed,Clean Best,Clean Last,Clean Diff,PGD-10 Best,PGD-10 Last,"
-        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Run"
+        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Best rule,Run"
     )
     assert (
-        "MNIST,DSS,PGD-AT,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,6,3,mnist/dss_pgd"
+        "MNIST,DSS,PGD-AT,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,6,3,learned,mnist/dss_pgd"
         in lines
     )
     assert (
-        "Digits,Mamba,TRADES,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,6,3,digits/mamba_trades"
+        "Digits,Mamba,TRADES,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,6,3,learned,digits/mamba_trades"
         in lines
     )
     back = pd.read_csv(paths["csv"])
