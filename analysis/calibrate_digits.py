@@ -87,7 +87,8 @@ def table(runs: Path, models: list[str], methods: list[str], settings: list[str]
     )
     lines = [
         "Digits test set (360), PGD-10 at ε = 0.1; `learned at` = first epoch with test clean "
-        ">= 3x chance; best = `selection.best_epoch`. Written by analysis/calibrate_digits.py.",
+        ">= 3x chance; best = `selection.best_epoch`; seconds are training only, one thread on a "
+        "2-core CPU that may have been shared. Written by analysis/calibrate_digits.py.",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),

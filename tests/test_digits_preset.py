@@ -12,7 +12,6 @@ import pytest
 
 from ssmprobe.data import load_dataset
 from ssmprobe.models import model_config
-from ssmprobe.selection import learned
 from ssmprobe.train import fit, train_config
 
 
@@ -35,4 +34,5 @@ def test_s4_pgd_at_leaves_chance_with_the_eps_warmup(digits, tmp_path: Path) -> 
     config = train_config("digits", method="pgd", epochs=10, steps=5, alpha=0.05)
     assert config.eps_warmup == 3  # the preset's third of the run
     history = fit(model_config("s4", "digits"), *digits, config, tmp_path, progress=False)
-    assert learned(history[-1]["test_clean_acc"], n_classes=10)
+    # Measured: 29.2% test clean after 10 epochs; with eps_warmup=0, 10.0% at every epoch.
+    assert history[-1]["test_clean_acc"] >= 0.2
