@@ -14,12 +14,12 @@ the sweep can be stopped and started again and shows what has been measured so f
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssmprobe.cli import main as ssmprobe
 from ssmprobe.io import write_text
+from ssmprobe.report import METRICS_FILE, read_metrics
 from ssmprobe.selection import best_epoch, learned
 
 
@@ -75,8 +75,10 @@ def train(runs: Path, model: str, method: str, setting: str) -> None:
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    """The run's per-epoch rows (`report.read_metrics`); [] before its first epoch."""
+    if not (run_dir / METRICS_FILE).is_file():
+        return []
+    return read_metrics(run_dir).to_dict("records")
 
 
 def table(runs: Path, models: list[str], methods: list[str], settings: list[str]) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from .io import write_text
-from .selection import BestChoice
+from .selection import LEARNED_FACTOR, BestChoice
 from .selection import best_epoch as select_best
 
 MODEL_NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
@@ -52,8 +52,8 @@ MISSING = "–"
 FALLBACK_MARK = "†"
 CAPTION = (
     "Test accuracy (%) at the best checkpoint (highest PGD-10 test accuracy among epochs with "
-    f"clean accuracy >= 3x chance; {FALLBACK_MARK}: no epoch reached that, best over all "
-    "epochs) and the last; Diff = Best - Last; – = not evaluated."
+    f"clean accuracy >= {LEARNED_FACTOR:g}x chance; {FALLBACK_MARK}: no epoch reached that, "
+    "best over all epochs) and the last; Diff = Best - Last; – = not evaluated."
 )
 
 CONFIG_FILE = "config.json"

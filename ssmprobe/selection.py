@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 LEARNED_FACTOR = 3.0
-RULES = {
-    "learned": "highest test PGD-10 among epochs with clean accuracy >= 3x chance",
-    "all": "highest test PGD-10 over all epochs (no epoch reached 3x chance clean accuracy)",
-}
 
 
 @dataclass(frozen=True)
 class BestChoice:
-    """The chosen epoch and the key of `RULES` that chose it."""
+    """The chosen epoch and the rule that chose it: "learned" (the best among epochs that have
+    learned) or "all" (no epoch has learned: the best over all epochs)."""
 
     epoch: int
     rule: str
