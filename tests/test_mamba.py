@@ -1,5 +1,5 @@
 """Mamba block: scan vs a step-by-step loop, gradients, mamba_simple layout, causality; the
-chunked pure-PyTorch scan's chunks, tiles, large steps and memory."""
+checkpointed pure-PyTorch scan's chunk boundaries, large steps and memory."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.func import functional_call
 
-from ssmprobe.models import selective_scan as chunked
 from ssmprobe.models.mamba import Mamba, selective_scan
 from ssmprobe.models.selective_scan import chunked_selective_scan
 
@@ -120,12 +119,12 @@ def assert_matches_loop(inputs, softplus, rtol=1e-10, atol=1e-10, **kwargs):
 
 
 @pytest.mark.parametrize(
-    ("length", "max_chunk"), [(1, 8), (8, 8), (9, 8), (37, 8), (37, 1), (131, 16), (50, 64)]
+    ("length", "chunk"), [(1, 8), (8, 8), (9, 8), (37, 8), (37, 1), (131, 16), (50, 64)]
 )
 @pytest.mark.parametrize("softplus", [False, True])
-def test_chunked_scan_matches_loop_across_chunk_boundaries(length, max_chunk, softplus):
+def test_chunked_scan_matches_loop_across_chunk_boundaries(length, chunk, softplus):
     inputs = scan_inputs(2, 3, 4, length, softplus, seed=length)
-    assert_matches_loop(inputs, softplus, max_chunk=max_chunk)
+    assert_matches_loop(inputs, softplus, chunk=chunk)
 
 
 def test_chunked_scan_gradcheck():
@@ -134,7 +133,7 @@ def test_chunked_scan_gradcheck():
 
     def scan(*tensors):
         return chunked_selective_scan(
-            **dict(zip(names, tensors, strict=True)), delta_softplus=True, max_chunk=8
+            **dict(zip(names, tensors, strict=True)), delta_softplus=True, chunk=8
         )
 
     leaves = tuple(t.requires_grad_(True) for t in inputs.values())
@@ -145,7 +144,7 @@ def test_chunked_scan_gradcheck():
 
 def large_step_inputs(dtype):
     """Δ|A| up to 200 per step in channel 0 (Ā_k underflows in float32: e^-200 < 1e-45),
-    10-40 at every 5th step of channel 1, small in channel 2: chunks of every length."""
+    10-40 at every 5th step of channel 1, small in channel 2."""
     inputs = scan_inputs(2, 3, 4, 40, False, seed=7)
     worst = inputs["A"].abs().amax(-1)  # (D,)
     inputs["delta"][:, 0] = 200 / worst[0] * torch.rand(2, 40, dtype=torch.float64)
@@ -155,46 +154,13 @@ def large_step_inputs(dtype):
 
 
 def test_large_steps_match_loop_in_float64():
-    assert_matches_loop(large_step_inputs(torch.float64), False, max_chunk=16)
+    assert_matches_loop(large_step_inputs(torch.float64), False, chunk=16)
 
 
 def test_large_steps_stay_finite_and_accurate_in_float32():
     inputs = large_step_inputs(torch.float32)
     assert torch.exp(inputs["delta"][:, 0] * inputs["A"][0, :, None].amin()).min() == 0
     assert_matches_loop(inputs, False, rtol=1e-4, atol=1e-3)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    length=st.integers(1, 60),
-    max_len=st.integers(1, 20),
-    log_scale=st.floats(-4, 4),
-    seed=st.integers(0, 2**16),
-    dtype=st.sampled_from([torch.float32, torch.float64]),
-)
-def test_chunks_partition_time_and_bound_the_decay(length, max_len, log_scale, seed, dtype):
-    g = torch.Generator().manual_seed(seed)
-    dt = math.exp(log_scale) * torch.rand(2, 3, length, generator=g, dtype=dtype)
-    A = -torch.exp(torch.randn(3, 4, generator=g, dtype=dtype))
-    chunks = chunked._chunks(dt, A, max_len)
-    assert chunks[0][0] == 0 and chunks[-1][1] == length
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
-    rate = (dt * A.abs().amax(-1, keepdim=True)).double()
-    limit = chunked._LOG_RANGE[dtype]
-    for s, e in chunks:
-        assert 1 <= e - s <= max_len
-        # every E_k of the chunk within e^{±limit/2} (step s only scales the entry state) ...
-        assert e - s == 1 or rate[..., s + 1 : e].sum(-1).max() <= limit
-        # ... and no chunk stops early: one more step would break the bound
-        if e - s < max_len and e < length:
-            assert rate[..., s + 1 : e + 1].sum(-1).max() > limit
-
-
-def test_tiles_of_batch_rows_with_their_own_chunks(monkeypatch):
-    monkeypatch.setattr(chunked, "_TILE", 1)  # one batch row per tile
-    inputs = scan_inputs(3, 3, 4, 29, True, seed=9)
-    inputs["delta"][1, :, ::3] += 30  # only row 1 needs short chunks
-    assert_matches_loop(inputs, True, max_chunk=8)
 
 
 def test_partial_gradients_match_full_ones():
@@ -210,7 +176,7 @@ def test_partial_gradients_match_full_ones():
 def test_backward_keeps_no_full_state():
     inputs = scan_inputs(2, 16, 32, 128, True, seed=12)
     inputs["u"].requires_grad_(True)
-    y = chunked_selective_scan(**inputs, delta_softplus=True, max_chunk=16)
+    y = chunked_selective_scan(**inputs, delta_softplus=True, chunk=16)
     saved = sum(t.numel() for t in y.grad_fn.saved_tensors if t is not None)
     assert saved < 2 * 128 * 16 * 32 / 2  # (batch, L, D, N) would be 131072
 
