@@ -114,6 +114,15 @@ def test_presets_follow_table_3() -> None:
     assert build_model(model_config("s5", "mnist")).decoder.out_features == 10
 
 
+def test_digits_gives_s5_a_shared_state_as_large_as_the_model() -> None:
+    """S5's d_state is shared by all channels, so digits departs from its 16 for S5 only; an
+    explicit override still wins."""
+    assert model_config("s5", "digits").d_state == 64
+    assert {model_config(f, "digits").d_state for f in ("s4", "dss", "mega", "mamba")} == {16}
+    assert model_config("s5", "digits", d_state=8).d_state == 8
+    assert model_config("s5", "mnist").d_state is None
+
+
 def test_ssm_layers_expose_discrete_parameters() -> None:
     for family in FAMILIES:
         layers = tiny(family).ssm_layers()
