@@ -20,8 +20,8 @@ TRADES reference implementations do when they craft training examples, so dropou
 statistics do not make the attack target a different function than the one evaluated. Pass
 `eval_mode=False` to attack the model in whatever mode it is in. Either way every module's own
 train/eval flag is restored afterwards. Gradients are taken w.r.t. the input only
-(`torch.autograd.grad`), so parameter `.grad` fields are never touched: an attack can run in
-the middle of a training step.
+(`torch.autograd.grad`, parameters out of autograd while the attack runs), so parameter `.grad`
+fields are never touched: an attack can run in the middle of a training step.
 
 Randomness (random starts) comes from `generator` when given, else from torch's global RNG.
 """
@@ -98,15 +98,26 @@ def _check_inputs(x: Tensor) -> Tensor:
 
 @contextmanager
 def _attack_mode(model: nn.Module, eval_mode: bool) -> Iterator[None]:
-    """Puts the model in eval mode if asked; restores every module's own flag afterwards."""
+    """Puts the model in eval mode if asked and its parameters out of autograd; restores every
+    module's own flag and every parameter's `requires_grad` afterwards.
+
+    An attack needs ∇x only. Built-in backward passes skip parameter gradients nobody asks for,
+    but a custom `autograd.Function` (Mamba's scan) computes every gradient its inputs require,
+    and the forward pass records the parameters' own graph (S4's kernel) for nothing.
+    """
     modes = [(m, m.training) for m in model.modules()]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if eval_mode:
         model.eval()
+    for p in trainable:
+        p.requires_grad_(False)
     try:
         yield
     finally:
         for module, training in modes:
             module.training = training
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 def _noise(x: Tensor, generator: torch.Generator | None, gaussian: bool) -> Tensor:

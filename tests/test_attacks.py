@@ -153,8 +153,11 @@ class ModeSpy(nn.Module):
         self.model = model
         self.modes: list[bool] = []
 
+        self.param_grads: list[bool] = []
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.modes.append(self.training)
+        self.param_grads.append(any(p.requires_grad for p in self.parameters()))
         return self.model(x)
 
 
@@ -164,11 +167,15 @@ def test_mode_restored_and_no_parameter_grads(name: str, eval_mode: bool) -> Non
     spy = ModeSpy(tiny_model())
     spy.train()
     spy.model.decoder.eval()  # a mixed state must come back exactly as it was
+    spy.model.encoder.weight.requires_grad_(False)  # so must a frozen parameter
     before = {n: m.training for n, m in spy.named_modules()}
+    frozen = {n: p.requires_grad for n, p in spy.named_parameters()}
     x, y = _inputs(2)
     ATTACKS[name](spy, x.requires_grad_(True), y, eval_mode=eval_mode)
     assert spy.modes and all(mode is (not eval_mode) for mode in spy.modes)
+    assert not any(spy.param_grads)  # parameters are out of autograd during the attack
     assert {n: m.training for n, m in spy.named_modules()} == before
+    assert {n: p.requires_grad for n, p in spy.named_parameters()} == frozen
     assert all(p.grad is None for p in spy.parameters())
     assert x.grad is None
 

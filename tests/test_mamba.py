@@ -12,9 +12,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 from torch.func import functional_call
 
-from ssmprobe.models.mamba import Mamba, selective_scan
+from ssmprobe.models.mamba import Mamba, causal_depthwise_conv, selective_scan
 from ssmprobe.models.selective_scan import chunked_selective_scan
 
 
@@ -399,3 +400,23 @@ def test_gpu_full_state_path_matches_the_chunked_scan(length: int) -> None:
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(("k", "length"), [(1, 5), (4, 1), (4, 9), (3, 2)])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_causal_conv_matches_conv1d_with_both_sides_padded(k, length, use_bias):
+    """mamba_simple's Conv1d(padding=K-1)[..., :L], values and gradients, in (batch, L, D)."""
+    torch.manual_seed(k + length)
+    conv = nn.Conv1d(5, 5, k, groups=5, padding=k - 1, bias=use_bias).double()
+    x = torch.randn(2, length, 5, dtype=torch.float64, requires_grad=True)
+    expected = conv(x.transpose(1, 2))[..., :length].transpose(1, 2)
+    got = causal_depthwise_conv(x, conv.weight, conv.bias)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    cotangent = torch.randn_like(got)
+    params = [x, conv.weight, *([conv.bias] if use_bias else [])]
+    for g_got, g_exp in zip(
+        torch.autograd.grad(got, params, cotangent),
+        torch.autograd.grad(expected, params, cotangent),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_got, g_exp, rtol=1e-12, atol=1e-12)

@@ -105,6 +105,22 @@ def selective_scan(
     return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
+def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """mamba_simple's conv1d (padding K-1 on both sides, first L outputs kept) on x (batch, L, D)
+    with weight (D, 1, K): y_t = bias + Σ_j weight_j x_{t+j-K+1}, x before step 0 being zero.
+
+    K shifted multiply-adds in (batch, L, D): on a CPU oneDNN's depthwise conv1d backward took
+    longer than Mamba's linear layers together.
+    """
+    k, length = weight.shape[-1], x.shape[1]
+    padded = F.pad(x, (0, 0, k - 1, 0))
+    taps = weight[:, 0].T  # (K, D)
+    y = padded[:, k - 1 :] * taps[k - 1]
+    for j in range(k - 1):
+        y = y.addcmul(padded[:, j : j + length], taps[j])
+    return y if bias is None else y + bias
+
+
 class Mamba(nn.Module):
     """The Mamba block of mamba_ssm (`mamba_simple.Mamba`): (batch, L, d_model) -> same.
 
@@ -168,14 +184,11 @@ class Mamba(nn.Module):
 
     def _ssm_inputs(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """x, z and Δ before bias and softplus, all (batch, D, L); B and C (batch, N, L)."""
-        length = hidden.shape[1]
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
-        x = F.silu(self.conv1d(x)[..., :length])  # padding is on both sides: keep the causal part
-        dt, b, c = self.x_proj(x.transpose(1, 2)).split(
-            [self.dt_rank, self.d_state, self.d_state], dim=-1
-        )
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (batch, L, D) each
+        x = F.silu(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))
+        dt, b, c = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # the scan adds dt_proj.bias before softplus
-        return x, z, dt.transpose(1, 2), b.transpose(1, 2), c.transpose(1, 2)
+        return tuple(t.transpose(1, 2) for t in (x, z, dt, b, c))  # type: ignore[return-value]
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.out_proj(self.mix(hidden))

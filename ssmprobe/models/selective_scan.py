@@ -32,7 +32,7 @@ from .scan import linear_scan
 
 # Steps per chunk: the states of one chunk are recomputed in backward, so memory is
 # 4 · CHUNK · batch · N · D, independent of L.
-CHUNK = 16
+CHUNK = 8
 _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
@@ -86,8 +86,14 @@ class _SelectiveScan(torch.autograd.Function):
         delta_softplus: bool,
         chunk: int,
     ) -> Tensor:
-        dt = step_size(delta, delta_bias, delta_softplus)
-        u_t, dt_t, B_t, C_t = _time_major(u), _time_major(dt), _time_major(B), _time_major(C)
+        # Everything runs time-major (L, batch, ·) and contiguous: elementwise work on the
+        # (batch, D, L) views the block passes in is several times slower.
+        u_t, B_t, C_t = _time_major(u), _time_major(B), _time_major(C)
+        dt_t = _time_major(delta)
+        if delta_bias is not None:
+            dt_t = dt_t + delta_bias
+        if delta_softplus:
+            dt_t = F.softplus(dt_t)
         length, batch, dim = u_t.shape
         n = A.shape[1]
         A_log2 = (A * math.log2(math.e)).T.contiguous()
@@ -102,27 +108,28 @@ class _SelectiveScan(torch.autograd.Function):
             torch.bmm(C_t[s:e].view(-1, 1, n), h.view(-1, n, dim), out=y_t[s:e].view(-1, 1, dim))
             if i < len(starts):
                 starts[i].copy_(h[-1])
-        y = y_t.permute(1, 2, 0)
         if D is not None:
-            y = y.addcmul(D.unsqueeze(-1), u)
+            y_t.addcmul_(u_t, D)
+        z_t = None if z is None else _time_major(z)
         ctx.chunk = chunk
         ctx.delta_softplus = delta_softplus
         # Δ stands in for delta and its bias: softplus'(x) = σ(x) = 1 - exp(-softplus(x)).
-        ctx.save_for_backward(u_t, dt_t, A, B_t, C_t, D, z, y, starts)
-        return y if z is None else F.silu(z).mul_(y)
+        ctx.save_for_backward(u_t, dt_t, A, B_t, C_t, D, z_t, y_t, starts)
+        out = y_t if z_t is None else F.silu(z_t).mul_(y_t)
+        return out.permute(1, 2, 0)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        u_t, dt_t, A, B_t, C_t, D, z, y, starts = ctx.saved_tensors
+        u_t, dt_t, A, B_t, C_t, D, z_t, y_t, starts = ctx.saved_tensors
         need = ctx.needs_input_grad
+        grad_t = _time_major(grad)
         grad_z = None
-        if z is None:
-            dy = grad
+        if z_t is None:
+            dy_t = grad_t
         else:  # out = y SiLU(z): ∂y = grad SiLU(z), ∂z = grad y σ(z)(1 + z(1 - σ(z)))
-            sig = torch.sigmoid(z)
-            dy = torch.mul(z, sig).mul_(grad)
-            grad_z = torch.sub(1, sig).mul_(z).add_(1).mul_(sig).mul_(grad).mul_(y)
-        dy_t = _time_major(dy)
+            sig = torch.sigmoid(z_t)
+            dy_t = torch.mul(z_t, sig).mul_(grad_t)
+            grad_z = torch.sub(1, sig).mul_(z_t).add_(1).mul_(sig).mul_(grad_t).mul_(y_t)
         length, batch, dim = u_t.shape
         n = A.shape[1]
         A_log2 = (A * math.log2(math.e)).T.contiguous()
@@ -165,22 +172,26 @@ class _SelectiveScan(torch.autograd.Function):
                 scratch = work[1][: e - s]  # h is spent
                 grad_A += torch.mul(decay, dt_t[s:e, :, None, :], out=scratch).sum((0, 1))
             torch.sum(decay.mul_(A_nd), 2, out=grad_decay_dt[s:e])
-        grad_dt = grad_decay_dt.addcmul_(grad_du, u_t).permute(1, 2, 0)  # + u Σ_n λ B
-        grad_u = grad_du.mul_(dt_t).permute(1, 2, 0)
+        grad_dt = grad_decay_dt.addcmul_(grad_du, u_t)  # + u Σ_n λ B
+        grad_u = grad_du.mul_(dt_t)
         if D is not None:
-            grad_u = grad_u.addcmul(dy, D.unsqueeze(-1))
+            grad_u.addcmul_(dy_t, D)
         if ctx.delta_softplus:
-            grad_dt = grad_dt * torch.neg(dt_t.permute(1, 2, 0)).expm1_().neg_()
-        grad_D = (dy * u_t.permute(1, 2, 0)).sum((0, 2)) if need[5] else None
-        grad_bias = grad_dt.sum((0, 2)) if need[7] else None
+            grad_dt.mul_(torch.neg(dt_t).expm1_().neg_())
+        grad_D = (dy_t * u_t).sum((0, 1)) if need[5] else None
+        grad_bias = grad_dt.sum((0, 1)) if need[7] else None
+
+        def batch_major(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.permute(1, 2, 0)
+
         return (
-            grad_u,
-            grad_dt,
+            batch_major(grad_u),
+            batch_major(grad_dt),
             None if grad_A is None else grad_A.T,
-            None if grad_B is None else grad_B.permute(1, 2, 0),
-            None if grad_C is None else grad_C.permute(1, 2, 0),
+            batch_major(grad_B),
+            batch_major(grad_C),
             grad_D,
-            grad_z,
+            batch_major(grad_z),
             grad_bias,
             None,
             None,
