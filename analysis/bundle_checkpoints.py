@@ -1,10 +1,11 @@
 """Copies chosen best.pt files of finished runs into checkpoints/ with a manifest.
 
-The manifest records, per file, its SHA-256, the run's model config, dataset, method, ε and the
-clean / PGD-10 / AA accuracy from the run's eval_best.json, so that a test can check that the
-bundled weights load and still score what they scored.
+The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
+method, ε, the seconds its training took (all epochs, from metrics.jsonl) and the clean / PGD-10
+/ AA accuracy from the run's eval_best.json, so that a test can check that the bundled weights
+load and still score what they scored.
 
-    python analysis/bundle_checkpoints.py RUNS_DIR s4_digits_pgd:s4_pgd dss_digits_pgd:dss_pgd
+    python analysis/bundle_checkpoints.py runs/calibrate s4_pgd_preset:s4_pgd dss_pgd_preset:dss_pgd
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from ssmprobe.checkpoint import load_checkpoint
 from ssmprobe.io import write_json
+from ssmprobe.report import read_metrics
 
 
 def main() -> None:
@@ -37,12 +39,15 @@ def main() -> None:
         shutil.copyfile(run / "best.pt", target)
         ckpt = load_checkpoint(target)
         evaluation = json.loads((run / "eval_best.json").read_text())
+        history = read_metrics(run)
         manifest[target.name] = {
             "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
             "model": ckpt.config,
             "dataset": ckpt.meta["dataset"],
             "method": ckpt.meta["method"],
             "epoch": ckpt.meta["epoch"],
+            "train": json.loads((run / "config.json").read_text())["train"],
+            "train_seconds": round(float(history["seconds"].sum()), 1),
             "eps": evaluation["eps"],
             "n_test": evaluation["n"],
             "accuracy": evaluation["results"],
