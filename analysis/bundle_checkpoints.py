@@ -1,11 +1,16 @@
-"""Copies chosen best.pt files of finished runs into checkpoints/ with a manifest.
+"""Copies chosen checkpoints of finished runs into checkpoints/ with a manifest.
+
+Each pair RUN_NAME:BUNDLED_NAME[:CHECKPOINT] takes the run's best.pt (or CHECKPOINT.pt: `last`
+for standard training, whose "best" by the paper's PGD-10 rule is an arbitrary epoch, its
+PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl) and the clean / PGD-10
 / AA accuracy from the run's eval_best.json, so that a test can check that the bundled weights
 load and still score what they scored.
 
-    python analysis/bundle_checkpoints.py runs/calibrate s4_pgd_preset:s4_pgd dss_pgd_preset:dss_pgd
+    python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
+        s4_pgd_preset:s4_pgd dss_pgd_preset:dss_pgd
 """
 
 from __future__ import annotations
@@ -26,25 +31,28 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("runs", help="directory of run directories")
-    parser.add_argument("pairs", nargs="+", help="RUN_NAME:BUNDLED_NAME")
+    parser.add_argument("pairs", nargs="+", help="RUN_NAME:BUNDLED_NAME[:best|last]")
     parser.add_argument("--out", default="checkpoints")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for pair in args.pairs:
-        run_name, name = pair.split(":")
+        run_name, name, which = (pair + ":best").split(":")[:3]
+        if which not in ("best", "last"):
+            parser.error(f"{pair}: the checkpoint must be best or last, got {which!r}")
         run = Path(args.runs) / run_name
         target = out / f"{name}.pt"
-        shutil.copyfile(run / "best.pt", target)
+        shutil.copyfile(run / f"{which}.pt", target)
         ckpt = load_checkpoint(target)
-        evaluation = json.loads((run / "eval_best.json").read_text())
+        evaluation = json.loads((run / f"eval_{which}.json").read_text())
         history = read_metrics(run)
         manifest[target.name] = {
             "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
             "model": ckpt.config,
             "dataset": ckpt.meta["dataset"],
             "method": ckpt.meta["method"],
+            "checkpoint": which,
             "epoch": ckpt.meta["epoch"],
             "train": json.loads((run / "config.json").read_text())["train"],
             "train_seconds": round(float(history["seconds"].sum()), 1),

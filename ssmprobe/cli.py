@@ -180,7 +180,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--train-eval-size",
         type=int,
-        help="size of the fixed train subset evaluated after every epoch (default 1000)",
+        help="size of the fixed train subset evaluated after every epoch (preset's: 360 on "
+        "digits, 1000 on MNIST and CIFAR-10)",
     )
     p.add_argument(
         "--test-eval-size", type=int, help="test samples evaluated after every epoch (default all)"
