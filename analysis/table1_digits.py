@@ -1,11 +1,11 @@
 """Tables 1-2 and the training curves on `digits`: every family with ST, PGD-AT and TRADES.
 
-Trains each run with the digits preset (ε = 0.2, PGD-10), evaluates best.pt and last.pt on the
-whole test set with clean, PGD-10 and AutoAttack, then writes the table (Markdown, CSV, LaTeX)
-and the training-curve figure. Runs that already finished are skipped, and an interrupted run
-resumes, so the script can be stopped and started again.
+Trains each run with the digits preset (ε = 0.1, PGD-10, 30 epochs), evaluates best.pt and
+last.pt on the whole test set with clean, PGD-10 and AutoAttack, then writes the table
+(Markdown, CSV, LaTeX) and the training-curve figure. Runs that already finished are skipped,
+and an interrupted run resumes, so the script can be stopped and started again.
 
-    python analysis/table1_digits.py [--runs runs/digits] [--out figures] [--epochs 10]
+    python analysis/table1_digits.py [--runs runs/digits] [--out figures] [--epochs 30]
         [--models s4,dss,s5,mega,mamba] [--methods st,pgd,trades] [--aa aa|aa-fast]
 """
 
@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from ssmprobe.cli import main as ssmprobe
+from ssmprobe.train import train_config
 
 
 def run(args: list[str]) -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     )
     parser.add_argument("--runs", default="runs/digits")
     parser.add_argument("--out", default="figures")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=train_config("digits").epochs)
     parser.add_argument("--models", default="s4,dss,s5,mega,mamba")
     parser.add_argument("--methods", default="st,pgd,trades")
     parser.add_argument("--aa", default="aa", choices=["aa", "aa-fast"])
