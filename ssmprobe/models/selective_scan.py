@@ -154,12 +154,13 @@ class _SelectiveScan(torch.autograd.Function):
                 lam[k].addcmul_(a_bar[k + 1], lam[k + 1])
             carry = a_bar[0] * lam[0]
             # Products go to work buffers: a fresh (T, batch, N, D) tensor per product costs
-            # more in page faults than the product itself.
-            scratch, decay = work[3][: e - s], work[3][: e - s]
+            # more in page faults than the product itself. work[3] holds the ∂C and ∂B
+            # products first, then the decay term.
+            decay = work[3][: e - s]
             if grad_C is not None:
-                torch.sum(torch.mul(h, dy_t[s:e, :, None, :], out=scratch), -1, out=grad_C[s:e])
+                torch.sum(torch.mul(h, dy_t[s:e, :, None, :], out=decay), -1, out=grad_C[s:e])
             if grad_B is not None:
-                torch.sum(torch.mul(lam, du[s:e, :, None, :], out=scratch), -1, out=grad_B[s:e])
+                torch.sum(torch.mul(lam, du[s:e, :, None, :], out=decay), -1, out=grad_B[s:e])
             out = grad_du[s:e].view(-1, 1, dim)
             torch.bmm(B_t[s:e].view(-1, 1, n), lam.view(-1, n, dim), out=out)
             torch.mul(a_bar[1:], h[:-1], out=decay[1:])  # decay: λ_k Ā_k h_{k-1}
@@ -168,9 +169,8 @@ class _SelectiveScan(torch.autograd.Function):
             else:
                 torch.mul(a_bar[0], start, out=decay[0])
             decay.mul_(lam)
-            if grad_A is not None:
-                scratch = work[1][: e - s]  # h is spent
-                grad_A += torch.mul(decay, dt_t[s:e, :, None, :], out=scratch).sum((0, 1))
+            if grad_A is not None:  # into work[1]: h is spent
+                grad_A += torch.mul(decay, dt_t[s:e, :, None, :], out=h).sum((0, 1))
             torch.sum(decay.mul_(A_nd), 2, out=grad_decay_dt[s:e])
         grad_dt = grad_decay_dt.addcmul_(grad_du, u_t)  # + u Σ_n λ B
         grad_u = grad_du.mul_(dt_t)
