@@ -87,12 +87,37 @@ def save_checkpoint(
     return path
 
 
+def bundled_dir() -> Path:
+    """The folder of checkpoints the project ships: `checkpoints/` beside the package in a
+    clone (or an editable install), `ssmprobe/checkpoints/` in an installed wheel."""
+    package = Path(__file__).resolve().parent
+    installed = package / "checkpoints"
+    return installed if installed.is_dir() else package.parent / "checkpoints"
+
+
+def resolve_checkpoint(name: str | Path) -> Path:
+    """`name` itself when it is a file or names a folder; else the bundled checkpoint of that
+    name (`s4_pgd.pt` or `s4_pgd`) when one exists; else `name` (whose loading then reports
+    it missing)."""
+    path = Path(name)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    for candidate in (path.name, f"{path.name}.pt"):
+        bundled = bundled_dir() / candidate
+        if bundled.is_file():
+            return bundled
+    return path
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """Reads a checkpoint written by `save_checkpoint` without executing anything from it."""
     path = Path(path)
     if not path.is_file():
         kind = "a folder, not a file" if path.is_dir() else "no such file"
-        raise CheckpointError(f"checkpoint not found: {path} ({kind})")
+        shipped = ", ".join(sorted(p.name for p in bundled_dir().glob("*.pt")))
+        raise CheckpointError(
+            f"checkpoint not found: {path} ({kind}); bundled checkpoints: {shipped or 'none'}"
+        )
     try:
         with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

@@ -6,13 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from . import __version__
 from .checkpoint import CheckpointError
 from .data import DATASETS, DatasetError, load_dataset
 from .models import MODELS, PRESETS, model_config
-from .train import METHODS, TrainingDiverged, fit, train_config
+from .train import METHODS, TrainingDiverged, fit, resolve_device, train_config
 
 
 class _FORMAT(argparse.ArgumentDefaultsHelpFormatter):
@@ -65,13 +63,15 @@ def _train(args: argparse.Namespace) -> int:
     name = args.name or "_".join(
         [args.model, *([args.ads] if args.ads else []), args.dataset, args.method]
     )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file; it must name a directory of runs")
     run_dir = Path(args.out) / name
     if not args.resume and (run_dir / "last.pt").exists():
         raise ValueError(
             f"{run_dir} already holds a run; pass --resume to continue it "
             "or --name to start another"
         )
-    device = None if args.device is None else torch.device(args.device)
+    device = resolve_device(args.device)
     history = fit(
         mconfig,
         train_set,
@@ -103,7 +103,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         eps=args.eps,
         data_dir=args.data_dir,
-        device=None if args.device is None else torch.device(args.device),
+        device=args.device,
         progress=not args.quiet,
     )
     print(format_results(results))
@@ -128,6 +128,101 @@ def _report(args: argparse.Namespace) -> int:
     tables = write_tables(collect_runs(args.runs), Path(args.out))
     print("written: " + ", ".join(str(p) for p in [*figures, *tables.values()]))
     return 0
+
+
+def _discrepancy(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .probe.discrepancy import discrepancy, format_summary, save
+
+    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    for ckpt in args.ckpt:  # every file checked before hours of work on the first
+        load_checkpoint(resolve_checkpoint(ckpt))
+    results = []
+    for ckpt in args.ckpt:
+        result = discrepancy(
+            ckpt,
+            splits=splits,
+            n=args.n,
+            batch_size=args.batch_size,
+            attack=args.attack,
+            eps=args.eps,
+            data_dir=args.data_dir,
+            device=args.device,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        print(format_summary(result, args.norm) + "\n")
+        results.append(result)
+    paths = save(results, args.out)
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .probe.plots import plot_discrepancy
+
+    paths = plot_discrepancy(args.results, args.out, norm=args.norm)
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _add_discrepancy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "discrepancy",
+        help="per-component feature discrepancy between clean and adversarial inputs (Figs. 3-4)",
+        formatter_class=_FORMAT,
+        description=(
+            "For each checkpoint and split: attack the first N samples, record the input and "
+            "output features of every component (SSM, linear, attention, AdS, norm) on the "
+            "clean and the adversarial forward, and report MSE and sequence-softmax KL before "
+            "and after each component, their change and rate (change / before, %%), averaged "
+            "over layers per component kind. Writes a tidy CSV (one row per checkpoint, layer, "
+            "component, split, metric, norm) and a JSON beside it with the per-position curves."
+        ),
+    )
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint file, or the name of a bundled one (s4_pgd.pt); repeat for several",
+    )
+    p.add_argument("--split", default="train,test", help="comma-separated splits")
+    p.add_argument(
+        "--n", type=int, default=1000, help="samples per split (capped at the split's size)"
+    )
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument(
+        "--attack",
+        default="pgd10",
+        help="pgd<N>, fgsm, aa, aa-fast, pgdl2-<N>; at the checkpoint's training eps and alpha",
+    )
+    p.add_argument("--eps", type=float, help="attack budget in (0, 1] (default: the run's)")
+    p.add_argument(
+        "--norm",
+        choices=["none", "relative"],
+        default="none",
+        help="printed table: plain discrepancy, or divided by ||f|| (the paper's relative "
+        "form); the files hold both",
+    )
+    p.add_argument("--seed", type=int, default=0, help="attack seed")
+    p.add_argument("--out", default="discrepancy.csv", help="CSV path; the JSON goes beside it")
+    p.add_argument("--data-dir", help="dataset files")
+    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_discrepancy)
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="figures from saved results (discrepancy: Figs. 3-4 and per-position curves)",
+        formatter_class=_FORMAT,
+    )
+    p.add_argument("what", choices=["discrepancy"], help="which results")
+    p.add_argument("results", nargs="+", help="CSV files written by `ssmprobe discrepancy`")
+    p.add_argument("--out", default="figures", help="output directory")
+    p.add_argument("--norm", choices=["none", "relative"], default="none")
+    p.set_defaults(func=_plot)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -232,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
+    _add_discrepancy(sub)
+    _add_plot(sub)
     table = sub.add_parser(
         "table", help="Tables 1-2: Best / Last / Diff of Clean, PGD-10, AA", formatter_class=_FORMAT
     )

@@ -12,10 +12,22 @@ from typing import Any
 
 import torch
 
-from .attacks import evaluate_attack, parse_attack
+from .attacks import AttackConfig, evaluate_attack, parse_attack
 from .data import load_dataset, make_loader
 from .io import write_json
-from .train import default_device, evaluate, load_model
+from .train import evaluate, load_model
+
+
+def checkpoint_attack(spec: str, meta: dict[str, Any], eps: float | None = None) -> AttackConfig:
+    """The attack `spec` (pgd10, aa, ...) against a checkpoint: ℓ∞ attacks use `eps`, else the
+    run's training eps and α, else the dataset's preset budget."""
+    dataset, train = meta["dataset"], meta.get("train", {})
+    config = parse_attack(spec, dataset)
+    linf_eps = eps if eps is not None else train.get("eps")
+    if config.norm == "Linf" and linf_eps is not None:
+        alpha = train.get("alpha") if eps is None else None
+        config = parse_attack(spec, dataset, eps=linf_eps, alpha=alpha)
+    return config
 
 
 def evaluate_checkpoint(
@@ -25,7 +37,7 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     eps: float | None = None,
     data_dir: str | Path | None = None,
-    device: torch.device | None = None,
+    device: torch.device | str | None = None,
     progress: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -37,19 +49,15 @@ def evaluate_checkpoint(
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     path = Path(path)
-    model, meta = load_model(path, device or default_device())
+    model, meta = load_model(path, device)
     dataset = meta["dataset"]
-    train = meta.get("train", {})
-    linf_eps = eps if eps is not None else train.get("eps")
+    linf_eps = eps if eps is not None else meta.get("train", {}).get("eps")
+    configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
     test = load_dataset(dataset, "test", data_dir)
     test = test.subset(torch.arange(min(n, len(test))))
     loader = make_loader(test, batch_size)
     results = {"clean": evaluate(model, loader)[1]}
-    for spec in attacks:
-        config = parse_attack(spec, dataset)
-        if config.norm == "Linf" and linf_eps is not None:
-            alpha = train.get("alpha") if eps is None else None
-            config = parse_attack(spec, dataset, eps=linf_eps, alpha=alpha)
+    for config in configs:
         results[config.label] = evaluate_attack(
             model, loader, config, progress=progress, seed=seed
         )["acc"]

@@ -34,7 +34,13 @@ from .report import (
     read_run_info,
 )
 
-__all__ = ["make_training_figure", "plot_training_curves", "read_metrics", "write_figures"]
+__all__ = [
+    "make_training_figure",
+    "plot_training_curves",
+    "read_metrics",
+    "save_figure",
+    "write_figures",
+]
 
 SPLITS = ("train", "test")
 KINDS = ("clean", "pgd")
@@ -78,10 +84,18 @@ def plot_training_curves(run_dirs: Sequence[str | Path] | str | Path, out_path: 
         raise ValueError(f"out_path must end in {' or '.join(FORMATS)}, got {out_path}")
     fig = make_training_figure(run_dirs)
     png = out_path.with_suffix(".png")
-    for target in [png] if out_path == png else [png, out_path]:
-        with atomic_file(target, "wb") as f:
-            fig.savefig(f, format=target.suffix[1:].lower(), dpi=150)
+    save_figure(fig, out_path.with_suffix(""), [png.suffix, out_path.suffix])
     return out_path
+
+
+def save_figure(fig: Figure, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Writes `fig` atomically as `stem` + each suffix in `formats` (once each, 150 dpi for
+    raster ones); returns the paths."""
+    paths = [Path(f"{stem}{suffix.lower()}") for suffix in dict.fromkeys(formats)]
+    for target in paths:
+        with atomic_file(target, "wb") as f:
+            fig.savefig(f, format=target.suffix[1:], dpi=150)
+    return paths
 
 
 def write_figures(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:

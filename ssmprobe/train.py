@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .attacks import PRESET_BUDGETS, pgd_linf, trades_adversary, trades_loss
-from .checkpoint import load_checkpoint, load_into, save_checkpoint
+from .checkpoint import load_checkpoint, load_into, resolve_checkpoint, save_checkpoint
 from .data import SequenceDataset, make_loader
 from .io import write_json, write_text
 from .models import ModelConfig, build_model
@@ -395,8 +395,26 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """The model stored in a checkpoint, in eval mode, and the checkpoint's metadata."""
-    ckpt = load_checkpoint(path, map_location=device)
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """`name` as a device (None: `default_device()`); a CUDA device on a machine without CUDA
+    is a ValueError that says so (rather than a failure deep inside loading or training)."""
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def load_model(
+    path: str | Path, device: torch.device | str | None = "cpu"
+) -> tuple[nn.Module, dict]:
+    """The model stored in a checkpoint (a path, or a bundled name like `s4_pgd.pt`), in eval
+    mode, and the checkpoint's metadata with its model config under "config"."""
+    device = resolve_device(device)
+    ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
     model = load_into(build_model(ckpt.config).to(device), ckpt)
-    return model.eval(), ckpt.meta
+    return model.eval(), {**ckpt.meta, "config": ckpt.config}

@@ -1,0 +1,18 @@
+"""Looking inside a model: record component features, measure clean/adversarial discrepancy.
+
+from ssmprobe.probe import record, discrepancy, summarise
+result = discrepancy("s4_pgd.pt", splits=("test",), n=200)
+"""
+
+from .discrepancy import DiscrepancyResult, DiscrepancyStats, discrepancy, summarise
+from .recorder import Features, Recording, record
+
+__all__ = [
+    "DiscrepancyResult",
+    "DiscrepancyStats",
+    "Features",
+    "Recording",
+    "discrepancy",
+    "record",
+    "summarise",
+]

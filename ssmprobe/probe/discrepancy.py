@@ -1,0 +1,293 @@
+"""Feature discrepancy of every component between clean and adversarial inputs (§4.2, Figs. 3-4).
+
+For a checkpoint, per split (train, test): the first N samples, their adversarial examples
+(PGD-10 at the checkpoint's own training ε and α unless told otherwise, one seeded generator per
+split, so every run sees the same samples and the same attack), and for every component
+(`model.components()`) the mean over samples of MSE and KL (`metrics`), plain and relative to
+||f||, before (its input pair) and after (its output pair), and the per-position squared error
+before and after. Only float64 running sums are kept, so memory does not grow with N.
+
+    result = discrepancy("s4_pgd.pt", splits=("test",), n=200)
+    result.rows        # one dict per (layer, component, kind, split, metric, norm)
+    summarise(result.rows)   # per component kind, averaged over layers
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..attacks import AttackConfig, run_attack
+from ..data import SPLITS, load_dataset, make_loader
+from ..evaluation import checkpoint_attack
+from ..io import atomic_file, write_json
+from ..train import load_model
+from .metrics import METRICS, per_step_sq_error, rate, relative
+from .metrics import discrepancy as metric_value
+from .recorder import Features, record
+
+NORMS = ("none", "relative")
+SIDES = ("before", "after")
+
+
+@dataclass
+class DiscrepancyStats:
+    """Running float64 sums over samples for every (component, side, metric, norm)."""
+
+    count: int = 0
+    sums: dict[tuple[str, str, str, str], float] = field(default_factory=lambda: defaultdict(float))
+    steps: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+
+    def add(self, clean: Mapping[str, Features], adv: Mapping[str, Features]) -> None:
+        """Adds one batch: the recorder's features of the clean and the adversarial forward."""
+        batch = 0
+        for name, f in clean.items():
+            pairs = {"before": (f.entry, adv[name].entry), "after": (f.exit, adv[name].exit)}
+            for side, (a, b) in pairs.items():
+                a, b = a.double(), b.double()
+                batch = a.shape[0]
+                for metric in METRICS:
+                    value = metric_value(metric, a, b)
+                    self.sums[name, side, metric, "none"] += value.sum().item()
+                    self.sums[name, side, metric, "relative"] += relative(value, a).sum().item()
+                step = per_step_sq_error(a, b).sum(dim=0).cpu()
+                key = (name, side)
+                self.steps[key] = step if key not in self.steps else self.steps[key] + step
+        self.count += batch
+
+    def mean(self, name: str, side: str, metric: str, norm: str) -> float:
+        return self.sums[name, side, metric, norm] / self.count
+
+    def mean_steps(self, name: str, side: str) -> list[float]:
+        return (self.steps[name, side] / self.count).tolist()
+
+
+@dataclass
+class DiscrepancyResult:
+    """What `discrepancy` measured on one checkpoint.
+
+    `meta`: checkpoint, model, method, ads, dataset, eps, attack, n per split (and a note when
+    N was capped). `rows`: one per (layer, component, kind, split, metric, norm) with before,
+    after, change and rate (%). `steps`: per (split, component) the mean per-position squared
+    error before and after, lists of length L.
+    """
+
+    meta: dict[str, Any]
+    rows: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+
+
+def collect(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    attack: AttackConfig,
+    seed: int = 0,
+    progress: bool = True,
+    total: int | None = None,
+) -> DiscrepancyStats:
+    """Streams over `batches`: attack each (hooks idle), record the clean and the adversarial
+    forward, add both to the running sums."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    stats = DiscrepancyStats()
+    with (
+        record(model) as recording,
+        tqdm(
+            total=total,
+            desc=f"discrepancy ({attack.label})",
+            unit="sample",
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
+            stats.add(recording.capture(x), recording.capture(x_adv))
+            bar.update(len(y))
+    if stats.count == 0:
+        raise ValueError("no samples to probe")
+    return stats
+
+
+def component_rows(model: nn.Module, stats: DiscrepancyStats, split: str) -> list[dict[str, Any]]:
+    """One row per (component, metric, norm) of a split's stats."""
+    rows = []
+    for component in model.components():
+        layer, part = component.name.rsplit(".", 1)
+        for metric in METRICS:
+            for norm in NORMS:
+                before, after = (stats.mean(component.name, s, metric, norm) for s in SIDES)
+                rows.append(
+                    {
+                        "layer": int(layer.split(".")[-1]),
+                        "component": component.name,
+                        "part": part,
+                        "kind": component.kind,
+                        "split": split,
+                        "metric": metric,
+                        "norm": norm,
+                        "before": before,
+                        "after": after,
+                        "change": after - before,
+                        "rate": rate(before, after),
+                    }
+                )
+    return rows
+
+
+def discrepancy(
+    ckpt: str | Path,
+    splits: Sequence[str] = SPLITS,
+    n: int = 1000,
+    batch_size: int = 100,
+    attack: str = "pgd10",
+    eps: float | None = None,
+    data_dir: str | Path | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> DiscrepancyResult:
+    """Per-component feature discrepancy of a checkpoint (a path or a bundled name) on the
+    first `n` samples of each split, adversarial inputs from `attack` (`parse_attack` specs)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    if eps is not None and not 0 < eps <= 1:
+        raise ValueError(f"eps must be in (0, 1], got {eps}")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"unknown split {', '.join(unknown) or '(none)'}; choose from {SPLITS}")
+    model, meta = load_model(ckpt, device)
+    config = checkpoint_attack(attack, meta, eps)
+    if config.eps <= 0:
+        raise ValueError(f"the attack's eps must be in (0, 1], got {config.eps}")
+    info: dict[str, Any] = {
+        "checkpoint": str(ckpt),
+        "model": meta["config"]["model"],
+        "method": meta.get("method"),
+        "ads": meta["config"].get("ads"),
+        "dataset": meta["dataset"],
+        "eps": config.eps,
+        "attack": config.label,
+        "n": {},
+        "notes": [],
+    }
+    rows, steps = [], []
+    for split in splits:
+        data = load_dataset(meta["dataset"], split, data_dir)
+        used = min(n, len(data))
+        if used < n:
+            info["notes"].append(f"{split}: n capped at the split's {len(data)} samples")
+        info["n"][split] = used
+        loader = make_loader(data.subset(torch.arange(used)), batch_size)
+        stats = collect(model, loader, config, seed=seed, progress=progress, total=used)
+        rows += component_rows(model, stats, split)
+        steps += [
+            {
+                "split": split,
+                "component": c.name,
+                "kind": c.kind,
+                **{side: stats.mean_steps(c.name, side) for side in SIDES},
+            }
+            for c in model.components()
+        ]
+    labels = {k: info[k] for k in ("model", "method", "ads", "dataset", "eps", "attack")}
+    rows = [{"checkpoint": str(ckpt), **labels, **row} for row in rows]
+    return DiscrepancyResult(info, rows, steps)
+
+
+def summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (checkpoint, kind, split, metric, norm): before, after and rate averaged over the
+    layers (the paper's per-component bars: the mean of the layers' rates)."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        key = (row["checkpoint"], row["kind"], row["split"], row["metric"], row["norm"])
+        groups[key].append(row)
+    out = []
+    for (checkpoint, kind, split, metric, norm), members in groups.items():
+        mean = {k: sum(r[k] for r in members) / len(members) for k in ("before", "after", "rate")}
+        out.append(
+            {
+                **{k: members[0][k] for k in ("model", "method", "ads", "dataset")},
+                "checkpoint": checkpoint,
+                "kind": kind,
+                "split": split,
+                "metric": metric,
+                "norm": norm,
+                "layers": len(members),
+                **mean,
+            }
+        )
+    return out
+
+
+ROW_FIELDS = (
+    *("checkpoint", "model", "method", "ads", "dataset", "eps", "attack"),
+    *("layer", "component", "part", "kind", "split", "metric", "norm"),
+    *("before", "after", "change", "rate"),
+)
+
+
+def save(results: Sequence[DiscrepancyResult], csv_path: str | Path) -> tuple[Path, Path]:
+    """Writes the tidy rows of every result to `csv_path` and everything (meta, rows, per-step
+    curves) to the JSON beside it (same stem); both atomically. Returns both paths."""
+    csv_path = Path(csv_path)
+    json_path = csv_path.with_suffix(".json")
+    frame = pd.DataFrame([row for r in results for row in r.rows], columns=list(ROW_FIELDS))
+    with atomic_file(csv_path) as f:
+        frame.to_csv(f, index=False)
+    write_json(
+        json_path,
+        {"results": [{"meta": r.meta, "rows": r.rows, "steps": r.steps} for r in results]},
+    )
+    return csv_path, json_path
+
+
+def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The rows of one or more CSV files written by `save`."""
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such results file: {path}")
+        frame = pd.read_csv(path, keep_default_na=False, na_values={"rate": ["nan", "NaN"]})
+        missing = [c for c in ROW_FIELDS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} is not a discrepancy CSV (lacks {', '.join(missing)})")
+        frame["ads"] = frame["ads"].astype(object).where(frame["ads"] != "", None)
+        frames.append(frame)
+    if not frames:
+        raise ValueError("no results files given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
+    """A readable block for one checkpoint: kind x split x metric with before, after, rate %."""
+    meta = result.meta
+    ns = ", ".join(f"{s} {n}" for s, n in meta["n"].items())
+    head = (
+        f"{meta['checkpoint']}: {meta['model']} {meta['method']}"
+        f"{' AdS-' + meta['ads'] if meta['ads'] else ''} on {meta['dataset']}, "
+        f"{meta['attack']} at eps {meta['eps']:g} ({ns}; norm {norm})"
+    )
+    lines = [
+        head,
+        f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>10}",
+    ]
+    for row in summarise(r for r in result.rows if r["norm"] == norm):
+        lines.append(
+            f"  {row['kind']:<10}{row['split']:<7}{row['metric']:<7}"
+            f"{row['before']:>12.4g}{row['after']:>12.4g}{row['rate']:>10.1f}"
+        )
+    lines += [f"  note: {note}" for note in meta["notes"]]
+    return "\n".join(lines)

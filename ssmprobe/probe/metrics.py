@@ -1,0 +1,65 @@
+"""Feature discrepancy between clean features f and adversarial features f' (paper §4.2).
+
+All functions take batches of feature sequences (B, L, d) and return one value per sample:
+
+    MSE(f, f') = (1/T) ||f' - f||²                 T = L, the squared Frobenius norm over (L, d)
+    KL(f, f')  = mean_j Σ_k S(f)[k, j] (log S(f)[k, j] - log S(f')[k, j])
+                 S = softmax over the sequence dimension k, per channel j
+    per_step_sq_error(f, f')[k] = ||f'_k - f_k||²  (summed over channels)
+
+The paper's relative form divides a discrepancy by ||f|| (`relative`). For a component with
+input pair (f_in, f'_in) and output pair (f_out, f'_out): before = d(f'_in, f_in),
+after = d(f'_out, f_out), change = after - before, rate = change / before (`rate`, in %).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+METRICS = ("mse", "kl")
+
+
+def _check_pair(f: Tensor, f_adv: Tensor) -> None:
+    if f.shape != f_adv.shape or f.dim() != 3:
+        raise ValueError(
+            f"expected two feature batches of one shape (B, L, d), got {tuple(f.shape)} and "
+            f"{tuple(f_adv.shape)}"
+        )
+
+
+def mse(f: Tensor, f_adv: Tensor) -> Tensor:
+    """(1/L) ||f' - f||² per sample: (B, L, d) x 2 -> (B,)."""
+    _check_pair(f, f_adv)
+    return (f_adv - f).square().sum(dim=(1, 2)) / f.shape[1]
+
+
+def kl(f: Tensor, f_adv: Tensor) -> Tensor:
+    """KL(S(f) || S(f')) over the sequence axis, summed over positions, mean over channels."""
+    _check_pair(f, f_adv)
+    log_p, log_q = F.log_softmax(f, dim=1), F.log_softmax(f_adv, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean(dim=1)
+
+
+def per_step_sq_error(f: Tensor, f_adv: Tensor) -> Tensor:
+    """||f'_k - f_k||² per sample and position: (B, L, d) x 2 -> (B, L)."""
+    _check_pair(f, f_adv)
+    return (f_adv - f).square().sum(dim=2)
+
+
+def relative(value: Tensor, f: Tensor) -> Tensor:
+    """A per-sample discrepancy divided by ||f|| (Frobenius norm of the clean (L, d) features)."""
+    return value / torch.linalg.vector_norm(f, dim=(1, 2))
+
+
+def discrepancy(metric: str, f: Tensor, f_adv: Tensor) -> Tensor:
+    """The named metric (`METRICS`) per sample."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    return mse(f, f_adv) if metric == "mse" else kl(f, f_adv)
+
+
+def rate(before: float, after: float) -> float:
+    """(after - before) / before in %; NaN when there was no discrepancy before."""
+    return 100.0 * (after - before) / before if before else float("nan")

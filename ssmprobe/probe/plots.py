@@ -1,0 +1,161 @@
+"""Figures of the feature discrepancy (paper Figs. 3 and 4) and its per-position curves.
+
+Figure 3: one row per training method, one column per metric (KL, MSE); x = model, one bar per
+component kind, the rate (change / before, %) averaged over layers; plain bars for the train
+split, hatched bars for test; no bar where a model has no such component. Figure 4: the same for
+the models with AdS (S4 and DSS with relu / tanh / sigmoid in the paper), x = model + AdS.
+
+Per-position curves (one figure per checkpoint): one panel per component (rows = layers), the
+squared error ||f'_k - f_k||² against position k before (dashed) and after (solid) the
+component, train and test. They show where along the sequence the discrepancy enters and how
+the state carries it forward.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..models import MODELS
+from ..plots import save_figure
+from .discrepancy import load_rows, summarise
+
+KINDS_SHOWN = ("ssm", "ads", "attention", "linear")
+METRIC_TITLES = {"kl": "KL divergence", "mse": "MSE"}
+METHOD_TITLES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
+_HATCH = {"train": "", "test": "///"}
+_COLORS = dict(zip(KINDS_SHOWN, sns.color_palette("deep"), strict=False))
+
+
+def _has_ads(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _label(row: pd.Series) -> str:
+    return row["model"].upper() + (f"+AdS-{row['ads']}" if _has_ads(row["ads"]) else "")
+
+
+def _order(labels: Iterable[str]) -> list[str]:
+    families = sorted(MODELS, key=["s4", "dss", "s5", "mega", "mamba"].index)
+    return sorted(set(labels), key=lambda s: (families.index(s.split("+")[0].lower()), s))
+
+
+def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
+    """Bars of the rate per (method row, metric column, model, kind, split) of `summarise`d
+    rows (one checkpoint per model label and method)."""
+    summary = summary.assign(label=summary.apply(_label, axis=1))
+    methods = [m for m in METHOD_TITLES if m in set(summary["method"])]
+    labels = _order(summary["label"])
+    kinds = [k for k in KINDS_SHOWN if k in set(summary["kind"])]
+    width = 0.8 / (2 * len(kinds))
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
+        fig = Figure(
+            figsize=(4.5 + 1.3 * len(labels), 0.8 + 2.8 * len(methods)), layout="constrained"
+        )
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(methods), 2, squeeze=False, sharex=True)
+        for row, method in zip(axes, methods, strict=True):
+            for ax, metric in zip(row, METRIC_TITLES, strict=True):
+                part = summary[(summary["method"] == method) & (summary["metric"] == metric)]
+                for i, kind in enumerate(kinds):
+                    for j, split in enumerate(("train", "test")):
+                        sel = part[(part["kind"] == kind) & (part["split"] == split)]
+                        rates = sel.set_index("label")["rate"].reindex(labels)
+                        ax.bar(
+                            np.arange(len(labels)) + (2 * i + j - len(kinds) + 0.5) * width,
+                            rates.to_numpy(dtype=float),  # NaN: no such component, no bar
+                            width,
+                            color=_COLORS[kind],
+                            hatch=_HATCH[split],
+                            edgecolor="0.2",
+                            linewidth=0.5,
+                            label=f"{kind} ({split})",
+                        )
+                ax.axhline(0, color="0.2", linewidth=0.8)
+                ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 5 else 0)
+                ax.set(
+                    title=f"{METHOD_TITLES[method]}: {METRIC_TITLES[metric]}",
+                    ylabel="rate: change / before (%)",
+                )
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=max(2, len(kinds)))
+        fig.suptitle(title, fontweight="bold")
+    return fig
+
+
+def make_steps_figure(result: dict) -> Figure:
+    """Per-position squared error before and after every component of one checkpoint."""
+    steps = result["steps"]
+    meta = result["meta"]
+    components = list(dict.fromkeys(s["component"] for s in steps))
+    layers = sorted({c.split(".")[1] for c in components}, key=int)
+    parts = list(dict.fromkeys(c.rsplit(".", 1)[1] for c in components))
+    colors = dict(zip(("train", "test"), sns.color_palette("deep"), strict=False))
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.0):
+        fig = Figure(figsize=(3.2 * len(parts), 0.8 + 2.4 * len(layers)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(layers), len(parts), squeeze=False, sharex=True)
+        for entry in steps:
+            layer, part = entry["component"].split(".")[1], entry["component"].rsplit(".", 1)[1]
+            ax = axes[layers.index(layer), parts.index(part)]
+            for side, style in (("before", "--"), ("after", "-")):
+                ax.plot(
+                    entry[side],
+                    style,
+                    color=colors[entry["split"]],
+                    label=f"{entry['split']} {side}",
+                )
+            ax.set_yscale("log")
+            ax.set(title=entry["component"], xlabel="position k", ylabel="||f'_k - f_k||²")
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=4)
+        fig.suptitle(
+            f"{meta['checkpoint']}: {meta['model']} {meta['method']}, {meta['attack']} "
+            f"eps {meta['eps']:g}",
+            fontweight="bold",
+        )
+    return fig
+
+
+def plot_discrepancy(
+    results: Sequence[str | Path], out_dir: str | Path, norm: str = "none"
+) -> list[Path]:
+    """Figure 3 (models without AdS), Figure 4 (models with AdS) and the per-position curves
+    (from the JSON beside each CSV) as PNG and PDF in `out_dir`; returns the written paths."""
+    rows = load_rows(results)
+    rows = rows[rows["norm"] == norm]
+    if rows.empty:
+        raise ValueError(f"the results hold no rows with norm {norm!r}")
+    summary = pd.DataFrame(summarise(rows.to_dict("records")))
+    out_dir = Path(out_dir)
+    figures = {}
+    ads = summary["ads"].map(_has_ads)
+    plain, with_ads = summary[~ads], summary[ads]
+    suffix = "" if norm == "none" else "_relative"
+    if not plain.empty:
+        figures[f"figure3_discrepancy{suffix}"] = make_rate_figure(
+            plain, "Feature discrepancy rate per component (Fig. 3)"
+        )
+    if not with_ads.empty:
+        figures[f"figure4_discrepancy_ads{suffix}"] = make_rate_figure(
+            with_ads, "Feature discrepancy rate with AdS (Fig. 4)"
+        )
+    for path in map(Path, results):
+        json_path = path.with_suffix(".json")
+        if json_path.is_file():
+            for result in json.loads(json_path.read_text())["results"]:
+                meta = result["meta"]
+                model = meta["model"] + (f"-{meta['ads']}" if meta["ads"] else "")
+                stem = Path(meta["checkpoint"]).stem
+                figures[f"steps_{model}_{meta['method']}_{stem}"] = make_steps_figure(result)
+    written = []
+    for name, fig in figures.items():
+        written += save_figure(fig, out_dir / name)
+    return written
