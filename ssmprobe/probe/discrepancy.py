@@ -162,8 +162,6 @@ def discrepancy(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
-    if eps is not None and not 0 < eps <= 1:
-        raise ValueError(f"eps must be in (0, 1], got {eps}")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise ValueError(f"unknown split {', '.join(unknown) or '(none)'}; choose from {SPLITS}")

@@ -54,20 +54,22 @@ class Recording:
             )
         self._seen[site] = value.detach()
 
-    def hooks(self) -> list[torch.utils.hooks.RemovableHandle]:
-        """Registers one hook per site; the caller removes them."""
-        handles = []
+    def hook(self, handles: list[torch.utils.hooks.RemovableHandle]) -> None:
+        """Registers one hook per site, appending each handle as soon as it exists (so the
+        caller can remove all of them even if a later registration fails)."""
         for site in self._sites:
             if site.side == "input":
-                hook = site.module.register_forward_pre_hook(
-                    lambda _m, args, site=site: self._store(site, args[0])
+                handles.append(
+                    site.module.register_forward_pre_hook(
+                        lambda _m, args, site=site: self._store(site, args[0])
+                    )
                 )
             else:
-                hook = site.module.register_forward_hook(
-                    lambda _m, _args, out, site=site: self._store(site, out)
+                handles.append(
+                    site.module.register_forward_hook(
+                        lambda _m, _args, out, site=site: self._store(site, out)
+                    )
                 )
-            handles.append(hook)
-        return handles
 
     @torch.no_grad()
     def capture(self, x: Tensor) -> dict[str, Features]:
@@ -88,8 +90,9 @@ class Recording:
 def record(model: nn.Module, components: Sequence[Component] | None = None) -> Iterator[Recording]:
     """Hooks `components` (default: all of `model.components()`) for the block's duration."""
     recording = Recording(model, model.components() if components is None else components)
-    handles = recording.hooks()
+    handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
+        recording.hook(handles)
         yield recording
     finally:
         for handle in handles:
