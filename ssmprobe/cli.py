@@ -35,13 +35,13 @@ def _train(args: argparse.Namespace) -> int:
         for k in ("d_model", "n_layers", "d_state")
         if getattr(args, k) is not None
     }
+    arch |= {} if args.residual is None else {"residual": args.residual}
     mconfig = model_config(
         args.model,
         preset,
         d_input=train_set.channels,
         n_classes=train_set.num_classes,
         ads=args.ads,
-        residual=args.residual,
         **arch,
     )
     tconfig = train_config(
@@ -322,7 +322,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--d-model", type=int, help="hidden width d")
     p.add_argument("--n-layers", type=int, help="number of blocks")
     p.add_argument("--d-state", type=int, help="state size N (family default if unset)")
-    p.add_argument("--residual", action="store_true", help="skip connection around each block")
+    p.add_argument(
+        "--residual",
+        action=argparse.BooleanOptionalAction,
+        help="skip connection around each block (preset's if unset: on for Mamba at digits)",
+    )
     p.add_argument("--epochs", type=int, help="training epochs (preset's if unset)")
     p.add_argument("--batch-size", type=int, help="global batch size (preset's if unset)")
     p.add_argument(

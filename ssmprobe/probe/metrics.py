@@ -15,7 +15,6 @@ after = d(f'_out, f_out), change = after - before, rate = change / before (`rate
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 METRICS = ("mse", "kl")
@@ -29,35 +28,36 @@ def _check_pair(f: Tensor, f_adv: Tensor) -> None:
         )
 
 
-def mse(f: Tensor, f_adv: Tensor) -> Tensor:
-    """(1/L) ||f' - f||² per sample: (B, L, d) x 2 -> (B,)."""
-    _check_pair(f, f_adv)
-    return (f_adv - f).square().sum(dim=(1, 2)) / f.shape[1]
-
-
-def kl(f: Tensor, f_adv: Tensor) -> Tensor:
-    """KL(S(f) || S(f')) over the sequence axis, summed over positions, mean over channels."""
-    _check_pair(f, f_adv)
-    log_p, log_q = F.log_softmax(f, dim=1), F.log_softmax(f_adv, dim=1)
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean(dim=1)
-
-
 def per_step_sq_error(f: Tensor, f_adv: Tensor) -> Tensor:
     """||f'_k - f_k||² per sample and position: (B, L, d) x 2 -> (B, L)."""
     _check_pair(f, f_adv)
     return (f_adv - f).square().sum(dim=2)
 
 
+def mse(f: Tensor, f_adv: Tensor) -> Tensor:
+    """(1/L) ||f' - f||² per sample: (B, L, d) x 2 -> (B,)."""
+    return mse_from_steps(per_step_sq_error(f, f_adv))
+
+
+def mse_from_steps(steps: Tensor) -> Tensor:
+    """MSE from `per_step_sq_error`'s (B, L): the sum over positions over T = L."""
+    return steps.sum(dim=1) / steps.shape[1]
+
+
+def kl(f: Tensor, f_adv: Tensor) -> Tensor:
+    """KL(S(f) || S(f')) over the sequence axis, summed over positions, mean over channels.
+
+    In the log domain: log S(f) - log S(f') = (f - f') - (logsumexp f - logsumexp f') over the
+    sequence, weighted by S(f); no exponentials are summed, and the difference is formed once.
+    """
+    _check_pair(f, f_adv)
+    log_ratio = (f - f_adv) - (torch.logsumexp(f, dim=1) - torch.logsumexp(f_adv, dim=1))[:, None]
+    return (torch.softmax(f, dim=1) * log_ratio).sum(dim=1).mean(dim=1)
+
+
 def relative(value: Tensor, f: Tensor) -> Tensor:
     """A per-sample discrepancy divided by ||f|| (Frobenius norm of the clean (L, d) features)."""
     return value / torch.linalg.vector_norm(f, dim=(1, 2))
-
-
-def discrepancy(metric: str, f: Tensor, f_adv: Tensor) -> Tensor:
-    """The named metric (`METRICS`) per sample."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    return mse(f, f_adv) if metric == "mse" else kl(f, f_adv)
 
 
 def rate(before: float, after: float) -> float:
