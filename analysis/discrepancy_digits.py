@@ -6,7 +6,7 @@ the bundled checkpoints) on N train and all test samples with PGD-10 at the run'
 CSV next to the run (`discrepancy.csv`, reused while newer than the checkpoint), and writes the
 combined CSV and the figures (`ssmprobe plot discrepancy`) to OUT.
 
-    python analysis/discrepancy_digits.py [--runs runs/calibrate] [--out figures] [--n 1000]
+    python analysis/discrepancy_digits.py [--runs runs/calibrate] [--out figures/discrepancy] [--n 1000]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", default="runs/calibrate")
-    parser.add_argument("--out", default="figures")
+    parser.add_argument("--out", default="figures/discrepancy")
     parser.add_argument("--n", type=int, default=1000, help="samples per split")
     args = parser.parse_args()
     csvs = []

@@ -292,12 +292,12 @@ def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
     )
     lines = [
         head,
-        f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>10}",
+        f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>13}",
     ]
     for row in summarise(r for r in result.rows if r["norm"] == norm):
         lines.append(
             f"  {row['kind']:<10}{row['split']:<7}{row['metric']:<7}"
-            f"{row['before']:>12.4g}{row['after']:>12.4g}{row['rate']:>10.1f}"
+            f"{row['before']:>12.4g}{row['after']:>12.4g}{row['rate']:>13.1f}"
         )
     lines += [f"  note: {note}" for note in meta["notes"]]
     return "\n".join(lines)

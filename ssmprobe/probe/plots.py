@@ -1,8 +1,9 @@
 """Figures of the feature discrepancy (paper Figs. 3 and 4) and its per-position curves.
 
 Figure 3: one row per training method, one column per metric (KL, MSE); x = model, one bar per
-component kind, the rate (change / before, %) averaged over layers; plain bars for the train
-split, hatched bars for test; no bar where a model has no such component. Figure 4: the same for
+component kind, the rate (change / before, %) averaged over layers, on a symmetric-log axis
+(linear within ±100%); plain bars for the train split, hatched bars for test; no bar where a
+model has no such component. Figure 4: the same for
 the models with AdS (S4 and DSS with relu / tanh / sigmoid in the paper), x = model + AdS.
 
 Per-position curves (one figure per checkpoint): one panel per component (rows = layers), the
@@ -79,6 +80,8 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
                             label=f"{kind} ({split})",
                         )
                 ax.axhline(0, color="0.2", linewidth=0.8)
+                # Rates span -100% to millions of %: linear near 0, logarithmic beyond ±100%.
+                ax.set_yscale("symlog", linthresh=100)
                 ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 5 else 0)
                 ax.set(
                     title=f"{METHOD_TITLES[method]}: {METRIC_TITLES[metric]}",
