@@ -6,7 +6,8 @@ the bundled checkpoints) on N train and all test samples with PGD-10 at the run'
 CSV next to the run (`discrepancy.csv`, reused while newer than the checkpoint), and writes the
 combined CSV and the figures (`ssmprobe plot discrepancy`) to OUT.
 
-    python analysis/discrepancy_digits.py [--runs runs/calibrate] [--out figures/discrepancy] [--n 1000]
+    python analysis/discrepancy_digits.py [--runs runs/calibrate] [--out figures/discrepancy]
+        [--n 1000]
 """
 
 from __future__ import annotations
