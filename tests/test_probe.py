@@ -269,6 +269,11 @@ def test_discrepancy_cli_end_to_end(tiny_checkpoint: Path, tmp_path: Path, capsy
     assert main(["plot", "discrepancy", str(csv), "--out", str(figs)]) == 0
     names = {p.name for p in figs.iterdir()}
     assert {"figure3_discrepancy.png", "figure3_discrepancy.pdf"} <= names
+    # Rows of a model with AdS go to Figure 4.
+    ads = tmp_path / "ads.csv"
+    frame.assign(ads="relu", checkpoint="ads.pt").to_csv(ads, index=False)
+    assert main(["plot", "discrepancy", str(csv), str(ads), "--out", str(figs)]) == 0
+    assert (figs / "figure4_discrepancy_ads.png").is_file()
     for path in figs.glob("*.png"):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for path in figs.glob("*.pdf"):
