@@ -1,0 +1,203 @@
+"""Theorem 4.1.1 checked on a model's trained SSM layers (`ssmprobe bounds`).
+
+For every LTI SISO layer (S4, DSS, Mega's EMA) and each channel: the eigenvalues of Ā (S4: of
+the dense discretised NPLR matrix), |λ|max and |λ|min, C̄B̄ (= h_0, the first kernel entry as
+the layer computes it: scale·Re Σ_n C̄_n B̄_n), h1 = the layer's own kernel of length L and
+||h1||², c1 and c2 (closed form), the perturbation's μ, σ² and M, the kernel-form and
+eigenvalue-form bounds, the spectral bound M·L·λ_max(HᵀH), the exact error E||Hε||² (closed
+form), optionally a Monte Carlo estimate, and whether each bound holds with its ratio.
+The feed-through D·u is not part of the theorem's system (eq. 10 has none) and is left out.
+
+Perturbation laws, with budget ε and an optional common mean μ (ε_k = μ + noise, i.i.d.):
+`uniform` noise U(-ε, ε) (σ² = ε²/3), `sign` noise ±ε (σ² = ε²), `gaussian` noise N(0, ε²);
+M = μ² + σ². With μ = 0 both lower bounds are 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .bounds import (
+    c1_c2,
+    check,
+    eigen_bounds,
+    exact_error,
+    kernel_bounds,
+    monte_carlo_error,
+    spectral_bound,
+)
+from .models.base import LTISSM, DiscreteSSM
+
+PERTURBATIONS = ("uniform", "sign", "gaussian")
+BOUNDS = ("kernel", "eigen", "spectral")
+
+
+@dataclass(frozen=True)
+class PerturbationLaw:
+    """i.i.d. ε_k = mu + noise: its mean, variance, M = E[ε_k²] and a sampler (n, L)."""
+
+    kind: str
+    eps: float
+    mu: float
+    sigma2: float
+
+    @property
+    def M(self) -> float:
+        return self.mu**2 + self.sigma2
+
+    def sampler(self, length: int, seed: int = 0) -> Callable[[int], Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+
+        def draw(n: int) -> Tensor:
+            shape = (n, length)
+            if self.kind == "uniform":
+                noise = 2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1
+            elif self.kind == "sign":
+                noise = 2 * torch.randint(0, 2, shape, generator=generator).double() - 1
+            else:
+                noise = torch.randn(shape, generator=generator, dtype=torch.float64)
+            return self.mu + self.eps * noise
+
+        return draw
+
+
+def perturbation_law(kind: str, eps: float, mu: float = 0.0) -> PerturbationLaw:
+    """The law `kind` (`PERTURBATIONS`) with noise scale `eps` > 0 and mean `mu`."""
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {kind!r}; choose one of {PERTURBATIONS}")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    sigma2 = eps**2 / 3 if kind == "uniform" else eps**2
+    return PerturbationLaw(kind, eps, mu, sigma2)
+
+
+def modal_form(ssm: DiscreteSSM) -> tuple[Tensor, Tensor]:
+    """Eigenvalues λ (H, N) of Ā and the residues r (H, N) of each mode, complex128, such that
+    the kernel is h_k = scale·Re Σ_n r_n λ_n^k; Ā is diagonalised when dense (S4)."""
+    lam = ssm.eigvals.to(torch.complex128)
+    b, c = ssm.B_bar.to(torch.complex128), ssm.C_bar.to(torch.complex128)
+    if ssm.diagonal:
+        return lam, c * b
+    lam, vectors = torch.linalg.eig(ssm.A_bar.to(torch.complex128))
+    b_modal = torch.linalg.solve(vectors, b.unsqueeze(-1)).squeeze(-1)
+    c_modal = (c.unsqueeze(-2) @ vectors).squeeze(-2)
+    return lam, c_modal * b_modal
+
+
+def layer_rows(
+    layer: nn.Module,
+    length: int,
+    law: PerturbationLaw,
+    channels: Sequence[int] | None = None,
+    samples: int = 0,
+) -> list[dict[str, Any]]:
+    """One row per channel of an LTI SISO layer: parameters, bounds, exact error, checks."""
+    if not isinstance(layer, LTISSM):
+        raise ValueError(
+            f"{type(layer).__name__} is not time-invariant: its bounds need per-step parameters"
+        )
+    with torch.no_grad():
+        ssm = layer.discrete()
+        if ssm.mimo:
+            raise ValueError(
+                f"{type(layer).__name__} is MIMO: per-channel SISO bounds do not apply"
+            )
+        h = layer.impulse_response(length).double()
+        lam, _ = modal_form(ssm)
+    picked = list(range(h.shape[0])) if channels is None else list(channels)
+    bad = [c for c in picked if not 0 <= c < h.shape[0]]
+    if bad:
+        raise ValueError(f"channels {bad} outside the layer's 0..{h.shape[0] - 1}")
+    h, lam = h[picked], lam[picked]
+    moduli = lam.abs()
+    lam_max, lam_min = moduli.max(dim=-1).values, moduli.min(dim=-1).values
+    c1, c2 = c1_c2(length)
+    exact = exact_error(h, law.mu, law.sigma2)
+    bounds = {
+        "kernel": kernel_bounds(h, law.mu, law.M),
+        "eigen": eigen_bounds(lam_min, lam_max, h[:, 0], length, law.mu, law.M),
+        "spectral": (torch.zeros_like(exact), spectral_bound(h, law.M)),
+    }
+    checks = {name: check(low, exact, up) for name, (low, up) in bounds.items()}
+    mc = mc_se = None
+    if samples:
+        mc, mc_se = monte_carlo_error(h, law.sampler(length), samples)
+    rows = []
+    for i, channel in enumerate(picked):
+        row: dict[str, Any] = {
+            "channel": channel,
+            "lam_max_abs": lam_max[i].item(),
+            "lam_min_abs": lam_min[i].item(),
+            "cb": h[i, 0].item(),
+            "h_norm2": h[i].square().sum().item(),
+            "c1": c1,
+            "c2": c2,
+            "L": length,
+            "mu": law.mu,
+            "sigma2": law.sigma2,
+            "M": law.M,
+            "exact": exact[i].item(),
+        }
+        if mc is not None:
+            row |= {"monte_carlo": mc[i].item(), "monte_carlo_se": mc_se[i].item()}
+        for name, (low, up) in bounds.items():
+            row |= {
+                f"{name}_lower": low[i].item(),
+                f"{name}_upper": up[i].item(),
+                f"{name}_lower_holds": bool(checks[name]["lower_holds"][i]),
+                f"{name}_upper_holds": bool(checks[name]["upper_holds"][i]),
+                f"{name}_upper_ratio": checks[name]["upper_ratio"][i].item(),
+            }
+        row["tighter_upper"] = (
+            "kernel" if row["kernel_upper"] <= row["spectral_upper"] else "spectral"
+        )
+        rows.append(row)
+    return rows
+
+
+def model_rows(
+    model: nn.Module,
+    length: int,
+    law: PerturbationLaw,
+    layers: Sequence[int] | None = None,
+    channels: Sequence[int] | None = None,
+    samples: int = 0,
+) -> list[dict[str, Any]]:
+    """`layer_rows` for every SSM layer of `model` (or the listed layer indices)."""
+    ssm_layers = list(model.ssm_layers().items())
+    picked = range(len(ssm_layers)) if layers is None else layers
+    bad = [i for i in picked if not 0 <= i < len(ssm_layers)]
+    if bad:
+        raise ValueError(f"layers {bad} outside the model's 0..{len(ssm_layers) - 1}")
+    rows = []
+    for i in picked:
+        name, layer = ssm_layers[i]
+        rows += [
+            {"layer": name, **row} for row in layer_rows(layer, length, law, channels, samples)
+        ]
+    return rows
+
+
+def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per layer: channels, and per bound the counts of channels where its lower and upper side
+    hold, the median and largest measured/upper ratio."""
+    out = []
+    for layer in dict.fromkeys(r["layer"] for r in rows):
+        members = [r for r in rows if r["layer"] == layer]
+        summary: dict[str, Any] = {"layer": layer, "channels": len(members)}
+        for name in BOUNDS:
+            ratios = torch.tensor([r[f"{name}_upper_ratio"] for r in members])
+            summary |= {
+                f"{name}_lower_holds": sum(r[f"{name}_lower_holds"] for r in members),
+                f"{name}_upper_holds": sum(r[f"{name}_upper_holds"] for r in members),
+                f"{name}_median_ratio": ratios.median().item(),
+                f"{name}_max_ratio": ratios.max().item(),
+            }
+        summary["kernel_tighter"] = sum(r["tighter_upper"] == "kernel" for r in members)
+        out.append(summary)
+    return out
