@@ -280,7 +280,12 @@ def _bounds(args: argparse.Namespace) -> int:
     write_json(
         out.with_suffix(".json"), {"meta": meta_out, "summary": summarise_rows(rows), "rows": rows}
     )
-    print(f"written: {out}, {out.with_suffix('.json')}")
+    written = [out, out.with_suffix(".json")]
+    if args.figures:
+        from .bounds_figures import write_bounds_figures
+
+        written += write_bounds_figures(model, args.model, rows, law, args.figures)
+    print("written: " + ", ".join(map(str, written)))
     return 0
 
 
@@ -322,6 +327,11 @@ def _add_bounds(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", help="layer indices, e.g. 0,1 (default all)")
     p.add_argument("--channels", help="channel indices, e.g. 0-7 (default all)")
     p.add_argument("--out", default="bounds.csv", help="CSV path; the JSON goes beside it")
+    p.add_argument(
+        "--figures",
+        metavar="DIR",
+        help="also draw the bounds across channels, against L (16-1024) and the eigenvalues",
+    )
     p.set_defaults(func=_bounds)
 
 

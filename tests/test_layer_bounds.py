@@ -97,3 +97,14 @@ def test_bounds_bad_input(tmp_path: Path, capsys, args: list[str], message: str)
     assert main(["bounds", "--model", "dss", *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_bounds_figures(tmp_path: Path) -> None:
+    out = tmp_path / "b.csv"
+    args = ["bounds", "--model", "dss", "--channels", "0-3", "--mu", "0.05"]
+    assert main([*args, "--out", str(out), "--figures", str(tmp_path / "figs")]) == 0
+    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    stems = ("bounds_dss", "bounds_vs_L_dss", "eigenvalues_dss")
+    assert names == {f"{s}{suffix}" for s in stems for suffix in (".png", ".pdf")}
+    for stem in stems:
+        assert (tmp_path / "figs" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
