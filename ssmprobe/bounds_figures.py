@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from .layer_bounds import PerturbationLaw, modal_form, model_rows
+from .layer_bounds import PerturbationLaw, model_rows
 from .plots import save_figure
 
 LENGTHS = (16, 32, 64, 128, 256, 512, 1024)
@@ -101,7 +101,7 @@ def make_eigenvalue_figure(model: nn.Module, title: str) -> Figure:
         circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
         for ax, (name, layer) in zip(axes, layers.items(), strict=True):
             with torch.no_grad():
-                lam = modal_form(layer.discrete())[0].flatten().numpy()
+                lam = layer.discrete().eigvals.flatten().numpy()
             ax.plot(circle.real, circle.imag, color="0.5", linewidth=0.8, label="unit circle")
             ax.scatter(lam.real, lam.imag, s=6, alpha=0.6, label="eigenvalues of Ā")
             ax.set(title=name, xlabel="Re λ", ylabel="Im λ", aspect="equal")

@@ -313,10 +313,11 @@ def _add_bounds(sub: argparse._SubParsersAction) -> None:
             "response h1, the kernel-form (eq. 14/15) and eigenvalue-form (eq. 11/16) bounds, "
             "the spectral bound M L lambda_max(H^T H), and the exact output error "
             "E||y'-y||^2 of an i.i.d. input perturbation, with which bounds hold. LTI SISO "
-            "layers (S4, DSS, Mega's EMA); S5 (MIMO) and Mamba (time-varying) are not covered yet."
+            "layers (S4, DSS, Mega's EMA) per channel, S5's MIMO layer per output channel; Mamba "
+            "(time-varying) is not covered yet."
         ),
     )
-    p.add_argument("--model", required=True, choices=["s4", "dss", "mega"])
+    p.add_argument("--model", required=True, choices=["s4", "dss", "s5", "mega"])
     p.add_argument("--ckpt", help="checkpoint (default: the bundled MODEL_pgd.pt)")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
     p.add_argument("--L", type=int, default=64, help="sequence length")

@@ -1,12 +1,14 @@
 """Theorem 4.1.1 checked on a model's trained SSM layers (`ssmprobe bounds`).
 
-For every LTI SISO layer (S4, DSS, Mega's EMA) and each channel: the eigenvalues of Ā (S4: of
-the dense discretised NPLR matrix), |λ|max and |λ|min, C̄B̄ (= h_0, the first kernel entry as
-the layer computes it: scale·Re Σ_n C̄_n B̄_n), h1 = the layer's own kernel of length L and
-||h1||², c1 and c2 (closed form), the perturbation's μ, σ² and M, the kernel-form and
-eigenvalue-form bounds, the spectral bound M·L·λ_max(HᵀH), the exact error E||Hε||² (closed
-form), optionally a Monte Carlo estimate, and whether each bound holds with its ratio.
-The feed-through D·u is not part of the theorem's system (eq. 10 has none) and is left out.
+For every LTI SISO layer (S4, DSS, Mega's EMA) and each channel, and for S5's MIMO layer as a
+whole per output channel (`_mimo_bounds`; its eigenvalues are the shared states'): the
+eigenvalues of Ā (S4: of the dense discretised NPLR matrix), |λ|max and |λ|min, C̄B̄ (= h_0,
+the first kernel entry as the layer computes it: scale·Re Σ_n C̄_n B̄_n), h1 = the layer's own
+kernel of length L and ||h1||², c1 and c2 (closed form), the perturbation's μ, σ² and M, the
+kernel-form and eigenvalue-form bounds, the spectral bound M·L·λ_max(HᵀH), the exact error
+E||Hε||² (closed form), optionally a Monte Carlo estimate, and whether each bound holds with
+its ratio. The feed-through D·u is not part of the theorem's system (eq. 10 has none) and is
+left out.
 
 Perturbation laws, with budget ε and an optional common mean μ (ε_k = μ + noise, i.i.d.):
 `uniform` noise U(-ε, ε) (σ² = ε²/3), `sign` noise ±ε (σ² = ε²), `gaussian` noise N(0, ε²);
@@ -30,6 +32,7 @@ from .bounds import (
     kernel_bounds,
     monte_carlo_error,
     spectral_bound,
+    spectral_norm_sq,
 )
 from .models.base import LTISSM, DiscreteSSM
 
@@ -96,36 +99,38 @@ def layer_rows(
     channels: Sequence[int] | None = None,
     samples: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per channel of an LTI SISO layer: parameters, bounds, exact error, checks."""
+    """One row per channel of an LTI layer (per output channel of a MIMO one): parameters,
+    bounds, exact error, checks; Monte Carlo (`samples` draws) for SISO layers."""
     if not isinstance(layer, LTISSM):
         raise ValueError(
             f"{type(layer).__name__} is not time-invariant: its bounds need per-step parameters"
         )
     with torch.no_grad():
         ssm = layer.discrete()
-        if ssm.mimo:
-            raise ValueError(
-                f"{type(layer).__name__} is MIMO: per-channel SISO bounds do not apply"
-            )
         h = layer.impulse_response(length).double()
-        lam, _ = modal_form(ssm)
+        lam, _ = modal_form(ssm) if not ssm.mimo else (ssm.eigvals.to(torch.complex128), None)
     picked = list(range(h.shape[0])) if channels is None else list(channels)
     bad = [c for c in picked if not 0 <= c < h.shape[0]]
     if bad:
         raise ValueError(f"channels {bad} outside the layer's 0..{h.shape[0] - 1}")
-    h, lam = h[picked], lam[picked]
-    moduli = lam.abs()
-    lam_max, lam_min = moduli.max(dim=-1).values, moduli.min(dim=-1).values
+    h = h[picked]
+    moduli = lam.abs() if ssm.mimo else lam[picked].abs()
+    lam_max = moduli.max(dim=-1).values.expand(len(picked))
+    lam_min = moduli.min(dim=-1).values.expand(len(picked))
     c1, c2 = c1_c2(length)
-    exact = exact_error(h, law.mu, law.sigma2)
-    bounds = {
-        "kernel": kernel_bounds(h, law.mu, law.M),
-        "eigen": eigen_bounds(lam_min, lam_max, h[:, 0], length, law.mu, law.M),
-        "spectral": (torch.zeros_like(exact), spectral_bound(h, law.M)),
-    }
+    if ssm.mimo:
+        bounds, exact, h_mean = _mimo_bounds(h, law)
+    else:
+        exact, h_mean = exact_error(h, law.mu, law.sigma2), h
+        bounds = {
+            "kernel": kernel_bounds(h, law.mu, law.M),
+            "spectral": (torch.zeros_like(exact), spectral_bound(h, law.M)),
+        }
+    h = h_mean  # from here on the kernel of each row's channel (MIMO: Σ_i h_ji)
+    bounds["eigen"] = eigen_bounds(lam_min, lam_max, h[:, 0], length, law.mu, law.M)
     checks = {name: check(low, exact, up) for name, (low, up) in bounds.items()}
     mc = mc_se = None
-    if samples:
+    if samples and not ssm.mimo:
         mc, mc_se = monte_carlo_error(h, law.sampler(length), samples)
     rows = []
     for i, channel in enumerate(picked):
@@ -158,6 +163,25 @@ def layer_rows(
         )
         rows.append(row)
     return rows
+
+
+def _mimo_bounds(h: Tensor, law: PerturbationLaw) -> tuple[dict, Tensor, Tensor]:
+    """Bounds and exact error per output channel j of a MIMO layer, h (out, in, L), the input
+    perturbation i.i.d. over time and input channels: y'_j - y_j = Σ_i H_ji ε_i.
+
+    Exact: σ² Σ_i ||H_ji||_F² + μ² ||H(Σ_i h_ji) 1||². Kernel form, by the argument of
+    `bounds` applied to the stacked system: μ² c1 ||Σ_i h_ji||² ≤ E||·||² ≤ c2 M ||Σ_i |h_ji| ||².
+    Spectral: ≤ λ_max(G_jᵀG_j)·tr(S) ≤ M·L·n_in·Σ_i λ_max(H_jiᵀH_ji) for G_j = [H_j1 ... H_jn].
+    Returns the bounds, the exact error and h_j = Σ_i h_ji (the kernel seen by a mean shift).
+    """
+    h_mean = h.sum(dim=1)
+    exact = exact_error(h, 0.0, law.sigma2).sum(dim=1) + exact_error(h_mean, law.mu, 0.0)
+    c1, c2 = c1_c2(h.shape[-1])
+    lower = law.mu**2 * c1 * h_mean.square().sum(dim=-1)
+    upper = c2 * law.M * h.abs().sum(dim=1).square().sum(dim=-1)
+    spectral = law.M * h.shape[-1] * h.shape[1] * spectral_norm_sq(h).sum(dim=1)
+    bounds = {"kernel": (lower, upper), "spectral": (torch.zeros_like(exact), spectral)}
+    return bounds, exact, h_mean
 
 
 def model_rows(
