@@ -236,16 +236,23 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 def _bounds(args: argparse.Namespace) -> int:
     import pandas as pd
+    import torch
 
     from .checkpoint import bundled_dir
+    from .data import load_dataset, make_loader
+    from .evaluation import checkpoint_attack
     from .io import atomic_file, write_json
-    from .layer_bounds import model_rows, perturbation_law, summarise_rows
+    from .layer_bounds import measure_adversarial, model_rows, perturbation_law, summarise_rows
     from .models import build_model, model_config
     from .train import load_model
 
     if args.L < 1:
         raise ValueError(f"--L must be a positive sequence length, got {args.L}")
-    law = perturbation_law(args.perturb, args.eps, args.mu)
+    adversarial = args.perturb == "adversarial"
+    if adversarial and args.init:
+        raise ValueError("--perturb adversarial attacks a trained checkpoint; drop --init")
+    eps = 0.1 if args.eps is None else args.eps
+    law = None if adversarial else perturbation_law(args.perturb, eps, args.mu)
     if args.init:
         model, source = build_model(model_config(args.model, "digits")), "a fresh initialisation"
     else:
@@ -254,13 +261,24 @@ def _bounds(args: argparse.Namespace) -> int:
         if meta["config"]["model"] != args.model:
             raise ValueError(f"{ckpt} holds a {meta['config']['model']}, not a {args.model}")
         source = str(ckpt)
+    if adversarial:
+        attack = checkpoint_attack("pgd10", meta, args.eps)
+        data = load_dataset(meta["dataset"], "test", args.data_dir)
+        n = min(args.n, len(data))
+        perturbation = measure_adversarial(
+            model, make_loader(data.subset(torch.arange(n)), 100), attack
+        )
+        args.L = data.seq_len  # the perturbation is measured on the data's own length
+        what = f"PGD-10 (eps {attack.eps:g}) on {n} {meta['dataset']} test samples"
+    else:
+        perturbation = law
+        what = (
+            f"{law.kind} perturbation: mu = {law.mu:g}, sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}"
+        )
     rows = model_rows(
-        model, args.L, law, _indices(args.layers), _indices(args.channels), args.samples
+        model, args.L, perturbation, _indices(args.layers), _indices(args.channels), args.samples
     )
-    print(
-        f"{args.model} from {source}; L = {args.L}, {law.kind} perturbation: mu = {law.mu:g}, "
-        f"sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}"
-    )
+    print(f"{args.model} from {source}; L = {args.L}, {what}")
     head = f"  {'layer':<14}{'ch':>4}" + "".join(
         f"{name + ' lo/up holds':>22}{'med/max ratio':>18}"
         for name in ("kernel", "eigen", "spectral")
@@ -276,12 +294,12 @@ def _bounds(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with atomic_file(out) as f:
         pd.DataFrame(rows).to_csv(f, index=False)
-    meta_out = {"model": args.model, "source": source, "L": args.L, "law": vars(law) | {"M": law.M}}
+    meta_out = {"model": args.model, "source": source, "L": args.L, "perturbation": what}
     write_json(
         out.with_suffix(".json"), {"meta": meta_out, "summary": summarise_rows(rows), "rows": rows}
     )
     written = [out, out.with_suffix(".json")]
-    if args.figures:
+    if args.figures and law is not None:
         from .bounds_figures import write_bounds_figures
 
         written += write_bounds_figures(model, args.model, rows, law, args.figures)
@@ -321,9 +339,21 @@ def _add_bounds(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt", help="checkpoint (default: the bundled MODEL_pgd.pt)")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
     p.add_argument("--L", type=int, default=64, help="sequence length")
-    p.add_argument("--eps", type=float, default=0.1, help="noise scale of the perturbation")
+    p.add_argument(
+        "--eps",
+        type=float,
+        help="noise scale of the perturbation (default 0.1); with adversarial, the attack's "
+        "budget (default: the run's)",
+    )
     p.add_argument("--mu", type=float, default=0.0, help="mean of the perturbation")
-    p.add_argument("--perturb", choices=["uniform", "sign", "gaussian"], default="uniform")
+    p.add_argument(
+        "--perturb",
+        choices=["uniform", "sign", "gaussian", "adversarial"],
+        default="uniform",
+        help="i.i.d. noise around --mu, or what PGD-10 changes at each SSM layer's input",
+    )
+    p.add_argument("--n", type=int, default=360, help="test samples attacked (adversarial)")
+    p.add_argument("--data-dir", help="dataset files (adversarial)")
     p.add_argument("--samples", type=int, default=0, help="Monte Carlo draws as a cross-check")
     p.add_argument("--layers", help="layer indices, e.g. 0,1 (default all)")
     p.add_argument("--channels", help="channel indices, e.g. 0-7 (default all)")

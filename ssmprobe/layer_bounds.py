@@ -12,29 +12,35 @@ left out.
 
 Perturbation laws, with budget ε and an optional common mean μ (ε_k = μ + noise, i.i.d.):
 `uniform` noise U(-ε, ε) (σ² = ε²/3), `sign` noise ±ε (σ² = ε²), `gaussian` noise N(0, ε²);
-M = μ² + σ². With μ = 0 both lower bounds are 0.
+M = μ² + σ². With μ = 0 both lower bounds are 0. `adversarial`: the perturbation PGD's
+adversarial inputs cause at each SSM layer's input, measured with the feature recorder
+(`measure_adversarial`): per channel μ, M = max_k E[ε_k²] and the measured output error; the
+lower bounds assume one mean at every position, which an adversarial ε need not have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .attacks import AttackConfig, run_attack
 from .bounds import (
     c1_c2,
     check,
     eigen_bounds,
     exact_error,
+    exact_error_cov,
     kernel_bounds,
     monte_carlo_error,
     spectral_bound,
     spectral_norm_sq,
 )
 from .models.base import LTISSM, DiscreteSSM
+from .probe.recorder import record
 
 PERTURBATIONS = ("uniform", "sign", "gaussian")
 BOUNDS = ("kernel", "eigen", "spectral")
@@ -79,6 +85,19 @@ def perturbation_law(kind: str, eps: float, mu: float = 0.0) -> PerturbationLaw:
     return PerturbationLaw(kind, eps, mu, sigma2)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A perturbation measured at a layer's input (`measure_adversarial`). Per input channel: μ
+    (pooled over samples and positions) and M = max_k E[ε_k²]; per output channel the measured
+    E||y' - y - D ε||²; for SISO layers the second moment S = E[εεᵀ] (H, L, L)."""
+
+    mu: Tensor
+    M: Tensor
+    error: Tensor
+    second_moment: Tensor | None
+    n: int
+
+
 def modal_form(ssm: DiscreteSSM) -> tuple[Tensor, Tensor]:
     """Eigenvalues λ (H, N) of Ā and the residues r (H, N) of each mode, complex128, such that
     the kernel is h_k = scale·Re Σ_n r_n λ_n^k; Ā is diagonalised when dense (S4)."""
@@ -95,12 +114,14 @@ def modal_form(ssm: DiscreteSSM) -> tuple[Tensor, Tensor]:
 def layer_rows(
     layer: nn.Module,
     length: int,
-    law: PerturbationLaw,
+    perturbation: PerturbationLaw | Measured,
     channels: Sequence[int] | None = None,
     samples: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per channel of an LTI layer (per output channel of a MIMO one): parameters,
-    bounds, exact error, checks; Monte Carlo (`samples` draws) for SISO layers."""
+    bounds, exact error, checks. For a `PerturbationLaw` the exact error is the closed form
+    (and `samples` Monte Carlo draws cross-check it on SISO layers); for a `Measured`
+    perturbation it is the measured output error, with bounds from the measured μ and M."""
     if not isinstance(layer, LTISSM):
         raise ValueError(
             f"{type(layer).__name__} is not time-invariant: its bounds need per-step parameters"
@@ -114,24 +135,43 @@ def layer_rows(
     if bad:
         raise ValueError(f"channels {bad} outside the layer's 0..{h.shape[0] - 1}")
     h = h[picked]
+    count = len(picked)
     moduli = lam.abs() if ssm.mimo else lam[picked].abs()
-    lam_max = moduli.max(dim=-1).values.expand(len(picked))
-    lam_min = moduli.min(dim=-1).values.expand(len(picked))
+    lam_max = moduli.max(dim=-1).values.expand(count)
+    lam_min = moduli.min(dim=-1).values.expand(count)
     c1, c2 = c1_c2(length)
-    if ssm.mimo:
-        bounds, exact, h_mean = _mimo_bounds(h, law)
+    extra: dict[str, Tensor] = {}
+    if isinstance(perturbation, Measured):
+        # A MIMO layer mixes every input channel: pooled μ, the largest M.
+        mu = perturbation.mu.mean().expand(count) if ssm.mimo else perturbation.mu[picked]
+        big_m = perturbation.M.max().expand(count) if ssm.mimo else perturbation.M[picked]
+        sigma2 = torch.full((count,), float("nan"), dtype=torch.float64)
+        exact = perturbation.error[picked]
+        if perturbation.second_moment is not None:
+            extra["exact_from_second_moment"] = exact_error_cov(
+                h, perturbation.second_moment[picked]
+            )
     else:
-        exact, h_mean = exact_error(h, law.mu, law.sigma2), h
+        law = perturbation
+        mu, big_m, sigma2 = (torch.full((count,), v) for v in (law.mu, law.M, law.sigma2))
+        if ssm.mimo:
+            exact = exact_error(h, 0.0, law.sigma2).sum(dim=1)
+            exact = exact + exact_error(h.sum(dim=1), law.mu, 0.0)
+        else:
+            exact = exact_error(h, law.mu, law.sigma2)
+        if samples and not ssm.mimo:
+            extra["monte_carlo"], extra["monte_carlo_se"] = monte_carlo_error(
+                h, law.sampler(length), samples
+            )
+    if ssm.mimo:
+        bounds, h = _mimo_bounds(h, mu, big_m)  # h: Σ_i h_ji, the kernel a mean shift sees
+    else:
         bounds = {
-            "kernel": kernel_bounds(h, law.mu, law.M),
-            "spectral": (torch.zeros_like(exact), spectral_bound(h, law.M)),
+            "kernel": kernel_bounds(h, mu, big_m),
+            "spectral": (torch.zeros_like(exact), spectral_bound(h, big_m)),
         }
-    h = h_mean  # from here on the kernel of each row's channel (MIMO: Σ_i h_ji)
-    bounds["eigen"] = eigen_bounds(lam_min, lam_max, h[:, 0], length, law.mu, law.M)
+    bounds["eigen"] = eigen_bounds(lam_min, lam_max, h[:, 0], length, mu, big_m)
     checks = {name: check(low, exact, up) for name, (low, up) in bounds.items()}
-    mc = mc_se = None
-    if samples and not ssm.mimo:
-        mc, mc_se = monte_carlo_error(h, law.sampler(length), samples)
     rows = []
     for i, channel in enumerate(picked):
         row: dict[str, Any] = {
@@ -143,13 +183,12 @@ def layer_rows(
             "c1": c1,
             "c2": c2,
             "L": length,
-            "mu": law.mu,
-            "sigma2": law.sigma2,
-            "M": law.M,
+            "mu": mu[i].item(),
+            "sigma2": sigma2[i].item(),
+            "M": big_m[i].item(),
             "exact": exact[i].item(),
+            **{key: value[i].item() for key, value in extra.items()},
         }
-        if mc is not None:
-            row |= {"monte_carlo": mc[i].item(), "monte_carlo_se": mc_se[i].item()}
         for name, (low, up) in bounds.items():
             row |= {
                 f"{name}_lower": low[i].item(),
@@ -165,34 +204,34 @@ def layer_rows(
     return rows
 
 
-def _mimo_bounds(h: Tensor, law: PerturbationLaw) -> tuple[dict, Tensor, Tensor]:
-    """Bounds and exact error per output channel j of a MIMO layer, h (out, in, L), the input
-    perturbation i.i.d. over time and input channels: y'_j - y_j = Σ_i H_ji ε_i.
+def _mimo_bounds(h: Tensor, mu: Tensor, big_m: Tensor) -> tuple[dict, Tensor]:
+    """Bounds per output channel j of a MIMO layer, h (out, in, L), for an input perturbation
+    with mean μ and E[ε²] ≤ M at every position and input channel: y'_j - y_j = Σ_i H_ji ε_i.
 
-    Exact: σ² Σ_i ||H_ji||_F² + μ² ||H(Σ_i h_ji) 1||². Kernel form, by the argument of
-    `bounds` applied to the stacked system: μ² c1 ||Σ_i h_ji||² ≤ E||·||² ≤ c2 M ||Σ_i |h_ji| ||².
-    Spectral: ≤ λ_max(G_jᵀG_j)·tr(S) ≤ M·L·n_in·Σ_i λ_max(H_jiᵀH_ji) for G_j = [H_j1 ... H_jn].
-    Returns the bounds, the exact error and h_j = Σ_i h_ji (the kernel seen by a mean shift).
+    The exact error for i.i.d. entries is σ² Σ_i ||H_ji||_F² + μ² ||H(Σ_i h_ji) 1||². Kernel
+    form, by the argument of `bounds` applied to the stacked system (|E[ε_a ε_b]| ≤ M for any
+    two entries): μ² c1 ||Σ_i h_ji||² ≤ E||·||² ≤ c2 M ||Σ_i |h_ji| ||². Spectral: ≤ λ_max(G_jᵀG_j)
+    tr(S) ≤ M·L·n_in·Σ_i λ_max(H_jiᵀH_ji) for G_j = [H_j1 ... H_jn]. Returns the bounds and
+    h_j = Σ_i h_ji.
     """
     h_mean = h.sum(dim=1)
-    exact = exact_error(h, 0.0, law.sigma2).sum(dim=1) + exact_error(h_mean, law.mu, 0.0)
     c1, c2 = c1_c2(h.shape[-1])
-    lower = law.mu**2 * c1 * h_mean.square().sum(dim=-1)
-    upper = c2 * law.M * h.abs().sum(dim=1).square().sum(dim=-1)
-    spectral = law.M * h.shape[-1] * h.shape[1] * spectral_norm_sq(h).sum(dim=1)
-    bounds = {"kernel": (lower, upper), "spectral": (torch.zeros_like(exact), spectral)}
-    return bounds, exact, h_mean
+    lower = mu.square() * c1 * h_mean.square().sum(dim=-1)
+    upper = c2 * big_m * h.abs().sum(dim=1).square().sum(dim=-1)
+    spectral = big_m * h.shape[-1] * h.shape[1] * spectral_norm_sq(h).sum(dim=1)
+    return {"kernel": (lower, upper), "spectral": (torch.zeros_like(lower), spectral)}, h_mean
 
 
 def model_rows(
     model: nn.Module,
     length: int,
-    law: PerturbationLaw,
+    perturbation: PerturbationLaw | Mapping[str, Measured],
     layers: Sequence[int] | None = None,
     channels: Sequence[int] | None = None,
     samples: int = 0,
 ) -> list[dict[str, Any]]:
-    """`layer_rows` for every SSM layer of `model` (or the listed layer indices)."""
+    """`layer_rows` for every SSM layer of `model` (or the listed layer indices); a measured
+    perturbation is given per layer name (`measure_adversarial`)."""
     ssm_layers = list(model.ssm_layers().items())
     picked = range(len(ssm_layers)) if layers is None else layers
     bad = [i for i in picked if not 0 <= i < len(ssm_layers)]
@@ -201,10 +240,63 @@ def model_rows(
     rows = []
     for i in picked:
         name, layer = ssm_layers[i]
+        at_layer = perturbation if isinstance(perturbation, PerturbationLaw) else perturbation[name]
         rows += [
-            {"layer": name, **row} for row in layer_rows(layer, length, law, channels, samples)
+            {"layer": name, **row} for row in layer_rows(layer, length, at_layer, channels, samples)
         ]
     return rows
+
+
+def measure_adversarial(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], attack: AttackConfig, seed: int = 0
+) -> dict[str, Measured]:
+    """The perturbation that an attack's adversarial inputs cause at each SSM layer's input
+    (the feature recorder's `ssm` components: f'_in - f_in), streamed over `batches` into
+    float64 sums: per channel μ, M = max_k E[ε_k²], E[εεᵀ] (SISO layers) and the measured
+    output error E||(f'_out - f_out) - D ε||² (the SSM's own part, without the feed-through)."""
+    components = [c for c in model.components() if c.kind == "ssm"]
+    layers = model.ssm_layers()
+    feedthrough = {}
+    for c in components:
+        ssm = layers[c.name].discrete() if isinstance(layers[c.name], LTISSM) else None
+        if ssm is None:
+            raise ValueError(f"{c.name} is not time-invariant: no per-channel LTI bounds")
+        feedthrough[c.name] = (ssm.D.detach().double(), ssm.mimo)
+    sums: dict[str, dict[str, Tensor]] = {}
+    count = 0
+    generator = torch.Generator().manual_seed(seed)
+    with record(model, components) as recording:
+        for x, y in batches:
+            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
+            clean, adv = recording.capture(x), recording.capture(x_adv)
+            for name, f in clean.items():
+                eps = (adv[name].entry - f.entry).double()  # (B, L, H)
+                d, mimo = feedthrough[name]
+                out = (adv[name].exit - f.exit).double() - d * eps
+                batch = {
+                    "eps": eps.sum(dim=(0, 1)),
+                    "sq": eps.square().sum(dim=0),  # (L, H)
+                    "error": out.square().sum(dim=(0, 1)),
+                }
+                if not mimo:
+                    batch["second"] = torch.einsum("blh,bmh->hlm", eps, eps)
+                acc = sums.setdefault(name, {k: torch.zeros_like(v) for k, v in batch.items()})
+                for k, v in batch.items():
+                    acc[k] += v
+            count += len(y)
+    if count == 0:
+        raise ValueError("no samples to attack")
+    length = next(iter(sums.values()))["sq"].shape[0]
+    return {
+        name: Measured(
+            mu=s["eps"] / (count * length),
+            M=(s["sq"] / count).amax(dim=0),
+            error=s["error"] / count,
+            second_moment=s["second"] / count if "second" in s else None,
+            n=count,
+        )
+        for name, s in sums.items()
+    }
 
 
 def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

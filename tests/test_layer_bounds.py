@@ -123,3 +123,16 @@ def test_bounds_figures(tmp_path: Path) -> None:
     assert names == {f"{s}{suffix}" for s in stems for suffix in (".png", ".pdf")}
     for stem in stems:
         assert (tmp_path / "figs" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adversarial_perturbation_measured_at_each_ssm(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "adv.csv"
+    args = ["bounds", "--model", "dss", "--perturb", "adversarial", "--n", "20"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "PGD-10 (eps 0.1) on 20 digits test samples" in capsys.readouterr().out
+    rows = pd.read_csv(out)
+    assert len(rows) == 2 * 64 and rows["kernel_upper_holds"].all()
+    # The measured output error of a linear layer is tr(H S Hᵀ) of the measured second moment.
+    assert ((rows["exact_from_second_moment"] / rows["exact"] - 1).abs() < 1e-4).all()
+    assert main([*args, "--init", "--out", str(out)]) == 2
+    assert "drop --init" in capsys.readouterr().err
