@@ -229,8 +229,7 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=32, help="integration steps of IG")
     p.add_argument("--seed", type=int, default=0, help="attack seed")
     p.add_argument("--out", default="figures", help="output directory")
-    p.add_argument("--data-dir", help="dataset files")
-    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
+    _add_data_and_device(p)
     p.set_defaults(func=_attribute)
 
 
@@ -406,8 +405,7 @@ def _add_discrepancy(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="attack seed")
     p.add_argument("--out", default="discrepancy.csv", help="CSV path; the JSON goes beside it")
-    p.add_argument("--data-dir", help="dataset files")
-    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
+    _add_data_and_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_discrepancy)
 
@@ -423,6 +421,13 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="figures", help="output directory")
     p.add_argument("--norm", choices=["none", "relative"], default="none")
     p.set_defaults(func=_plot)
+
+
+def _add_data_and_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", help="dataset files (default $SSMPROBE_DATA or ~/.cache/ssmprobe/data)"
+    )
+    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -486,10 +491,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--test-eval-size", type=int, help="test samples evaluated after every epoch (default all)"
     )
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
-    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
-    p.add_argument(
-        "--data-dir", help="dataset files (default $SSMPROBE_DATA or ~/.cache/ssmprobe/data)"
-    )
+    _add_data_and_device(p)
     p.add_argument("--out", default="runs", help="directory that holds run directories")
     p.add_argument("--name", help="run directory name (default MODEL[_ADS]_DATASET_METHOD)")
     p.add_argument("--resume", action="store_true", help="continue from NAME/last.pt")
@@ -517,8 +519,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=1000, help="number of test samples")
     p.add_argument("--eps", type=float, help="ℓ∞ budget (default: the run's training eps)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--data-dir", help="dataset files")
-    p.add_argument("--device", help="torch device (default: CUDA when present, else CPU)")
+    _add_data_and_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval)
 
