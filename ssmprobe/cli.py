@@ -282,14 +282,14 @@ def _bounds(args: argparse.Namespace) -> int:
         f"{name + ' lo/up holds':>22}{'med/max ratio':>18}"
         for name in ("kernel", "eigen", "spectral")
     )
-    print(head)
+    print(head + f"{'eigen viol.':>12}")
     for s in summarise_rows(rows):
         cells = "".join(
             f"{s[f'{n}_lower_holds']:>10}/{s[f'{n}_upper_holds']:<11}"
             f"{s[f'{n}_median_ratio']:>9.3g}/{s[f'{n}_max_ratio']:<8.3g}"
             for n in ("kernel", "eigen", "spectral")
         )
-        print(f"  {s['layer']:<14}{s['channels']:>4}{cells}")
+        print(f"  {s['layer']:<14}{s['channels']:>4}{cells}{s['eigen_violated']:>10}")
     out = Path(args.out)
     with atomic_file(out) as f:
         pd.DataFrame(rows).to_csv(f, index=False)

@@ -300,8 +300,10 @@ def measure_adversarial(
 
 
 def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per layer: channels, and per bound the counts of channels where its lower and upper side
-    hold, the median and largest measured/upper ratio."""
+    """Per layer: channels; per bound the counts of channels where its lower and upper side
+    hold, the median and largest measured/upper ratio; the channels where either
+    eigenvalue-form bound is violated; the channels where the kernel upper bound is tighter
+    than the spectral one."""
     out = []
     for layer in dict.fromkeys(r["layer"] for r in rows):
         members = [r for r in rows if r["layer"] == layer]
@@ -314,6 +316,9 @@ def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"{name}_median_ratio": ratios.median().item(),
                 f"{name}_max_ratio": ratios.max().item(),
             }
+        summary["eigen_violated"] = sum(
+            not (r["eigen_lower_holds"] and r["eigen_upper_holds"]) for r in members
+        )
         summary["kernel_tighter"] = sum(r["tighter_upper"] == "kernel" for r in members)
         out.append(summary)
     return out
