@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from ..attacks import _attack_mode, parse_attack, run_attack
 from ..data import DATASETS, load_dataset
 from ..evaluation import checkpoint_attack
-from ..io import atomic_file
+from ..plots import save_figure
 from ..train import load_model
 
 __all__ = [
@@ -284,13 +284,7 @@ def plot_input_attributions(
                 ax.set_title(titles[j], fontsize=9)
     what = "red raises it" if attr.method == "ig" else "|∂ logit / ∂x|"
     fig.suptitle(f"{name} attributions of the true-class logit ({what})")
-    out_path = Path(out_path)
-    paths = [out_path.with_suffix(".png"), out_path.with_suffix(".pdf")]
-    for path in paths:
-        with atomic_file(path, "wb") as f:
-            fig.savefig(f, format=path.suffix[1:], dpi=150)
-    fig.clear()
-    return paths
+    return save_figure(fig, Path(out_path).with_suffix(""))
 
 
 # ---------------------------------------------------------------------------------- checkpoints
