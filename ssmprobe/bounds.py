@@ -52,6 +52,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .models.base import fft_causal_conv
+
 Scalar = float | Tensor
 
 _DTYPE = torch.float64
@@ -87,17 +89,12 @@ def c1_c2(L: int) -> tuple[float, float]:
 
 
 def causal_conv(h: Tensor, u: Tensor) -> Tensor:
-    """y[..., k] = Σ_{j≤k} h[..., k-j] u[..., j] (y = H u), by float64 FFT of length 2L.
-
-    `h` and `u` have the same last length L and broadcast over the leading dimensions.
-    """
+    """y = H u in float64 (`models.base.fft_causal_conv`); `h` and `u` have the same last
+    length L and broadcast over the leading dimensions."""
     h, u = _f64(h), _f64(u)
-    length = u.shape[-1]
-    if h.shape[-1] != length:
-        raise ValueError(f"h has length {h.shape[-1]}, u has length {length}")
-    n = 2 * length
-    spectrum = torch.fft.rfft(h, n=n) * torch.fft.rfft(u, n=n)
-    return torch.fft.irfft(spectrum, n=n)[..., :length]
+    if h.shape[-1] != u.shape[-1]:
+        raise ValueError(f"h has length {h.shape[-1]}, u has length {u.shape[-1]}")
+    return fft_causal_conv(u, h)
 
 
 def _apply_h(h_hat: Tensor, v: Tensor, length: int) -> Tensor:

@@ -283,7 +283,8 @@ def _bounds(args: argparse.Namespace) -> int:
         for name in ("kernel", "eigen", "spectral")
     )
     print(head + f"{'eigen viol.':>12}")
-    for s in summarise_rows(rows):
+    summary = summarise_rows(rows)
+    for s in summary:
         cells = "".join(
             f"{s[f'{n}_lower_holds']:>10}/{s[f'{n}_upper_holds']:<11}"
             f"{s[f'{n}_median_ratio']:>9.3g}/{s[f'{n}_max_ratio']:<8.3g}"
@@ -294,9 +295,7 @@ def _bounds(args: argparse.Namespace) -> int:
     with atomic_file(out) as f:
         pd.DataFrame(rows).to_csv(f, index=False)
     meta_out = {"model": args.model, "source": source, "L": args.L, "perturbation": what}
-    write_json(
-        out.with_suffix(".json"), {"meta": meta_out, "summary": summarise_rows(rows), "rows": rows}
-    )
+    write_json(out.with_suffix(".json"), {"meta": meta_out, "summary": summary, "rows": rows})
     written = [out, out.with_suffix(".json")]
     if args.figures and law is not None:
         from .bounds_figures import write_bounds_figures

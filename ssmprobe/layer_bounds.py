@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import AttackConfig, run_attack
+from .attacks import AttackConfig
 from .bounds import (
     c1_c2,
     check,
@@ -40,7 +40,7 @@ from .bounds import (
     spectral_norm_sq,
 )
 from .models.base import LTISSM, DiscreteSSM
-from .probe.recorder import record
+from .probe.discrepancy import adversarial_features
 
 PERTURBATIONS = ("uniform", "sign", "gaussian")
 BOUNDS = ("kernel", "eigen", "spectral")
@@ -129,7 +129,7 @@ def layer_rows(
     with torch.no_grad():
         ssm = layer.discrete()
         h = layer.impulse_response(length).double()
-        lam, _ = modal_form(ssm) if not ssm.mimo else (ssm.eigvals.to(torch.complex128), None)
+        lam = ssm.eigvals.to(torch.complex128)  # S4: of its dense Ā
     picked = list(range(h.shape[0])) if channels is None else list(channels)
     bad = [c for c in picked if not 0 <= c < h.shape[0]]
     if bad:
@@ -255,35 +255,30 @@ def measure_adversarial(
     float64 sums: per channel μ, M = max_k E[ε_k²], E[εεᵀ] (SISO layers) and the measured
     output error E||(f'_out - f_out) - D ε||² (the SSM's own part, without the feed-through)."""
     components = [c for c in model.components() if c.kind == "ssm"]
-    layers = model.ssm_layers()
     feedthrough = {}
-    for c in components:
-        ssm = layers[c.name].discrete() if isinstance(layers[c.name], LTISSM) else None
-        if ssm is None:
-            raise ValueError(f"{c.name} is not time-invariant: no per-channel LTI bounds")
-        feedthrough[c.name] = (ssm.D.detach().double(), ssm.mimo)
+    for name, layer in model.ssm_layers().items():
+        if not isinstance(layer, LTISSM):
+            raise ValueError(f"{name} is not time-invariant: no per-channel LTI bounds")
+        ssm = layer.discrete()
+        feedthrough[name] = (ssm.D.detach().double(), ssm.mimo)
     sums: dict[str, dict[str, Tensor]] = {}
     count = 0
-    generator = torch.Generator().manual_seed(seed)
-    with record(model, components) as recording:
-        for x, y in batches:
-            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
-            clean, adv = recording.capture(x), recording.capture(x_adv)
-            for name, f in clean.items():
-                eps = (adv[name].entry - f.entry).double()  # (B, L, H)
-                d, mimo = feedthrough[name]
-                out = (adv[name].exit - f.exit).double() - d * eps
-                batch = {
-                    "eps": eps.sum(dim=(0, 1)),
-                    "sq": eps.square().sum(dim=0),  # (L, H)
-                    "error": out.square().sum(dim=(0, 1)),
-                }
-                if not mimo:
-                    batch["second"] = torch.einsum("blh,bmh->hlm", eps, eps)
-                acc = sums.setdefault(name, {k: torch.zeros_like(v) for k, v in batch.items()})
-                for k, v in batch.items():
-                    acc[k] += v
-            count += len(y)
+    for clean, adv, size in adversarial_features(model, batches, attack, components, seed):
+        for name, f in clean.items():
+            eps = (adv[name].entry - f.entry).double()  # (B, L, H)
+            d, mimo = feedthrough[name]
+            out = (adv[name].exit - f.exit).double() - d * eps
+            batch = {
+                "eps": eps.sum(dim=(0, 1)),
+                "sq": eps.square().sum(dim=0),  # (L, H)
+                "error": out.square().sum(dim=(0, 1)),
+            }
+            if not mimo:
+                batch["second"] = torch.einsum("blh,bmh->hlm", eps, eps)
+            acc = sums.setdefault(name, {k: torch.zeros_like(v) for k, v in batch.items()})
+            for k, v in batch.items():
+                acc[k] += v
+        count += size
     if count == 0:
         raise ValueError("no samples to attack")
     length = next(iter(sums.values()))["sq"].shape[0]

@@ -15,7 +15,7 @@ before and after. Only float64 running sums are kept, so memory does not grow wi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from ..attacks import AttackConfig, run_attack
 from ..data import SPLITS, load_dataset, make_loader
 from ..evaluation import checkpoint_attack
 from ..io import atomic_file, write_json
+from ..models.base import Component
 from ..train import load_model
 from .metrics import METRICS, kl, mse_from_steps, per_step_sq_error, rate, relative
 from .recorder import Features, record
@@ -97,6 +98,25 @@ class DiscrepancyResult:
     steps: list[dict[str, Any]]
 
 
+def adversarial_features(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    attack: AttackConfig,
+    components: Sequence[Component] | None = None,
+    seed: int = 0,
+) -> Iterator[tuple[dict[str, Features], dict[str, Features], int]]:
+    """Per batch: attack it (hooks idle, one generator seeded with `seed` for the whole
+    stream), then record the clean and the adversarial forward of `components` (default all);
+    yields (clean features, adversarial features, batch size)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with record(model, components) as recording:
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
+            yield recording.capture(x), recording.capture(x_adv), len(y)
+
+
 def collect(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
@@ -105,26 +125,19 @@ def collect(
     progress: bool = True,
     total: int | None = None,
 ) -> DiscrepancyStats:
-    """Streams over `batches`: attack each (hooks idle), record the clean and the adversarial
-    forward, add both to the running sums."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    """Streams `adversarial_features` of `batches` into the running sums."""
     stats = DiscrepancyStats()
-    with (
-        record(model) as recording,
-        tqdm(
-            total=total,
-            desc=f"discrepancy ({attack.label})",
-            unit="sample",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
-            stats.add(recording.capture(x), recording.capture(x_adv))
-            bar.update(len(y))
+    bar = tqdm(
+        total=total,
+        desc=f"discrepancy ({attack.label})",
+        unit="sample",
+        disable=not progress,
+        leave=False,
+    )
+    with bar:
+        for clean, adv, size in adversarial_features(model, batches, attack, seed=seed):
+            stats.add(clean, adv)
+            bar.update(size)
     if stats.count == 0:
         raise ValueError("no samples to probe")
     return stats
