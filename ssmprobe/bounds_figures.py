@@ -49,6 +49,7 @@ def _positive(values: np.ndarray) -> np.ndarray:
 
 
 def make_bounds_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
+    rows = [r for r in rows if r["view"] != "state"]  # S5's states: in the CSV, not drawn
     layers = list(dict.fromkeys(r["layer"] for r in rows))
     with sns.axes_style("whitegrid"):
         fig, axes = _figure(len(layers))
@@ -67,7 +68,7 @@ def make_bounds_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
 
 
 def make_length_figure(model: nn.Module, law: PerturbationLaw, title: str) -> Figure:
-    per_length = {length: model_rows(model, length, law) for length in LENGTHS}
+    per_length = {length: model_rows(model, length, law, states=False) for length in LENGTHS}
     layers = list(dict.fromkeys(r["layer"] for r in per_length[LENGTHS[0]]))
     with sns.axes_style("whitegrid"):
         fig, axes = _figure(len(layers))

@@ -278,7 +278,7 @@ def _bounds(args: argparse.Namespace) -> int:
         model, args.L, perturbation, _indices(args.layers), _indices(args.channels), args.samples
     )
     print(f"{args.model} from {source}; L = {args.L}, {what}")
-    head = f"  {'layer':<14}{'ch':>4}" + "".join(
+    head = f"  {'layer':<14}{'view':<8}{'rows':>5}" + "".join(
         f"{name + ' lo/up holds':>22}{'med/max ratio':>18}"
         for name in ("kernel", "eigen", "spectral")
     )
@@ -288,9 +288,11 @@ def _bounds(args: argparse.Namespace) -> int:
         cells = "".join(
             f"{s[f'{n}_lower_holds']:>10}/{s[f'{n}_upper_holds']:<11}"
             f"{s[f'{n}_median_ratio']:>9.3g}/{s[f'{n}_max_ratio']:<8.3g}"
+            if f"{n}_upper_holds" in s
+            else f"{'-':>22}{'':>18}"
             for n in ("kernel", "eigen", "spectral")
         )
-        print(f"  {s['layer']:<14}{s['channels']:>4}{cells}{s['eigen_violated']:>10}")
+        print(f"  {s['layer']:<14}{s['view']:<8}{s['channels']:>5}{cells}{s['eigen_violated']:>10}")
     out = Path(args.out)
     with atomic_file(out) as f:
         pd.DataFrame(rows).to_csv(f, index=False)

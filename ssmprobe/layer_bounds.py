@@ -40,6 +40,7 @@ from .bounds import (
     spectral_norm_sq,
 )
 from .models.base import LTISSM, DiscreteSSM
+from .models.scan import linear_scan
 from .probe.discrepancy import adversarial_features
 
 PERTURBATIONS = ("uniform", "sign", "gaussian")
@@ -89,13 +90,15 @@ def perturbation_law(kind: str, eps: float, mu: float = 0.0) -> PerturbationLaw:
 class Measured:
     """A perturbation measured at a layer's input (`measure_adversarial`). Per input channel: μ
     (pooled over samples and positions) and M = max_k E[ε_k²]; per output channel the measured
-    E||y' - y - D ε||²; for SISO layers the second moment S = E[εεᵀ] (H, L, L)."""
+    E||y' - y - D ε||²; for SISO layers the second moment S = E[εεᵀ] (H, L, L); for MIMO
+    layers each state's share of the error, E||H⁽ⁿ⁾ε||² (`state_kernel`)."""
 
     mu: Tensor
     M: Tensor
     error: Tensor
     second_moment: Tensor | None
     n: int
+    state_error: Tensor | None = None
 
 
 def modal_form(ssm: DiscreteSSM) -> tuple[Tensor, Tensor]:
@@ -139,7 +142,6 @@ def layer_rows(
     moduli = lam.abs() if ssm.mimo else lam[picked].abs()
     lam_max = moduli.max(dim=-1).values.expand(count)
     lam_min = moduli.min(dim=-1).values.expand(count)
-    c1, c2 = c1_c2(length)
     extra: dict[str, Tensor] = {}
     if isinstance(perturbation, Measured):
         # A MIMO layer mixes every input channel: pooled μ, the largest M.
@@ -171,24 +173,36 @@ def layer_rows(
             "spectral": (torch.zeros_like(exact), spectral_bound(h, big_m)),
         }
     bounds["eigen"] = eigen_bounds(lam_min, lam_max, h[:, 0], length, mu, big_m)
-    checks = {name: check(low, exact, up) for name, (low, up) in bounds.items()}
+    columns = {
+        "lam_max_abs": lam_max,
+        "lam_min_abs": lam_min,
+        "cb": h[:, 0],
+        "h_norm2": h.square().sum(dim=-1),
+        "mu": mu,
+        "sigma2": sigma2,
+        "M": big_m,
+        "exact": exact,
+        **extra,
+    }
+    view = "output" if ssm.mimo else "channel"
+    return _rows(picked, view, length, columns, bounds)
+
+
+def _rows(
+    indices: Sequence[int],
+    view: str,
+    length: int,
+    columns: Mapping[str, Tensor],
+    bounds: Mapping[str, tuple[Tensor, Tensor]],
+) -> list[dict[str, Any]]:
+    """One row per index: the columns, c1, c2, L, and per bound its sides, whether each holds
+    against `columns["exact"]` and the measured/upper ratio."""
+    c1, c2 = c1_c2(length)
+    checks = {name: check(low, columns["exact"], up) for name, (low, up) in bounds.items()}
     rows = []
-    for i, channel in enumerate(picked):
-        row: dict[str, Any] = {
-            "channel": channel,
-            "lam_max_abs": lam_max[i].item(),
-            "lam_min_abs": lam_min[i].item(),
-            "cb": h[i, 0].item(),
-            "h_norm2": h[i].square().sum().item(),
-            "c1": c1,
-            "c2": c2,
-            "L": length,
-            "mu": mu[i].item(),
-            "sigma2": sigma2[i].item(),
-            "M": big_m[i].item(),
-            "exact": exact[i].item(),
-            **{key: value[i].item() for key, value in extra.items()},
-        }
+    for i, index in enumerate(indices):
+        row: dict[str, Any] = {"view": view, "channel": index, "c1": c1, "c2": c2, "L": length}
+        row |= {key: value[i].item() for key, value in columns.items()}
         for name, (low, up) in bounds.items():
             row |= {
                 f"{name}_lower": low[i].item(),
@@ -197,14 +211,91 @@ def layer_rows(
                 f"{name}_upper_holds": bool(checks[name]["upper_holds"][i]),
                 f"{name}_upper_ratio": checks[name]["upper_ratio"][i].item(),
             }
-        row["tighter_upper"] = (
-            "kernel" if row["kernel_upper"] <= row["spectral_upper"] else "spectral"
-        )
+        if "spectral" in bounds:
+            row["tighter_upper"] = (
+                "kernel" if row["kernel_upper"] <= row["spectral_upper"] else "spectral"
+            )
         rows.append(row)
     return rows
 
 
-def _mimo_bounds(h: Tensor, mu: Tensor, big_m: Tensor) -> tuple[dict, Tensor]:
+def state_kernel(ssm: DiscreteSSM, state: int, length: int) -> Tensor:
+    """State n of a diagonal MIMO layer (S5) as a system of its own: the kernel
+    h⁽ⁿ⁾_ji,k = scale·Re(C̄_jn λ_n^k B̄_ni), (out, in, L) float64. Summed over n it is the
+    layer's kernel. §4.1 treats each state of the diagonalised system as an independent SISO
+    system; exactly, state n reads the input through the row B̄_n and writes through the
+    column C̄_n, so its kernel has rank ≤ 2 across (out, in) and one eigenvalue λ_n."""
+    lam = ssm.eigvals[state].to(torch.complex128)
+    powers = torch.cat([lam.new_ones(1), torch.cumprod(lam.expand(length - 1), dim=0)])
+    weights = torch.outer(ssm.C_bar[:, state], ssm.B_bar[state]).to(torch.complex128)
+    return ssm.scale * (weights[..., None] * powers).real
+
+
+def state_rows(
+    layer: nn.Module,
+    length: int,
+    perturbation: PerturbationLaw | Measured,
+    states: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per state of a diagonal MIMO layer (`state_kernel`): its |λ|, the kernel and
+    eigenvalue forms summed over output channels (each a valid bound per output channel, so the
+    sums bound the state's whole output error Σ_j E||H⁽ⁿ⁾_j ε||²) and that error: exact for an
+    i.i.d. law, measured for an adversarial one (`Measured.state_error`). The spectral bound,
+    which needs one Lanczos run per (output, input) pair and state, is given for the layer as
+    a whole only (`layer_rows`)."""
+    with torch.no_grad():
+        ssm = layer.discrete()
+    if not ssm.mimo:
+        raise ValueError(f"{type(layer).__name__} is SISO: its channels already are the states")
+    count = ssm.eigvals.shape[0]
+    picked = list(range(count)) if states is None else list(states)
+    if any(not 0 <= n < count for n in picked):
+        raise ValueError(f"states outside the layer's 0..{count - 1}")
+    if isinstance(perturbation, Measured):
+        if perturbation.state_error is None:
+            raise ValueError("the measured perturbation has no per-state errors")
+        mu, big_m = perturbation.mu.mean(), perturbation.M.max()
+    else:
+        mu, big_m = (
+            torch.tensor(v, dtype=torch.float64) for v in (perturbation.mu, perturbation.M)
+        )
+    columns: dict[str, list[Tensor]] = {}
+    sides: dict[str, list[tuple[Tensor, Tensor]]] = {"kernel": [], "eigen": []}
+    for n in picked:
+        h = state_kernel(ssm, n, length)
+        if isinstance(perturbation, Measured):
+            exact = perturbation.state_error[n]
+        else:
+            exact = exact_error(h, 0.0, perturbation.sigma2).sum()
+            exact = exact + exact_error(h.sum(dim=1), perturbation.mu, 0.0).sum()
+        bounds, h_mean = _mimo_bounds(h, mu, big_m, spectral=False)
+        lam_abs = ssm.eigvals[n].abs().double()
+        bounds["eigen"] = eigen_bounds(lam_abs, lam_abs, h_mean[:, 0], length, mu, big_m)
+        for name in sides:
+            low, up = bounds[name]
+            sides[name].append((low.sum(), up.sum()))
+        for key, value in {
+            "lam_max_abs": lam_abs,
+            "lam_min_abs": lam_abs,
+            "cb": h_mean[:, 0].square().sum().sqrt(),
+            "h_norm2": h.square().sum(),
+            "mu": mu,
+            "sigma2": torch.tensor(getattr(perturbation, "sigma2", float("nan"))),
+            "M": big_m,
+            "exact": exact,
+        }.items():
+            columns.setdefault(key, []).append(value.double())
+    stacked = {key: torch.stack(values) for key, values in columns.items()}
+    bounds = {
+        name: (torch.stack([s[0] for s in pairs]), torch.stack([s[1] for s in pairs]))
+        for name, pairs in sides.items()
+    }
+    return _rows(picked, "state", length, stacked, bounds)
+
+
+def _mimo_bounds(
+    h: Tensor, mu: Tensor, big_m: Tensor, spectral: bool = True
+) -> tuple[dict, Tensor]:
     """Bounds per output channel j of a MIMO layer, h (out, in, L), for an input perturbation
     with mean μ and E[ε²] ≤ M at every position and input channel: y'_j - y_j = Σ_i H_ji ε_i.
 
@@ -218,8 +309,11 @@ def _mimo_bounds(h: Tensor, mu: Tensor, big_m: Tensor) -> tuple[dict, Tensor]:
     c1, c2 = c1_c2(h.shape[-1])
     lower = mu.square() * c1 * h_mean.square().sum(dim=-1)
     upper = c2 * big_m * h.abs().sum(dim=1).square().sum(dim=-1)
-    spectral = big_m * h.shape[-1] * h.shape[1] * spectral_norm_sq(h).sum(dim=1)
-    return {"kernel": (lower, upper), "spectral": (torch.zeros_like(lower), spectral)}, h_mean
+    bounds = {"kernel": (lower, upper)}
+    if spectral:
+        top = big_m * h.shape[-1] * h.shape[1] * spectral_norm_sq(h).sum(dim=1)
+        bounds["spectral"] = (torch.zeros_like(lower), top)
+    return bounds, h_mean
 
 
 def model_rows(
@@ -229,9 +323,11 @@ def model_rows(
     layers: Sequence[int] | None = None,
     channels: Sequence[int] | None = None,
     samples: int = 0,
+    states: bool = True,
 ) -> list[dict[str, Any]]:
-    """`layer_rows` for every SSM layer of `model` (or the listed layer indices); a measured
-    perturbation is given per layer name (`measure_adversarial`)."""
+    """`layer_rows` for every SSM layer of `model` (or the listed layer indices) and, with
+    `states`, `state_rows` for every MIMO layer; a measured perturbation is given per layer
+    name (`measure_adversarial`)."""
     ssm_layers = list(model.ssm_layers().items())
     picked = range(len(ssm_layers)) if layers is None else layers
     bad = [i for i in picked if not 0 <= i < len(ssm_layers)]
@@ -241,9 +337,10 @@ def model_rows(
     for i in picked:
         name, layer = ssm_layers[i]
         at_layer = perturbation if isinstance(perturbation, PerturbationLaw) else perturbation[name]
-        rows += [
-            {"layer": name, **row} for row in layer_rows(layer, length, at_layer, channels, samples)
-        ]
+        found = layer_rows(layer, length, at_layer, channels, samples)
+        if states and found[0]["view"] == "output":
+            found += state_rows(layer, length, at_layer)
+        rows += [{"layer": name, **row} for row in found]
     return rows
 
 
@@ -255,25 +352,27 @@ def measure_adversarial(
     float64 sums: per channel μ, M = max_k E[ε_k²], E[εεᵀ] (SISO layers) and the measured
     output error E||(f'_out - f_out) - D ε||² (the SSM's own part, without the feed-through)."""
     components = [c for c in model.components() if c.kind == "ssm"]
-    feedthrough = {}
+    discrete = {}
     for name, layer in model.ssm_layers().items():
         if not isinstance(layer, LTISSM):
             raise ValueError(f"{name} is not time-invariant: no per-channel LTI bounds")
-        ssm = layer.discrete()
-        feedthrough[name] = (ssm.D.detach().double(), ssm.mimo)
+        with torch.no_grad():
+            discrete[name] = layer.discrete()
     sums: dict[str, dict[str, Tensor]] = {}
     count = 0
     for clean, adv, size in adversarial_features(model, batches, attack, components, seed):
         for name, f in clean.items():
             eps = (adv[name].entry - f.entry).double()  # (B, L, H)
-            d, mimo = feedthrough[name]
-            out = (adv[name].exit - f.exit).double() - d * eps
+            ssm = discrete[name]
+            out = (adv[name].exit - f.exit).double() - ssm.D.double() * eps
             batch = {
                 "eps": eps.sum(dim=(0, 1)),
                 "sq": eps.square().sum(dim=0),  # (L, H)
                 "error": out.square().sum(dim=(0, 1)),
             }
-            if not mimo:
+            if ssm.mimo:
+                batch["state_error"] = _state_errors(ssm, eps)
+            else:
                 batch["second"] = torch.einsum("blh,bmh->hlm", eps, eps)
             acc = sums.setdefault(name, {k: torch.zeros_like(v) for k, v in batch.items()})
             for k, v in batch.items():
@@ -289,21 +388,33 @@ def measure_adversarial(
             error=s["error"] / count,
             second_moment=s["second"] / count if "second" in s else None,
             n=count,
+            state_error=s["state_error"] / count if "state_error" in s else None,
         )
         for name, s in sums.items()
     }
 
 
+def _state_errors(ssm: DiscreteSSM, eps: Tensor) -> Tensor:
+    """Σ over the batch of ||H⁽ⁿ⁾ε||² per state n of a diagonal MIMO layer, eps (B, L, H): the
+    state x_n = scan(λ_n, B̄_n ε) writes scale·Re(C̄_jn x_n) to output j, and
+    Σ_j (s Re(c_j x))² = s²/2 (|x|² Σ_j |c_j|² + Re(x² Σ_j c_j²))."""
+    b_bar = ssm.B_bar.to(torch.complex128)
+    x = linear_scan(ssm.A_bar.to(torch.complex128), eps.to(torch.complex128) @ b_bar.T)
+    c = ssm.C_bar.to(torch.complex128)
+    sq = x.abs().square() * c.abs().square().sum(dim=0) + (x.square() * c.square().sum(dim=0)).real
+    return ssm.scale**2 / 2 * sq.sum(dim=(0, 1))
+
+
 def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per layer: channels; per bound the counts of channels where its lower and upper side
-    hold, the median and largest measured/upper ratio; the channels where either
-    eigenvalue-form bound is violated; the channels where the kernel upper bound is tighter
-    than the spectral one."""
+    """Per layer and view (channel, output channel, state): the count of rows; per bound in
+    the rows the counts where its lower and upper side hold, the median and largest
+    measured/upper ratio; the rows where either eigenvalue-form bound is violated; where the
+    rows have a spectral bound, those where the kernel upper bound is the tighter one."""
     out = []
-    for layer in dict.fromkeys(r["layer"] for r in rows):
-        members = [r for r in rows if r["layer"] == layer]
-        summary: dict[str, Any] = {"layer": layer, "channels": len(members)}
-        for name in BOUNDS:
+    for layer, view in dict.fromkeys((r["layer"], r["view"]) for r in rows):
+        members = [r for r in rows if (r["layer"], r["view"]) == (layer, view)]
+        summary: dict[str, Any] = {"layer": layer, "view": view, "channels": len(members)}
+        for name in (b for b in BOUNDS if f"{b}_upper" in members[0]):
             ratios = torch.tensor([r[f"{name}_upper_ratio"] for r in members])
             summary |= {
                 f"{name}_lower_holds": sum(r[f"{name}_lower_holds"] for r in members),
@@ -314,6 +425,7 @@ def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         summary["eigen_violated"] = sum(
             not (r["eigen_lower_holds"] and r["eigen_upper_holds"]) for r in members
         )
-        summary["kernel_tighter"] = sum(r["tighter_upper"] == "kernel" for r in members)
+        if "tighter_upper" in members[0]:
+            summary["kernel_tighter"] = sum(r["tighter_upper"] == "kernel" for r in members)
         out.append(summary)
     return out

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from ssmprobe.cli import main
-from ssmprobe.layer_bounds import modal_form, model_rows, perturbation_law, summarise_rows
+from ssmprobe.layer_bounds import (
+    _state_errors,
+    modal_form,
+    model_rows,
+    perturbation_law,
+    state_kernel,
+    state_rows,
+    summarise_rows,
+)
 from ssmprobe.models import build_model, model_config
 from ssmprobe.train import load_model
 
@@ -63,7 +71,7 @@ def test_exact_error_matches_the_layers_own_forward(family: str) -> None:
     layer is linear, so y(u + ε) - y(u) = y(ε)), per channel, against the exact error."""
     layer = tiny(family).ssm_layers()["layers.0.ssm"]
     law = perturbation_law("sign", 0.1, mu=0.05)
-    rows = model_rows(tiny(family), 16, law, layers=[0])
+    rows = [r for r in model_rows(tiny(family), 16, law, layers=[0]) if r["view"] != "state"]
     eps = law.sampler(16 * 6, seed=1)(3000).reshape(3000, 6, 16).transpose(1, 2)  # (n, L, H)
     with torch.no_grad():
         out = layer(eps.float()).double() - layer.discrete().D.double() * eps
@@ -72,6 +80,51 @@ def test_exact_error_matches_the_layers_own_forward(family: str) -> None:
     for r in rows:
         assert abs(r["exact"] - mean[r["channel"]].item()) < 5 * se[r["channel"]].item() + 1e-6
         assert r["kernel_lower_holds"] and r["kernel_upper_holds"] and r["spectral_upper_holds"]
+
+
+def test_s5_states_sum_back_to_the_mimo_layer() -> None:
+    """Each state as its own system: the states' kernels add up to the layer's kernel, and their
+    outputs (a plain per-state recurrence) add up to the layer's forward without D."""
+    layer = tiny("s5").ssm_layers()["layers.0.ssm"]
+    with torch.no_grad():
+        ssm = layer.discrete()
+        states = ssm.eigvals.shape[0]
+        total = sum(state_kernel(ssm, n, 20) for n in range(states))
+        torch.testing.assert_close(total, layer.impulse_response(20).double(), atol=1e-6, rtol=1e-5)
+        u = torch.randn(3, 20, 6, dtype=torch.float64)
+        lam, b, c = (t.to(torch.complex128) for t in (ssm.eigvals, ssm.B_bar, ssm.C_bar))
+        x = torch.zeros(3, states, dtype=torch.complex128)
+        per_state = []
+        for k in range(20):
+            x = lam * x + u[:, k].to(torch.complex128) @ b.T
+            per_state.append(ssm.scale * (c * x[:, None, :]).real)  # (3, out, states)
+        per_state = torch.stack(per_state, dim=1)  # (3, L, out, states)
+        expected = layer(u.float()).double() - ssm.D.double() * u
+        torch.testing.assert_close(per_state.sum(-1), expected, atol=1e-4, rtol=1e-4)
+        # The measured per-state error of `measure_adversarial` is Σ ||state n's output||².
+        torch.testing.assert_close(
+            _state_errors(ssm, u), per_state.square().sum(dim=(0, 1, 2)), rtol=1e-9, atol=1e-9
+        )
+
+
+def test_s5_state_rows_exact_error_and_bounds() -> None:
+    layer = tiny("s5").ssm_layers()["layers.0.ssm"]
+    law = perturbation_law("uniform", 0.1, mu=0.05)
+    rows = state_rows(layer, 16, law)
+    with torch.no_grad():
+        ssm = layer.discrete()
+    assert [r["channel"] for r in rows] == list(range(ssm.eigvals.shape[0]))
+    eps = law.sampler(16 * 6, seed=3)(4000).reshape(4000, 16, 6)
+    sq = torch.stack([_state_errors(ssm, e[None]) for e in eps])  # (n, states)
+    mean, se = sq.mean(dim=0), sq.std(dim=0) / 4000**0.5
+    for r in rows:
+        assert r["view"] == "state" and r["lam_max_abs"] == r["lam_min_abs"] < 1
+        assert abs(r["exact"] - mean[r["channel"]].item()) < 5 * se[r["channel"]].item() + 1e-9
+        assert r["kernel_lower_holds"] and r["kernel_upper_holds"]
+    summary = summarise_rows([{"layer": "s5", **r} for r in rows])
+    assert summary[0]["view"] == "state" and "spectral_upper_holds" not in summary[0]
+    with pytest.raises(ValueError, match="SISO"):
+        state_rows(tiny("dss").ssm_layers()["layers.0.ssm"], 16, law)
 
 
 def test_layers_without_lti_bounds_are_refused() -> None:
