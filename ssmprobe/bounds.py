@@ -40,6 +40,12 @@ values of long Toeplitz matrices cluster). Like the power method, it approaches 
 below, so an unconverged run can underestimate the bound slightly (raise `iters` for kernels
 with |λ| close to 1); ||h||² ≤ λ_max(HᵀH) ≤ ||h||₁² always.
 
+Time-varying layers (Mamba, eq. 10). y = Hε with H lower triangular but not Toeplitz:
+H_kj = C_k Ā_k ⋯ Ā_{j+1} B̄_j. The exact error and the spectral bound hold for any H
+(`exact_error_matrix`, `spectral_bound_matrix`); the kernel form, applied to H's first column
+h1 (the response to an impulse at step 0), and the eigenvalue form (`eigen_bounds_time_varying`)
+rest on the Toeplitz structure and need not hold.
+
 All functions take float64 tensors (other dtypes are converted) and are vectorised over the
 leading (channel) dimensions of h, shape (..., L).
 """
@@ -149,6 +155,38 @@ def eigen_bounds(
     lower = _f64(mu).square() * c1 * geometric_sum(_f64(lam_min_abs), L) * cb2
     upper = c2 * _f64(M) * geometric_sum(_f64(lam_max_abs), L) * cb2
     return lower, upper
+
+
+def eigen_bounds_time_varying(
+    lam_min_abs: Tensor, lam_max_abs: Tensor, cb: Tensor, mu: Scalar, M: Scalar
+) -> tuple[Tensor, Tensor]:
+    """Eq. 11 for a time-varying layer: per-step extreme eigenvalue moduli of Ā_k and C̄_k B̄_k,
+    all (..., L). lower = μ² c1 Σ_k [Π_{i=1}^{k} |λ_i^min|] (C̄_k B̄_k)², upper likewise with
+    |λ^max| and c2 M (k = 0..L-1; the product runs over the k transitions an impulse at step 0
+    crosses to reach step k, so constant parameters give `eigen_bounds`)."""
+    cb2 = _f64(cb).abs().square()
+    c1, c2 = c1_c2(_length(cb2))
+
+    def crossed(moduli: Tensor) -> Tensor:
+        logs = torch.log(_f64(moduli)[..., 1:]).cumsum(dim=-1)
+        return torch.exp(torch.cat([torch.zeros_like(logs[..., :1]), logs], dim=-1))
+
+    lower = _f64(mu).square() * c1 * (crossed(lam_min_abs) * cb2).sum(-1)
+    upper = c2 * _f64(M) * (crossed(lam_max_abs) * cb2).sum(-1)
+    return lower, upper
+
+
+def exact_error_matrix(H: Tensor, mu: Scalar, sigma2: Scalar) -> Tensor:
+    """E||Hε||² = σ² ||H||_F² + μ² ||H1||² for any (..., L, L) matrix H and i.i.d. ε."""
+    H = _f64(H)
+    fro = H.square().sum(dim=(-2, -1))
+    return _f64(sigma2) * fro + _f64(mu).square() * H.sum(-1).square().sum(-1)
+
+
+def spectral_bound_matrix(H: Tensor, M: Scalar) -> Tensor:
+    """M·L·λ_max(HᵀH) for a dense (..., L, L) H: valid for any H and any law with E[ε_k²] ≤ M."""
+    H = _f64(H)
+    return _f64(M) * H.shape[-1] * torch.linalg.matrix_norm(H, ord=2).square()
 
 
 def exact_error(h: Tensor, mu: Scalar, sigma2: Scalar) -> Tensor:

@@ -8,6 +8,10 @@ with L, and where the eigenvalues of Ā lie.
   bound for L = 16 ... 1024 (§4.1 says the lower bound grows with L).
 - `eigenvalues_<model>`: per layer, the eigenvalues of Ā in the complex plane with the unit
   circle.
+- `delta_<model>` (Mamba): per layer, ||B̄_k|| against Δ_k on real clean and adversarial inputs,
+  the naive ZOH's relative error against Δ_k·a for float32 and float64 (a sweep, and the real
+  values), the distribution of |C̄_k B̄_k| for clean and adversarial inputs, and that of the
+  eigenvalues Ā_k = exp(Δ_k a) (real, in (0, 1]).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from torch import nn
 
 from .layer_bounds import PerturbationLaw, model_rows
 from .plots import save_figure
+from .selective_bounds import DeltaStats, naive_zoh_error
 
 LENGTHS = (16, 32, 64, 128, 256, 512, 1024)
 _SERIES = {  # key: (label, line style, colour), the same in every figure
@@ -126,5 +131,62 @@ def write_bounds_figures(
         f"bounds_{name}": make_bounds_figure(rows, f"{what}, L = {rows[0]['L']}"),
         f"bounds_vs_L_{name}": make_length_figure(model, law, what),
         f"eigenvalues_{name}": make_eigenvalue_figure(model, f"{name}: eigenvalues of Ā"),
+    }
+    return [path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem)]
+
+
+def make_delta_figure(deltas: dict[str, DeltaStats], title: str) -> Figure:
+    sweep = -torch.logspace(-20, 1, 400, dtype=torch.float64)
+    colours = {"clean": "C0", "adversarial": "C3"}
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(15, 3.4 * len(deltas) + 0.8), layout="constrained")
+        FigureCanvasAgg(fig)
+        grid = fig.subplots(len(deltas), 4, squeeze=False)
+        for axes, (layer, stats) in zip(grid, deltas.items(), strict=True):
+            points = {kind: stats.arrays(kind) for kind in stats.points}
+            for kind, p in points.items():
+                axes[0].scatter(
+                    p["dt"], p["b_norm"], s=2, alpha=0.3, color=colours[kind], label=kind
+                )
+                cb = p["cb"].clamp_min(1e-12).log10().numpy()
+                axes[2].hist(cb, bins=80, alpha=0.5, color=colours[kind], label=kind, density=True)
+                axes[3].hist(
+                    p["z"].exp().numpy(), bins=80, alpha=0.5, color=colours[kind], density=True
+                )
+            axes[0].set(xscale="log", yscale="log", xlabel="Δ_k", ylabel="||B̄_k|| (exact ZOH)")
+            axes[0].set_title(f"{layer}: ||B̄_k|| against Δ_k")
+            real = points["clean"]["z"]
+            for dtype, style, colour in ((torch.float32, "-", "C2"), (torch.float64, "--", "C4")):
+                label = str(dtype).removeprefix("torch.")
+                error = naive_zoh_error(sweep, dtype).clamp(1e-18, 1e3)
+                axes[1].plot(-sweep, error, style, color="k", label=f"naive, {label} (sweep)")
+                real_error = naive_zoh_error(real, dtype).clamp(1e-18, 1e3)
+                axes[1].scatter(
+                    -real, real_error, s=2, alpha=0.3, color=colour, label=f"real Δa, {label}"
+                )
+            axes[1].set(xscale="log", yscale="log", xlabel="|Δ_k a_n|", ylabel="relative error")
+            axes[1].set_title("(Ā - I)(ΔA)⁻¹ΔB as written vs stable φ₁")
+            axes[2].set(xlabel="log10 |C̄_k B̄_k|", ylabel="density", title="|C̄_k B̄_k|")
+            axes[3].axvline(1.0, color="0.5", linewidth=0.8)
+            axes[3].set(xlabel="Ā_k = exp(Δ_k a_n)", ylabel="density", title="eigenvalues of Ā_k")
+        handles, labels = grid[0][0].get_legend_handles_labels()
+        more = grid[0][1].get_legend_handles_labels()
+        fig.legend(handles + more[0], labels + more[1], loc="outside lower center", ncols=4)
+        fig.suptitle(title, fontweight="bold")
+    return fig
+
+
+def write_mamba_figures(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    deltas: dict[str, DeltaStats],
+    what: str,
+    out_dir: str | Path,
+) -> list[Path]:
+    """The bounds across channels and the Δ figure of a Mamba model; returns the paths."""
+    out_dir = Path(out_dir)
+    figures = {
+        f"bounds_{name}": make_bounds_figure(rows, f"{name}: {what}"),
+        f"delta_{name}": make_delta_figure(deltas, f"{name}: Δ → 0 (§4.1)"),
     }
     return [path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem)]

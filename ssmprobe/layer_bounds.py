@@ -185,10 +185,10 @@ def layer_rows(
         **extra,
     }
     view = "output" if ssm.mimo else "channel"
-    return _rows(picked, view, length, columns, bounds)
+    return bound_rows(picked, view, length, columns, bounds)
 
 
-def _rows(
+def bound_rows(
     indices: Sequence[int],
     view: str,
     length: int,
@@ -290,7 +290,7 @@ def state_rows(
         name: (torch.stack([s[0] for s in pairs]), torch.stack([s[1] for s in pairs]))
         for name, pairs in sides.items()
     }
-    return _rows(picked, "state", length, stacked, bounds)
+    return bound_rows(picked, "state", length, stacked, bounds)
 
 
 def _mimo_bounds(

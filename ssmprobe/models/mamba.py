@@ -40,9 +40,11 @@ class SelectiveSSM:
     Running h_k = A_bar_k ⊙ h_{k-1} + B_bar_euler_k x_k, y_k = C_k · h_k + D x_k, and
     y_k ⊙ SiLU(z_k) gives `Mamba.mix(hidden)`, the input of out_proj. `B_bar` is the exact ZOH input
     matrix Δ_k φ₁(Δ_k A) B_k, which `forward` does not use. Shapes: A_bar, B_bar, B_bar_euler
-    (batch, L, D, N); C (batch, L, N); dt, x, z (batch, L, D); D (D,).
+    (batch, L, D, N); C (batch, L, N); dt, x, z (batch, L, D); D (D,); A (D, N), the continuous
+    A that every Ā_k = exp(Δ_k A) shares.
     """
 
+    A: Tensor
     A_bar: Tensor
     B_bar: Tensor
     B_bar_euler: Tensor
@@ -217,6 +219,7 @@ class Mamba(nn.Module):
         a_bar, b_scale = discretize.zoh(self.A, dt.unsqueeze(-1))  # Δ φ₁(ΔA): (batch, L, D, N)
         b = b.transpose(1, 2).unsqueeze(2)  # (batch, L, 1, N)
         return SelectiveSSM(
+            A=self.A,
             A_bar=a_bar,
             B_bar=b_scale * b,
             B_bar_euler=dt.unsqueeze(-1) * b,
