@@ -1,8 +1,11 @@
 """Adaptive Scaling (AdS, paper §4.2): y_k = σ(W y_k) ⊙ y_k, σ ∈ {relu, tanh, sigmoid}.
 
-W is a d×d linear map without bias. Inserted right after an SSM, AdS lets the model rescale
-each step of the SSM output from the output itself, the property the paper credits for
-attention's robustness gains, at the cost of one matrix.
+W is a d×d linear map without bias (`form="paper"`). The paper's public code computes instead
+σ(W_s y_k + b_s) ⊙ y_k + σ(W_b y_k + b_b), two d×d maps with biases named `scale` and `bias`
+(`form="reference"`), which `ssmprobe.models.reference` needs to import its checkpoints.
+Inserted right after an SSM, AdS lets the model rescale each step of the SSM output from the
+output itself, the property the paper credits for attention's robustness gains, at the cost of
+one matrix.
 """
 
 from __future__ import annotations
@@ -12,24 +15,34 @@ from typing import Literal
 from torch import Tensor, nn
 
 Activation = Literal["relu", "tanh", "sigmoid"]
+FORMS = ("paper", "reference")
 ACTIVATIONS: dict[str, nn.Module] = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}
 
 
 class AdS(nn.Module):
-    """y ↦ σ(W y) ⊙ y on (B, L, d)."""
+    """y ↦ σ(W y) ⊙ y (paper) or σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b) (reference) on (B, L, d)."""
 
-    def __init__(self, d_model: int, activation: Activation = "relu") -> None:
+    def __init__(self, d_model: int, activation: Activation = "relu", form: str = "paper") -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"AdS activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
             )
+        if form not in FORMS:
+            raise ValueError(f"AdS form must be one of {FORMS}, got {form!r}")
         self.activation = activation
-        self.W = nn.Linear(d_model, d_model, bias=False)
+        self.form = form
         self.sigma = ACTIVATIONS[activation]
+        if form == "paper":
+            self.W = nn.Linear(d_model, d_model, bias=False)
+        else:
+            self.scale = nn.Linear(d_model, d_model)
+            self.bias = nn.Linear(d_model, d_model)
 
     def forward(self, y: Tensor) -> Tensor:
-        return self.sigma(self.W(y)) * y
+        if self.form == "paper":
+            return self.sigma(self.W(y)) * y
+        return self.sigma(self.scale(y)) * y + self.sigma(self.bias(y))
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation}"
+        return f"activation={self.activation}, form={self.form}"

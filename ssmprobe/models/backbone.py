@@ -29,9 +29,7 @@ from .base import Component, Site, module_component
 from .mamba import Mamba
 from .mega import EMA, GatedAttention
 
-
-def _ads(d_model: int, activation: str | None) -> AdS | None:
-    return None if activation is None else AdS(d_model, activation)  # type: ignore[arg-type]
+INPUT_ORDERS = ("pixel", "view")
 
 
 def _full_precision(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -57,21 +55,28 @@ class SSMBlock(nn.Module):
     S5 (`linear=False`): SSM -> [AdS] -> LayerNorm."""
 
     def __init__(
-        self, ssm: nn.Module, d_model: int, ads: str | None, residual: bool, linear: bool
+        self,
+        ssm: nn.Module,
+        d_model: int,
+        ads: AdS | None,
+        residual: bool,
+        linear: bool,
+        gelu: bool = True,
     ) -> None:
         super().__init__()
         self.ssm = ssm
-        self.ads = _ads(d_model, ads)
+        self.ads = ads
         self.linear = nn.Linear(d_model, d_model) if linear else None
         self.norm = nn.LayerNorm(d_model)
         self.residual = residual
+        self.gelu = gelu  # False: the reference code's SSM -> [AdS] -> Linear, no activations
 
     def forward(self, x: Tensor) -> Tensor:
         y = _full_precision(self.ssm, x)
         if self.ads is not None:
             y = self.ads(y)
         if self.linear is not None:
-            y = F.gelu(self.linear(F.gelu(y)))
+            y = F.gelu(self.linear(F.gelu(y))) if self.gelu else self.linear(y)
         return self.norm(x + y if self.residual else y)
 
     def components(self, prefix: str) -> list[Component]:
@@ -89,10 +94,10 @@ class MegaBlock(nn.Module):
     a 2-layer Mega does not leave chance level on digits in 8 epochs.
     """
 
-    def __init__(self, d_model: int, d_state: int, d_qk: int, d_ffn: int, ads: str | None) -> None:
+    def __init__(self, d_model: int, d_state: int, d_qk: int, d_ffn: int, ads: AdS | None) -> None:
         super().__init__()
         self.ssm = EMA(d_model, d_state)
-        self.ads = _ads(d_model, ads)
+        self.ads = ads
         self.attention = GatedAttention(d_model, d_qk)
         self.norm = nn.LayerNorm(d_model)
         self.linear = nn.Sequential(nn.Linear(d_model, d_ffn), nn.SiLU(), nn.Linear(d_ffn, d_model))
@@ -116,29 +121,44 @@ class MegaBlock(nn.Module):
 
 
 class MambaBlock(nn.Module):
-    """Mamba: mixer up to its scan -> [AdS] -> out_proj -> LayerNorm.
+    """Mamba: mixer up to its scan -> [AdS] -> out_proj -> LayerNorm; with
+    `ads_after_residual` (the reference code's layout) LayerNorm(AdS(x + out_proj(scan))).
 
     `mixer` keeps mamba_simple's parameter names; the block calls its two halves so AdS can sit
     between the selective SSM (d_inner wide) and out_proj.
     """
 
     def __init__(
-        self, d_model: int, d_state: int, d_conv: int, expand: int, ads: str | None, residual: bool
+        self, mixer: Mamba, ads: AdS | None, residual: bool, ads_after_residual: bool = False
     ) -> None:
         super().__init__()
-        self.mixer = Mamba(d_model, d_state=d_state, d_conv=d_conv, expand=expand)
-        self.ads = _ads(self.mixer.d_inner, ads)
-        self.norm = nn.LayerNorm(d_model)
+        self.mixer = mixer
+        self.ads = ads
+        self.norm = nn.LayerNorm(mixer.d_model)
         self.residual = residual
+        self.ads_after_residual = ads_after_residual
 
     def forward(self, x: Tensor) -> Tensor:
         y = _full_precision(self.mixer.mix, x)
-        if self.ads is not None:
+        if self.ads is not None and not self.ads_after_residual:
             y = self.ads(y)
         y = self.mixer.out_proj(y)
-        return self.norm(x + y if self.residual else y)
+        y = x + y if self.residual else y
+        if self.ads is not None and self.ads_after_residual:
+            y = self.ads(y)
+        return self.norm(y)
 
     def components(self, prefix: str) -> list[Component]:
+        if self.ads_after_residual:
+            parts = [
+                Component(
+                    f"{prefix}.ssm", "ssm", Site(self, "input"), Site(self.mixer.out_proj, "input")
+                ),
+                module_component(f"{prefix}.linear", "linear", self.mixer.out_proj),
+            ]
+            if self.ads is not None:
+                parts.append(module_component(f"{prefix}.ads", "ads", self.ads))
+            return [*parts, module_component(f"{prefix}.norm", "norm", self.norm)]
         after_ssm = self.ads if self.ads is not None else self.mixer.out_proj
         parts = [Component(f"{prefix}.ssm", "ssm", Site(self, "input"), Site(after_ssm, "input"))]
         if self.ads is not None:
@@ -151,10 +171,27 @@ class MambaBlock(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """(B, L, C_in) in [0, 1] -> logits (B, classes)."""
+    """(B, L, C_in) in [0, 1] -> logits (B, classes).
 
-    def __init__(self, d_input: int, n_classes: int, d_model: int, layers: list[nn.Module]) -> None:
+    Inputs always come in pixel order, u[b, k, c] = image[b, c, k]. `input_order="view"`
+    reorders them as the paper's public code does, image.view(B, H·W, C) of a (B, C, H, W)
+    batch: sequence element k holds the C consecutive values C·k ... C·k + C - 1 of the
+    channel-major flattened image (the same as pixel order when C = 1). Doing it inside the
+    model lets every attack, probe and command feed imported models the usual way.
+    """
+
+    def __init__(
+        self,
+        d_input: int,
+        n_classes: int,
+        d_model: int,
+        layers: list[nn.Module],
+        input_order: str = "pixel",
+    ) -> None:
         super().__init__()
+        if input_order not in INPUT_ORDERS:
+            raise ValueError(f"input_order must be one of {INPUT_ORDERS}, got {input_order!r}")
+        self.input_order = input_order
         self.d_input = d_input
         self.encoder = nn.Linear(d_input, d_model)
         self.encoder_norm = nn.LayerNorm(d_model)
@@ -166,6 +203,9 @@ class SequenceClassifier(nn.Module):
             raise ValueError(
                 f"expected input of shape (batch, length, {self.d_input}), got {tuple(u.shape)}"
             )
+        if self.input_order == "view":
+            batch, length, channels = u.shape
+            u = u.transpose(1, 2).reshape(batch, length, channels)
         x = self.encoder_norm(self.encoder(u))
         for layer in self.layers:
             x = layer(x)

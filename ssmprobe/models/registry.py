@@ -8,11 +8,14 @@ from typing import Any
 
 from torch import nn
 
-from .ads import ACTIVATIONS
-from .backbone import MambaBlock, MegaBlock, SequenceClassifier, SSMBlock
+from .ads import ACTIVATIONS, FORMS, AdS
+from .backbone import INPUT_ORDERS, MambaBlock, MegaBlock, SequenceClassifier, SSMBlock
 from .dss import DSS
+from .mamba import Mamba
 from .s4 import S4
 from .s5 import S5
+
+LAYOUTS = ("table3", "reference")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class ModelConfig:
     `d_state` of None takes the family's default (S4/DSS/S5: 64, Mega/Mamba: 16). `d_ffn` is
     Mega's feed-forward width (Table 3: 32 on MNIST, 256 on CIFAR-10; None means 2·d_model).
     `residual` adds a skip around the S4, DSS, S5 and Mamba blocks (Mega has its own).
+    `dt_rank` is Mamba's (None: ceil(d_model / 16)). `ads_form` picks AdS's formula (`ads.FORMS`).
+    `layout="reference"` and `input_order="view"` reproduce models of the paper's public code
+    (`models.reference`): no GELUs around the S4/DSS block's linear map, Mamba's AdS after the
+    residual sum, and the (B, C, H, W) -> (B, HW, C) `view` of the input instead of the pixel
+    order (`backbone.SequenceClassifier`).
     """
 
     model: str
@@ -38,6 +46,10 @@ class ModelConfig:
     d_ffn: int | None = None
     d_conv: int = 4
     expand: int = 2
+    dt_rank: int | None = None
+    ads_form: str = "paper"
+    layout: str = "table3"
+    input_order: str = "pixel"
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -47,6 +59,13 @@ class ModelConfig:
         for name in ("d_input", "n_classes", "d_model", "n_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name, allowed in (
+            ("ads_form", FORMS),
+            ("layout", LAYOUTS),
+            ("input_order", INPUT_ORDERS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 < self.dt_min <= self.dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
 
@@ -98,18 +117,32 @@ def _state(config: ModelConfig, default: int) -> int:
 def _ssm_block(ssm_cls: type[nn.Module], linear: bool) -> Callable[[ModelConfig], nn.Module]:
     def build(c: ModelConfig) -> nn.Module:
         ssm = ssm_cls(c.d_model, _state(c, 64), dt_min=c.dt_min, dt_max=c.dt_max)
-        return SSMBlock(ssm, c.d_model, c.ads, c.residual, linear)
+        ads = _ads_module(c)
+        return SSMBlock(ssm, c.d_model, ads, c.residual, linear, gelu=c.layout == "table3")
 
     return build
 
 
 def _mega_block(c: ModelConfig) -> nn.Module:
     d_ffn = 2 * c.d_model if c.d_ffn is None else c.d_ffn
-    return MegaBlock(c.d_model, _state(c, 16), c.d_qk, d_ffn, c.ads)
+    return MegaBlock(c.d_model, _state(c, 16), c.d_qk, d_ffn, _ads_module(c))
 
 
 def _mamba_block(c: ModelConfig) -> nn.Module:
-    return MambaBlock(c.d_model, _state(c, 16), c.d_conv, c.expand, c.ads, c.residual)
+    mixer = Mamba(
+        c.d_model,
+        d_state=_state(c, 16),
+        d_conv=c.d_conv,
+        expand=c.expand,
+        dt_rank="auto" if c.dt_rank is None else c.dt_rank,
+    )
+    width = c.d_model if c.layout == "reference" else mixer.d_inner  # AdS after the residual
+    ads = None if c.ads is None else AdS(width, c.ads, c.ads_form)  # type: ignore[arg-type]
+    return MambaBlock(mixer, ads, c.residual, ads_after_residual=c.layout == "reference")
+
+
+def _ads_module(c: ModelConfig) -> AdS | None:
+    return None if c.ads is None else AdS(c.d_model, c.ads, c.ads_form)  # type: ignore[arg-type]
 
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
@@ -126,4 +159,6 @@ def build_model(config: ModelConfig | Mapping[str, Any]) -> SequenceClassifier:
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_dict(config)
     layers = [MODELS[config.model](config) for _ in range(config.n_layers)]
-    return SequenceClassifier(config.d_input, config.n_classes, config.d_model, layers)
+    return SequenceClassifier(
+        config.d_input, config.n_classes, config.d_model, layers, config.input_order
+    )
