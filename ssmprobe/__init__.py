@@ -1,3 +1,16 @@
 """ssmprobe: adversarial robustness of deep state space models."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def load_reference(path: Any, model: str, dataset: str, ads: str | None = None) -> Any:
+    """A checkpoint of the paper's reference code as an ssmprobe model and its metadata
+    (`ssmprobe.models.reference.load_reference`; imported lazily to keep `import ssmprobe`
+    light)."""
+    from .models.reference import load_reference as load
+
+    return load(path, model, dataset, ads)

@@ -112,28 +112,33 @@ def resolve_checkpoint(name: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """Reads a checkpoint written by `save_checkpoint` without executing anything from it."""
     path = Path(path)
+    return _parse(read_payload(path, map_location), path)
+
+
+def read_payload(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
+    """The unpickled content of a torch file (tensors and plain containers only), or one
+    CheckpointError saying why not: missing, a folder, refused (code in the pickle), corrupt."""
+    path = Path(path)
     if not path.is_file():
         kind = "a folder, not a file" if path.is_dir() else "no such file"
         shipped = ", ".join(sorted(p.name for p in bundled_dir().glob("*.pt")))
         raise CheckpointError(
-            f"checkpoint not found: {path} ({kind}); bundled checkpoints: {shipped or 'none'}"
+            f"{what} not found: {path} ({kind}); bundled checkpoints: {shipped or 'none'}"
         )
     try:
         with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch reports bad files as many types (RuntimeError, EOFError...)
         if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
             raise CheckpointError(
                 f"{path}: refused to load: the file asks for Python objects beyond tensors and "
-                f"plain containers ({_weights_only_reason(err)}). Nothing from it was executed; "
-                "it is not a checkpoint written by ssmprobe."
+                f"plain containers ({_weights_only_reason(err)}). Nothing from it was executed."
             ) from None
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (corrupt or truncated file?): "
+            f"{path}: not a readable {what} (corrupt or truncated file?): "
             f"{type(err).__name__}: {_first_line(err)}"
         ) from err
-    return _parse(payload, path)
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:

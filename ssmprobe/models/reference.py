@@ -1,0 +1,201 @@
+"""State dicts of the paper's public training code as ssmprobe models (`load_reference`).
+
+Those files hold `torch.save(model.state_dict())` of a classifier
+
+    x = image.view(B, H·W, C);  x = post_norm(input(x));  x = norms[i](x + layer_i(x));
+    logits = output(x.mean(dim=1))
+
+which is `SequenceClassifier` with `input_order="view"` and residual blocks. Per layer
+`mapping_layers.{i}`:
+
+- S4: y = output_linear([AdS](K * u + D ⊙ u)), no activation in between (`layout="reference"`).
+  The kernel's NPLR parameters are shared across channels except C and Δ: Λ = -exp(log_w_real)
+  + i·w_imag (1, N/2), P and B (1, 1, N/2, 2), C (1, d, N/2, 2) stored as
+  C̃ = C̄(I - Ā^{L_s}) of the full conjugate-completed system (A = diag(Λ, Λ̄) - pp*, p = (P, P̄))
+  with L_s the stored `L`. `models.s4.S4` computes the same system, so the import copies Λ, P, B
+  and Δ to every channel and recovers C̄ = C̃ (I - Ā^{L_s})^{-1}, whose first half is S4's C.
+- Mamba: `mamba_simple.Mamba`'s names, which `models.mamba.Mamba` shares; AdS
+  (`adss_layers.{i}`) sits after the residual sum.
+- AdS (`adss.scale`, `adss.bias`: Linear(d, d) with bias) is the reference form
+  σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b); the files do not say which σ, so the caller must.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..checkpoint import CheckpointError, read_payload
+from .backbone import SequenceClassifier
+from .registry import build_model, model_config
+from .s4 import S4, _deficit_power
+
+FAMILIES = ("s4", "mamba")
+
+
+def load_reference(
+    path: str | Path, model: str, dataset: str, ads: str | None = None
+) -> tuple[SequenceClassifier, dict[str, Any]]:
+    """The model in a reference-code state dict and its metadata (config, provenance).
+
+    `dataset` is the data it was trained on (its ε and input shape); `ads` the AdS activation
+    (relu, tanh, sigmoid) when the file has AdS weights. Loading executes nothing from the file.
+    """
+    if model not in FAMILIES:
+        raise ValueError(f"reference checkpoints exist for {FAMILIES}, not {model!r}")
+    state = read_payload(path, what="reference state dict")
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    config, native = convert(state, model, ads)
+    classifier = build_model(config)
+    classifier.load_state_dict(native)
+    meta = {
+        "config": config.to_dict(),
+        "dataset": dataset,
+        "method": "reference",
+        "source": {"path": str(path), "format": "reference", "model": model},
+    }
+    return classifier, meta
+
+
+def _expect(state: Mapping[str, Tensor], key: str, shape: tuple[int, ...]) -> Tensor:
+    if key not in state:
+        raise CheckpointError(f"missing key {key!r} (expected shape {shape})")
+    found = tuple(state[key].shape)
+    if found != shape:
+        raise CheckpointError(f"key {key!r}: expected shape {shape}, found {found}")
+    return state[key]
+
+
+def convert(
+    state: Mapping[str, Tensor], model: str, ads: str | None = None
+) -> tuple[Any, dict[str, Tensor]]:
+    """(ModelConfig, native state dict) for a reference state dict; shapes come from the
+    tensors and every key is checked."""
+    if "input.weight" not in state:
+        raise CheckpointError("missing key 'input.weight' (expected shape (d, C_in))")
+    d, c_in = state["input.weight"].shape
+    if "output.weight" not in state:
+        raise CheckpointError("missing key 'output.weight' (expected shape (classes, d))")
+    n_classes = state["output.weight"].shape[0]
+    layers = sorted(
+        {int(m.group(1)) for k in state if (m := re.match(r"mapping_layers\.(\d+)\.", k))}
+    )
+    if not layers or layers != list(range(len(layers))):
+        raise CheckpointError(f"no mapping_layers.0 ... in the file (found layers {layers})")
+    has_ads = any(".adss" in k or k.startswith("adss_layers.") for k in state)
+    if has_ads and ads is None:
+        raise CheckpointError(
+            "the file has AdS weights: say which activation (relu, tanh, sigmoid)"
+        )
+    native: dict[str, Tensor] = {
+        "encoder.weight": _expect(state, "input.weight", (d, c_in)),
+        "encoder.bias": _expect(state, "input.bias", (d,)),
+        "encoder_norm.weight": _expect(state, "post_norm.weight", (d,)),
+        "encoder_norm.bias": _expect(state, "post_norm.bias", (d,)),
+        "decoder.weight": _expect(state, "output.weight", (n_classes, d)),
+        "decoder.bias": _expect(state, "output.bias", (n_classes,)),
+    }
+    extra: dict[str, Any] = {}
+    for i in layers:
+        for part in ("weight", "bias"):
+            native[f"layers.{i}.norm.{part}"] = _expect(state, f"norms.{i}.{part}", (d,))
+        ads_prefix = f"mapping_layers.{i}.adss" if model == "s4" else f"adss_layers.{i}"
+        if has_ads:
+            for lin in ("scale", "bias"):
+                for part, shape in (("weight", (d, d)), ("bias", (d,))):
+                    key = f"{ads_prefix}.{lin}.{part}"
+                    native[f"layers.{i}.ads.{lin}.{part}"] = _expect(state, key, shape)
+        if model == "s4":
+            extra |= _s4_layer(state, i, d, native)
+        else:
+            extra |= _mamba_layer(state, i, d, native)
+    config = model_config(
+        model,
+        d_input=c_in,
+        n_classes=n_classes,
+        d_model=d,
+        n_layers=len(layers),
+        ads=ads,
+        residual=True,
+        ads_form="reference",
+        layout="reference",
+        input_order="view",
+        **extra,
+    )
+    return config, native
+
+
+def _s4_layer(
+    state: Mapping[str, Tensor], i: int, d: int, native: dict[str, Tensor]
+) -> dict[str, Any]:
+    pre = f"mapping_layers.{i}."
+    kern = pre + "kernel.kernel."
+    half = state.get(kern + "log_w_real", torch.empty(1, 0)).shape[-1]
+    if half == 0:
+        raise CheckpointError(f"missing key {kern + 'log_w_real'!r} (expected shape (1, N/2))")
+    log_w_real = _expect(state, kern + "log_w_real", (1, half)).double()
+    w_imag = _expect(state, kern + "w_imag", (1, half)).double()
+    p = torch.view_as_complex(_expect(state, kern + "P", (1, 1, half, 2)).double())[0, 0]
+    b = torch.view_as_complex(_expect(state, kern + "B", (1, 1, half, 2)).double())[0, 0]
+    c_tilde = torch.view_as_complex(_expect(state, kern + "C", (1, d, half, 2)).double())[0]
+    log_dt = _expect(state, kern + "log_dt", (d,)).double()
+    stored_length = int(_expect(state, kern + "L", ()).item())
+    layer = S4(d, 2 * half).double()
+    copies = (d, half)
+    with torch.no_grad():
+        layer.log_neg_re_lam.copy_(log_w_real.expand(copies))
+        layer.im_lam.copy_(w_imag.expand(copies))
+        layer.P.copy_(torch.view_as_real(p.expand(copies)))
+        layer.B.copy_(torch.view_as_real(b.expand(copies)))
+        layer.log_dt.copy_(log_dt)
+        lam, p_full, b_full, _ = layer.continuous()
+        deficit, _ = layer._bilinear(lam, p_full, b_full)
+        # C̄ = C̃ (I - Ā^{L_s})^{-1}, for the conjugate-completed C̃
+        m = _deficit_power(deficit, stored_length)
+        c_full = torch.cat([c_tilde, c_tilde.conj()], dim=-1)
+        c_bar = torch.linalg.solve(m.transpose(-1, -2), c_full.unsqueeze(-1)).squeeze(-1)
+    if not math.isfinite(c_bar.abs().max().item()):
+        raise CheckpointError(f"{kern}C: I - Ā^L is singular; cannot recover C̄")
+    ssm = f"layers.{i}.ssm."
+    native |= {ssm + k: v.float() for k, v in layer.state_dict().items() if k != "C"}
+    native[ssm + "C"] = torch.view_as_real(c_bar[:, :half]).float().contiguous()
+    native[ssm + "D"] = _expect(state, pre + "D", (1, d))[0]
+    native[f"layers.{i}.linear.weight"] = _expect(state, pre + "output_linear.weight", (d, d))
+    native[f"layers.{i}.linear.bias"] = _expect(state, pre + "output_linear.bias", (d,))
+    return {"d_state": 2 * half}
+
+
+def _mamba_layer(
+    state: Mapping[str, Tensor], i: int, d: int, native: dict[str, Tensor]
+) -> dict[str, Any]:
+    pre = f"mapping_layers.{i}."
+    if pre + "A_log" not in state or state[pre + "A_log"].dim() != 2:
+        raise CheckpointError(
+            f"missing or malformed key {pre + 'A_log'!r} (expected (expand·d, N))"
+        )
+    inner, n = state[pre + "A_log"].shape
+    rank = state.get(pre + "dt_proj.weight", torch.empty(inner, 0)).shape[-1]
+    kernel = state.get(pre + "conv1d.weight", torch.empty(inner, 1, 4)).shape[-1]
+    shapes = {
+        "A_log": (inner, n),
+        "D": (inner,),
+        "in_proj.weight": (2 * inner, d),
+        "conv1d.weight": (inner, 1, kernel),
+        "conv1d.bias": (inner,),
+        "x_proj.weight": (rank + 2 * n, inner),
+        "dt_proj.weight": (inner, rank),
+        "dt_proj.bias": (inner,),
+        "out_proj.weight": (d, inner),
+    }
+    for key in shapes:
+        native[f"layers.{i}.mixer.{key}"] = _expect(state, pre + key, shapes[key])
+    if inner % d:
+        raise CheckpointError(f"{pre}A_log: inner width {inner} is not a multiple of d = {d}")
+    return {"d_state": n, "dt_rank": rank, "d_conv": kernel, "expand": inner // d}

@@ -1,0 +1,267 @@
+"""Importing the paper reference code's state dicts: forward, S4 kernel, eigenvalues, errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssmprobe.checkpoint import CheckpointError
+from ssmprobe.models.reference import load_reference
+
+D, HALF, CIN, SIDE, LAYERS = 6, 4, 3, 4, 2
+LS = SIDE * SIDE
+
+
+def _randn(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, dtype=torch.float32)
+
+
+def s4_state(ads: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    state = {
+        "input.weight": _randn(D, CIN),
+        "input.bias": _randn(D),
+        "post_norm.weight": 1 + 0.1 * _randn(D),
+        "post_norm.bias": 0.1 * _randn(D),
+        "output.weight": _randn(10, D),
+        "output.bias": _randn(10),
+    }
+    for i in range(LAYERS):
+        pre = f"mapping_layers.{i}."
+        kern = pre + "kernel.kernel."
+        state |= {
+            pre + "D": _randn(1, D),
+            pre + "output_linear.weight": _randn(D, D) / math.sqrt(D),
+            pre + "output_linear.bias": 0.1 * _randn(D),
+            kern + "log_dt": math.log(0.05) + 0.5 * _randn(D),
+            kern + "w_imag": math.pi * torch.arange(HALF, dtype=torch.float32)[None] + 0.3,
+            kern + "log_w_real": math.log(0.5) + 0.2 * _randn(1, HALF),
+            kern + "B": _randn(1, 1, HALF, 2) / 2,
+            kern + "P": _randn(1, 1, HALF, 2) / 2,
+            kern + "C": _randn(1, D, HALF, 2) / 2,
+            kern + "L": torch.tensor(LS),
+            f"norms.{i}.weight": 1 + 0.1 * _randn(D),
+            f"norms.{i}.bias": 0.1 * _randn(D),
+        }
+        if ads:
+            for lin in ("scale", "bias"):
+                state[pre + f"adss.{lin}.weight"] = _randn(D, D) / math.sqrt(D)
+                state[pre + f"adss.{lin}.bias"] = 0.1 * _randn(D)
+    return state
+
+
+def full_system(state: dict, i: int) -> tuple[torch.Tensor, ...]:
+    """Λ, p, B, C̃ completed with their conjugates (N = 2·HALF), Δ per channel, float64."""
+    kern = f"mapping_layers.{i}.kernel.kernel."
+    lam = torch.complex(
+        -torch.exp(state[kern + "log_w_real"][0].double()), state[kern + "w_imag"][0].double()
+    )
+    p = torch.view_as_complex(state[kern + "P"].double())[0, 0]
+    b = torch.view_as_complex(state[kern + "B"].double())[0, 0]
+    c = torch.view_as_complex(state[kern + "C"].double())[0]
+    both = lambda v: torch.cat([v, v.conj()], dim=-1)  # noqa: E731
+    return both(lam), both(p), both(b), both(c), torch.exp(state[kern + "log_dt"].double())
+
+
+def reference_kernel(state: dict, i: int) -> torch.Tensor:
+    """The reference code's algorithm: Cauchy sums over both halves at z = (2/Δ)(1-ω)/(1+ω),
+    the rank-1 Woodbury correction, the bilinear factor 2/(1+ω), inverse FFT of length L_s."""
+    lam, p, b, c, dt = full_system(state, i)
+    omega = torch.exp(-2j * math.pi * torch.arange(LS, dtype=torch.float64) / LS)
+    z = (2 / dt)[:, None] * ((1 - omega) / (1 + omega))  # (D, L)
+    r = 1 / (z[:, :, None] - lam)  # (D, L, N)
+    k_cb = (c[:, None, :] * b * r).sum(-1)
+    k_cp = (c[:, None, :] * p * r).sum(-1)
+    k_qb = (p.conj() * b * r).sum(-1)
+    k_qp = (p.conj() * p * r).sum(-1)
+    k_hat = 2 / (1 + omega) * (k_cb - k_cp * k_qb / (1 + k_qp))
+    return torch.fft.ifft(k_hat, dim=-1).real
+
+
+def reference_forward(state: dict, image: torch.Tensor, act=torch.relu) -> torch.Tensor:
+    s = {k: v.double() for k, v in state.items()}
+    x = image.double().reshape(image.shape[0], LS, CIN)  # image.view(B, H·W, C)
+    x = F.layer_norm(
+        x @ s["input.weight"].T + s["input.bias"], (D,), s["post_norm.weight"], s["post_norm.bias"]
+    )
+    for i in range(LAYERS):
+        pre = f"mapping_layers.{i}."
+        k = reference_kernel(state, i)  # (D, L)
+        y = (
+            torch.stack(
+                [sum(k[:, t - j] * x[:, j] for j in range(t + 1)) for t in range(LS)], dim=1
+            )
+            + s[pre + "D"][0] * x
+        )
+        if pre + "adss.scale.weight" in s:
+            scale = y @ s[pre + "adss.scale.weight"].T + s[pre + "adss.scale.bias"]
+            shift = y @ s[pre + "adss.bias.weight"].T + s[pre + "adss.bias.bias"]
+            y = act(scale) * y + act(shift)
+        y = y @ s[pre + "output_linear.weight"].T + s[pre + "output_linear.bias"]
+        x = F.layer_norm(x + y, (D,), s[f"norms.{i}.weight"], s[f"norms.{i}.bias"])
+    return x.mean(dim=1) @ s["output.weight"].T + s["output.bias"]
+
+
+def save(state: dict, path: Path) -> Path:
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("ads", [False, True])
+def test_s4_import_reproduces_the_reference_forward(tmp_path: Path, ads: bool) -> None:
+    state = s4_state(ads)
+    path = save(state, tmp_path / "s4.pt")
+    model, meta = load_reference(path, "s4", "cifar10", ads="relu" if ads else None)
+    assert meta["config"]["input_order"] == "view" and meta["config"]["d_state"] == 2 * HALF
+    image = torch.rand(3, CIN, SIDE, SIDE, dtype=torch.float64)
+    pixels = image.reshape(3, CIN, LS).transpose(1, 2)  # ssmprobe's input order
+    with torch.no_grad():
+        got = model.double()(pixels)
+    torch.testing.assert_close(got, reference_forward(state, image), rtol=1e-6, atol=1e-6)
+
+
+def test_s4_import_kernel_and_eigenvalues(tmp_path: Path) -> None:
+    state = s4_state(False)
+    model, _ = load_reference(save(state, tmp_path / "s4.pt"), "s4", "cifar10")
+    layer = model.double().ssm_layers()["layers.1.ssm"]
+    with torch.no_grad():
+        kernel = layer.impulse_response(LS)
+        eig = layer.discrete().eigvals
+    torch.testing.assert_close(kernel, reference_kernel(state, 1), rtol=1e-6, atol=1e-8)
+    lam, p, _, _, dt = full_system(state, 1)
+    a = torch.diag(lam) - p[:, None] * p.conj()[None, :]
+    eye = torch.eye(2 * HALF, dtype=torch.complex128)
+    for h in (0, D - 1):
+        a_bar = torch.linalg.solve(eye - dt[h] / 2 * a, eye + dt[h] / 2 * a)
+        expected = torch.linalg.eigvals(a_bar)
+        found = eig[h]
+        distance = (expected[:, None] - found[None, :]).abs().min(dim=1).values
+        assert distance.max() < 1e-8
+
+
+def mamba_state(ads: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    inner, n, rank, kernel = 2 * D, 5, 2, 4
+    state = {
+        "input.weight": _randn(D, CIN),
+        "input.bias": _randn(D),
+        "post_norm.weight": 1 + 0.1 * _randn(D),
+        "post_norm.bias": 0.1 * _randn(D),
+        "output.weight": _randn(10, D),
+        "output.bias": _randn(10),
+    }
+    for i in range(LAYERS):
+        pre = f"mapping_layers.{i}."
+        state |= {
+            pre + "A_log": torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(inner, 1),
+            pre + "D": _randn(inner),
+            pre + "in_proj.weight": _randn(2 * inner, D) / math.sqrt(D),
+            pre + "conv1d.weight": _randn(inner, 1, kernel) / 2,
+            pre + "conv1d.bias": 0.1 * _randn(inner),
+            pre + "x_proj.weight": _randn(rank + 2 * n, inner) / math.sqrt(inner),
+            pre + "dt_proj.weight": _randn(inner, rank) / math.sqrt(rank),
+            pre + "dt_proj.bias": math.log(math.expm1(0.05)) + 0.1 * _randn(inner),
+            pre + "out_proj.weight": _randn(D, inner) / math.sqrt(inner),
+            f"norms.{i}.weight": 1 + 0.1 * _randn(D),
+            f"norms.{i}.bias": 0.1 * _randn(D),
+        }
+        if ads:
+            for lin in ("scale", "bias"):
+                state[f"adss_layers.{i}.{lin}.weight"] = _randn(D, D) / math.sqrt(D)
+                state[f"adss_layers.{i}.{lin}.bias"] = 0.1 * _randn(D)
+    return state
+
+
+def mamba_forward(state: dict, image: torch.Tensor, act=torch.tanh) -> torch.Tensor:
+    s = {k: v.double() for k, v in state.items()}
+    x = image.double().reshape(image.shape[0], LS, CIN)
+    x = F.layer_norm(
+        x @ s["input.weight"].T + s["input.bias"], (D,), s["post_norm.weight"], s["post_norm.bias"]
+    )
+    for i in range(LAYERS):
+        pre = f"mapping_layers.{i}."
+        a = -torch.exp(s[pre + "A_log"])
+        inner, n = a.shape
+        u, z = (x @ s[pre + "in_proj.weight"].T).chunk(2, dim=-1)
+        w = s[pre + "conv1d.weight"][:, 0]  # (inner, K)
+        taps = w.shape[-1]
+        padded = F.pad(u.transpose(1, 2), (taps - 1, 0))
+        u = F.silu(F.conv1d(padded, w[:, None, :], s[pre + "conv1d.bias"], groups=inner)).transpose(
+            1, 2
+        )
+        rank = s[pre + "dt_proj.weight"].shape[1]
+        dt, bb, cc = (u @ s[pre + "x_proj.weight"].T).split([rank, n, n], dim=-1)
+        dt = F.softplus(dt @ s[pre + "dt_proj.weight"].T + s[pre + "dt_proj.bias"])
+        h = torch.zeros(x.shape[0], inner, n, dtype=torch.float64)
+        ys = []
+        for t in range(LS):
+            h = (
+                torch.exp(dt[:, t, :, None] * a) * h
+                + dt[:, t, :, None] * bb[:, t, None, :] * u[:, t, :, None]
+            )
+            ys.append((h * cc[:, t, None, :]).sum(-1) + s[pre + "D"] * u[:, t])
+        y = torch.stack(ys, dim=1) * F.silu(z)
+        y = x + y @ s[pre + "out_proj.weight"].T
+        if f"adss_layers.{i}.scale.weight" in s:
+            scale = y @ s[f"adss_layers.{i}.scale.weight"].T + s[f"adss_layers.{i}.scale.bias"]
+            shift = y @ s[f"adss_layers.{i}.bias.weight"].T + s[f"adss_layers.{i}.bias.bias"]
+            y = act(scale) * y + act(shift)
+        x = F.layer_norm(y, (D,), s[f"norms.{i}.weight"], s[f"norms.{i}.bias"])
+    return x.mean(dim=1) @ s["output.weight"].T + s["output.bias"]
+
+
+@pytest.mark.parametrize("ads", [False, True])
+def test_mamba_import_reproduces_the_reference_forward(tmp_path: Path, ads: bool) -> None:
+    state = mamba_state(ads)
+    path = save(state, tmp_path / "mamba.pt")
+    model, meta = load_reference(path, "mamba", "cifar10", ads="tanh" if ads else None)
+    assert meta["config"]["dt_rank"] == 2 and meta["config"]["d_state"] == 5
+    image = torch.rand(2, CIN, SIDE, SIDE, dtype=torch.float64)
+    pixels = image.reshape(2, CIN, LS).transpose(1, 2)
+    with torch.no_grad():
+        got = model.double()(pixels)
+    torch.testing.assert_close(got, mamba_forward(state, image), rtol=1e-8, atol=1e-8)
+    names = [c.name for c in model.components()]
+    assert "layers.0.ssm" in names and ("layers.0.ads" in names) == ads
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s.pop("mapping_layers.1.kernel.kernel.B"),
+            "missing key 'mapping_layers.1.kernel.kernel.B'",
+        ),
+        (
+            lambda s: s.__setitem__("mapping_layers.0.output_linear.weight", torch.zeros(D, D + 1)),
+            f"expected shape ({D}, {D}), found ({D}, {D + 1})",
+        ),
+        (
+            lambda s: s.__setitem__("mapping_layers.0.adss.scale.weight", torch.zeros(D, D)),
+            "AdS weights",
+        ),
+    ],
+)
+def test_import_errors_name_the_key(tmp_path: Path, change, message: str) -> None:
+    state = s4_state(False)
+    change(state)
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_reference(save(state, tmp_path / "bad.pt"), "s4", "cifar10")
+
+
+def test_a_pickle_carrying_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"input.weight": _Boom()}))
+    with pytest.raises(CheckpointError, match="Nothing from it was executed"):
+        load_reference(path, "s4", "cifar10")
