@@ -22,9 +22,9 @@ def _randn(*shape: int) -> torch.Tensor:
     return torch.randn(*shape, dtype=torch.float32)
 
 
-def s4_state(ads: bool) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    state = {
+def classifier_head() -> dict[str, torch.Tensor]:
+    """The keys around the layers: input, post_norm, output."""
+    return {
         "input.weight": _randn(D, CIN),
         "input.bias": _randn(D),
         "post_norm.weight": 1 + 0.1 * _randn(D),
@@ -32,6 +32,11 @@ def s4_state(ads: bool) -> dict[str, torch.Tensor]:
         "output.weight": _randn(10, D),
         "output.bias": _randn(10),
     }
+
+
+def s4_state(ads: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    state = classifier_head()
     for i in range(LAYERS):
         pre = f"mapping_layers.{i}."
         kern = pre + "kernel.kernel."
@@ -148,14 +153,7 @@ def test_s4_import_kernel_and_eigenvalues(tmp_path: Path) -> None:
 def mamba_state(ads: bool) -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     inner, n, rank, kernel = 2 * D, 5, 2, 4
-    state = {
-        "input.weight": _randn(D, CIN),
-        "input.bias": _randn(D),
-        "post_norm.weight": 1 + 0.1 * _randn(D),
-        "post_norm.bias": 0.1 * _randn(D),
-        "output.weight": _randn(10, D),
-        "output.bias": _randn(10),
-    }
+    state = classifier_head()
     for i in range(LAYERS):
         pre = f"mapping_layers.{i}."
         state |= {
