@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .attacks import AttackConfig, run_attack
+from .attacks import AttackConfig
 from .bounds import (
     check,
     eigen_bounds_time_varying,
@@ -43,12 +43,12 @@ from .bounds import (
     kernel_bounds,
     spectral_bound_matrix,
 )
-from .layer_bounds import PerturbationLaw, bound_rows
+from .layer_bounds import BOUNDS, PerturbationLaw, bound_rows
 from .models import discretize
 from .models.mamba import Mamba, SelectiveSSM
-from .probe.recorder import record
+from .probe.discrepancy import adversarial_features
+from .probe.recorder import Features, record
 
-BOUNDS = ("kernel", "eigen", "spectral")
 POINTS = 20_000  # Δ-analysis points kept per layer and input kind, for figures and quantiles
 
 
@@ -155,7 +155,6 @@ class _LayerSums:
     """Running sums over samples of one layer's per-channel quantities."""
 
     values: dict[str, Tensor] = field(default_factory=dict)
-    fails: dict[str, Tensor] = field(default_factory=dict)
     lam_min: Tensor | None = None
     lam_max: Tensor | None = None
     count: int = 0
@@ -176,17 +175,20 @@ def _samples(
     names: Sequence[str],
     seed: int,
 ) -> Iterable[tuple[dict[str, Tensor], dict[str, Tensor] | None, int]]:
-    """Per batch the clean (and, with `attack`, adversarial) input of each named Mamba layer."""
+    """Per batch the clean (and, with `attack`, adversarial) input of each named Mamba layer;
+    attacked through `probe.discrepancy.adversarial_features`, the stream the LTI bounds use."""
     components = [c for c in model.components() if c.name in names]
-    generator = torch.Generator().manual_seed(seed)
+    if attack is not None:
+        for clean, adv, size in adversarial_features(model, batches, attack, components, seed):
+            yield _entries(clean), _entries(adv), size
+        return
     with record(model, components) as recording:
         for x, y in batches:
-            clean = {k: f.entry for k, f in recording.capture(x).items()}
-            adv = None
-            if attack is not None:
-                x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
-                adv = {k: f.entry for k, f in recording.capture(x_adv).items()}
-            yield clean, adv, len(y)
+            yield _entries(recording.capture(x)), None, len(y)
+
+
+def _entries(features: dict[str, Features]) -> dict[str, Tensor]:
+    return {name: f.entry for name, f in features.items()}
 
 
 def selective_rows(
@@ -259,7 +261,7 @@ def _accumulate(
     sums.length = H.shape[-1]
     if adv is None:
         law = perturbation
-        mu, big_m = torch.tensor(law.mu), torch.tensor(law.M)
+        mu, big_m = law.mu, law.M
         exact = exact_error_matrix(H, law.mu, law.sigma2)
         sums.add("exact", exact)
     else:
@@ -314,9 +316,9 @@ def _finish(
     }
     bounds: dict[str, tuple[Tensor, Tensor]] = {}
     if isinstance(perturbation, PerturbationLaw):
-        for key, value in (("mu", perturbation.mu), ("sigma2", perturbation.sigma2)):
+        for key in ("mu", "sigma2", "M"):
+            value = getattr(perturbation, key)
             columns[key] = torch.full((len(chans),), value, dtype=torch.float64)
-        columns["M"] = torch.full((len(chans),), perturbation.M, dtype=torch.float64)
         columns["exact"] = sums.mean("exact")
         for name in BOUNDS:
             bounds[name] = (sums.mean(f"{name}_lower"), sums.mean(f"{name}_upper"))
