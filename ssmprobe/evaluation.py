@@ -17,6 +17,7 @@ from .attacks import AttackConfig, evaluate_attack, parse_attack
 from .data import load_dataset, make_loader
 from .io import write_json
 from .models.reference import Reference
+from .sanity import masking_flags
 from .train import evaluate, load_model
 
 
@@ -55,7 +56,8 @@ def evaluate_checkpoint(
     """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...).
 
     ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
-    Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...}}.
+    Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...},
+    "masking": [reasons to suspect gradient masking (`sanity.masking_flags`)]}.
     With `reference`, `path` is a state dict of the paper's reference code (`Reference`).
     """
     if n < 1:
@@ -82,12 +84,16 @@ def evaluate_checkpoint(
         "n": len(test),
         "eps": linf_eps,
         "results": results,
+        "masking": masking_flags(results),
     }
     write_json(path.with_name(f"eval_{path.stem}.json"), record)
     return record
 
 
 def format_results(record: dict[str, Any]) -> str:
-    """One line: the checkpoint, then each accuracy in %."""
+    """One line: the checkpoint, then each accuracy in %; then one warning line per reason to
+    suspect gradient masking."""
     parts = [f"{name} {100 * acc:.2f}%" for name, acc in record["results"].items()]
-    return f"{record['checkpoint']} ({record['dataset']}, n={record['n']}): " + "  ".join(parts)
+    line = f"{record['checkpoint']} ({record['dataset']}, n={record['n']}): " + "  ".join(parts)
+    warnings = [f"\nwarning: suspected gradient masking: {f}" for f in record.get("masking", [])]
+    return line + "".join(warnings)

@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from .io import write_text
+from .sanity import FOOTNOTE, MARK, masking_flags
 from .selection import LEARNED_FACTOR, BestChoice
 from .selection import best_epoch as select_best
 
@@ -62,7 +63,16 @@ EVAL_FILES = {"best": "eval_best.json", "last": "eval_last.json"}
 
 ACCURACY_COLUMNS = [f"{attack}_{stat}" for attack in ATTACKS for stat in STATS]
 KEY_COLUMNS = ["dataset", "model", "method", "ads"]
-COLUMNS = [*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS, "epochs", "best_epoch", "best_rule", "run"]
+COLUMNS = [
+    *KEY_COLUMNS,
+    "seed",
+    *ACCURACY_COLUMNS,
+    "epochs",
+    "best_epoch",
+    "best_rule",
+    "masking",
+    "run",
+]
 _HEADERS = {
     "dataset": "Dataset",
     "model": "Model",
@@ -72,6 +82,7 @@ _HEADERS = {
     "epochs": "Epochs",
     "best_epoch": "Best epoch",
     "best_rule": "Best rule",
+    "masking": "Suspected masking",
     "run": "Run",
     **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
 }
@@ -294,10 +305,11 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = []
     for run in find_runs(runs_dir):
         row: dict[str, Any] = {key: getattr(run, key) for key in (*KEY_COLUMNS, "seed")}
-        percent = {
-            checkpoint: {k: round(100 * v, 2) for k, v in read_eval(run.path / name).items()}
-            for checkpoint, name in EVAL_FILES.items()
-        }
+        fractions = {c: read_eval(run.path / name) for c, name in EVAL_FILES.items()}
+        percent = {c: {k: round(100 * v, 2) for k, v in r.items()} for c, r in fractions.items()}
+        row["masking"] = "; ".join(
+            f"{c}: {flag}" for c, results in fractions.items() for flag in masking_flags(results)
+        )
         for attack in ATTACKS:
             best = percent["best"].get(attack, math.nan)
             last = percent["last"].get(attack, math.nan)
@@ -336,9 +348,16 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     labels = df.copy()
     for column in _DISPLAY:
         labels[column] = [display(column, key) for key in df[column]]
-    if "best_rule" in df:  # the rows whose best.pt comes from an untrained run
-        fallback = df["best_rule"] == "all"
-        labels.loc[fallback, "method"] = labels.loc[fallback, "method"] + " " + FALLBACK_MARK
+    notes = []
+    for column, mark, flagged, note in (
+        ("best_rule", FALLBACK_MARK, lambda c: c == "all", None),  # best.pt of an untrained run
+        ("masking", MARK, lambda c: c.fillna("") != "", FOOTNOTE),
+    ):
+        if column in df:
+            rows = flagged(df[column])
+            labels.loc[rows, "method"] = labels.loc[rows, "method"] + " " + mark
+            if rows.any() and note:
+                notes.append(note)
     shown = ["dataset", "model", "method"]
     if (df["ads"] != "none").any():
         shown.append("ads")
@@ -350,9 +369,9 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     ]
     csv_frame = labels[[c for c in COLUMNS if c in labels]].rename(columns=_HEADERS)
     paths = {name: out_dir / f"table.{name}" for name in ("md", "csv", "tex")}
-    write_text(paths["md"], _markdown(shown, cells))
+    write_text(paths["md"], _markdown(shown, cells, notes))
     write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
-    write_text(paths["tex"], _latex(shown, cells))
+    write_text(paths["tex"], _latex(shown, cells, notes))
     return paths
 
 
@@ -369,7 +388,7 @@ def _number(value: float) -> str:
     return MISSING if pd.isna(value) else f"{value:.2f}"
 
 
-def _markdown(shown: Sequence[str], cells: list[list[str]]) -> str:
+def _markdown(shown: Sequence[str], cells: list[list[str]], notes: Sequence[str]) -> str:
     cells = [[text.replace("|", r"\|") for text in row] for row in cells]  # a name with a pipe
     header = [_HEADERS[c] for c in shown] + [_HEADERS[c] for c in ACCURACY_COLUMNS]
     widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=True)]
@@ -397,11 +416,12 @@ def _markdown(shown: Sequence[str], cells: list[list[str]]) -> str:
             rule,
             *(line(row) for row in cells),
             "",
+            *(f"{note}\n" for note in notes),
         ]
     )
 
 
-def _latex(shown: Sequence[str], cells: list[list[str]]) -> str:
+def _latex(shown: Sequence[str], cells: list[list[str]], notes: Sequence[str]) -> str:
     n = len(shown)
     stats = [stat.capitalize() for stat in STATS]
     spans = "".join(
@@ -430,7 +450,7 @@ def _latex(shown: Sequence[str], cells: list[list[str]]) -> str:
         texts = [*map(_latex_escape, printed[:n]), *map(_latex_number, printed[n:])]
         lines.append(" & ".join(texts) + r" \\")
         previous = row
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}", *(f"% {note}" for note in notes), ""]
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ from ssmprobe.report import (
     read_metrics,
     write_tables,
 )
+from ssmprobe.sanity import FOOTNOTE
 
 # Numbers from the paper's Tables 1-2 (as fractions, the way `ssmprobe eval` writes them).
 S4_ST = (
@@ -203,15 +204,18 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
     lines = paths["csv"].read_text(encoding="utf-8").splitlines()
     assert lines[0] == (
         "Dataset,Model,Method,AdS,Seed,Clean Best,Clean Last,Clean Diff,PGD-10 Best,PGD-10 Last,"
-        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Best rule,Run"
+        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Best rule,Suspected masking,Run"
+    )
+    dss = next(line for line in lines if line.endswith(",mnist/dss_pgd"))
+    assert dss == (
+        "MNIST,DSS,PGD-AT ‡,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,6,3,learned,"
+        "best: pgd10 99.95% above clean 59.87%; best: aa 0.62% is 99.33 points below pgd10; "
+        "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,"
+        "mnist/dss_pgd"
     )
     assert (
-        "MNIST,DSS,PGD-AT,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,6,3,learned,mnist/dss_pgd"
-        in lines
-    )
-    assert (
-        "Digits,Mamba,TRADES,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,6,3,learned,digits/mamba_trades"
-        in lines
+        "Digits,Mamba,TRADES ‡,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,6,3,learned,"
+        "best: pgd10 98.86% above clean 98.84%,digits/mamba_trades" in lines
     )
     back = pd.read_csv(paths["csv"])
     assert back["Clean Diff"].tolist()[:1] == [0.01]  # reads back as numbers
@@ -239,11 +243,13 @@ def test_markdown_has_the_papers_columns_and_every_row(runs: Path, tmp_path: Pat
     expected = """
         Digits S4     ST     –    99.16 99.15  0.01  4.57  0.72 3.85 0.07 0.00 0.07
         Digits S5     PGD-AT –    90.00 –      –    50.00  –    –    –    –    –
-        Digits Mamba  TRADES –    98.84 98.83  0.01 98.86 98.79 0.07 –    –    –
-        MNIST  DSS    PGD-AT –    59.87 32.22 27.65 99.95 99.89 0.06 0.62 0.00 0.62
-        MNIST  DSS    PGD-AT ReLU 58.82 49.00  9.82 99.86 99.80 0.06 0.09 0.00 0.09
+        Digits Mamba  TRADES_‡ –    98.84 98.83  0.01 98.86 98.79 0.07 –    –    –
+        MNIST  DSS    PGD-AT_‡ –    59.87 32.22 27.65 99.95 99.89 0.06 0.62 0.00 0.62
+        MNIST  DSS    PGD-AT_‡ ReLU 58.82 49.00  9.82 99.86 99.80 0.06 0.09 0.00 0.09
     """
-    assert rows == [line.split() for line in expected.strip().splitlines()]
+    assert rows == [
+        [cell.replace("_", " ") for cell in line.split()] for line in expected.strip().splitlines()
+    ]
 
 
 def test_latex_is_booktabs_with_a_two_level_header(runs: Path, tmp_path: Path) -> None:
@@ -265,15 +271,15 @@ def test_latex_is_booktabs_with_a_two_level_header(runs: Path, tmp_path: Path) -
     expected = r"""
         Digits|S4|ST|--|99.16|99.15|0.01|4.57|0.72|3.85|0.07|0.00|0.07
         |S5|PGD-AT|--|90.00|--|--|50.00|--|--|--|--|--
-        |Mamba|TRADES|--|98.84|98.83|0.01|98.86|98.79|0.07|--|--|--
+        |Mamba|TRADES ‡|--|98.84|98.83|0.01|98.86|98.79|0.07|--|--|--
         \midrule
-        MNIST|DSS|PGD-AT|--|59.87|32.22|27.65|99.95|99.89|0.06|0.62|0.00|0.62
+        MNIST|DSS|PGD-AT ‡|--|59.87|32.22|27.65|99.95|99.89|0.06|0.62|0.00|0.62
         |||ReLU|58.82|49.00|9.82|99.86|99.80|0.06|0.09|0.00|0.09
     """  # a dataset / model / method is printed where it changes; \midrule between datasets
     cells = [line.strip().split("|") for line in expected.strip().splitlines()]
     assert [line.removesuffix(r" \\").split(" & ") for line in body] == cells
     assert all(line.endswith(r" \\") for line in body if line != r"\midrule")
-    assert lines[-1] == r"\end{tabular}"
+    assert lines[-2:] == [r"\end{tabular}", f"% {FOOTNOTE}"]  # the masking footnote after it
 
 
 def test_latex_prints_a_negative_diff_with_a_minus_sign(tmp_path: Path) -> None:

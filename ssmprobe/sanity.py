@@ -1,0 +1,44 @@
+"""Evaluation sanity flags: accuracy patterns that suggest gradient masking, not robustness.
+
+A gradient-based attack that works can only lower accuracy, and a stronger one lower it further.
+So a row is suspect when
+
+- PGD accuracy is above clean accuracy (the attack made the model *more* accurate);
+- AutoAttack is more than `AA_GAP` below PGD-10 (gradient-free and adaptive attacks find what
+  PGD's gradients cannot: the paper's own MNIST PGD-AT rows show PGD-10 99.9% against AA 0.3%);
+- PGD-20 is above PGD-10 (more steps of the same attack should never help the model).
+
+Accuracies are fractions in [0, 1], keyed as in eval files (`clean`, `pgd10`, `pgd20`, `aa`);
+an absent key (not evaluated) raises no flag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+AA_GAP = 0.05  # 5 points: the margin issue "A digits default that trains" allows AutoAttack
+MARK = "‡"
+FOOTNOTE = (
+    f"{MARK} suspected gradient masking: PGD above clean, AutoAttack more than "
+    f"{100 * AA_GAP:g} points below PGD-10, or PGD-20 above PGD-10."
+)
+_PGD = re.compile(r"pgd(l2-)?\d+$")  # the labels of `AttackConfig.label`
+
+
+def masking_flags(results: Mapping[str, float]) -> list[str]:
+    """Why `results` (one checkpoint's accuracies) suggest gradient masking; empty if nothing."""
+    flags = []
+    clean = results.get("clean")
+    if clean is not None:
+        flags += [
+            f"{name} {100 * acc:.2f}% above clean {100 * clean:.2f}%"
+            for name, acc in results.items()
+            if _PGD.match(name) and acc > clean
+        ]
+    pgd10, aa, pgd20 = (results.get(k) for k in ("pgd10", "aa", "pgd20"))
+    if pgd10 is not None and aa is not None and pgd10 - aa > AA_GAP + 1e-12:  # float slack
+        flags.append(f"aa {100 * aa:.2f}% is {100 * (pgd10 - aa):.2f} points below pgd10")
+    if pgd10 is not None and pgd20 is not None and pgd20 > pgd10:
+        flags.append(f"pgd20 {100 * pgd20:.2f}% above pgd10 {100 * pgd10:.2f}%")
+    return flags
