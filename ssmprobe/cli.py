@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .checkpoint import CheckpointError
@@ -240,91 +239,30 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 
 def _bounds(args: argparse.Namespace) -> int:
-    import pandas as pd
-    import torch
+    from .bounds_check import check_model
 
-    from .checkpoint import bundled_dir
-    from .data import load_dataset, make_loader
-    from .evaluation import checkpoint_attack
-    from .io import atomic_file, write_json
-    from .layer_bounds import measure_adversarial, model_rows, perturbation_law, summarise_rows
-    from .models import build_model, model_config
-
-    if args.L < 1:
-        raise ValueError(f"--L must be a positive sequence length, got {args.L}")
-    adversarial = args.perturb == "adversarial"
-    if adversarial and args.init:
-        raise ValueError("--perturb adversarial attacks a trained checkpoint; drop --init")
-    eps = 0.1 if args.eps is None else args.eps
-    law = None if adversarial else perturbation_law(args.perturb, eps, args.mu)
-    reference = _reference(args, own_model=True)
-    if reference is not None and (args.init or not args.ckpt):
-        raise ValueError("--from reference analyses the state dict given with --ckpt")
-    if args.init:
-        model, source = build_model(model_config(args.model, "digits")), "a fresh initialisation"
-    else:
-        ckpt = args.ckpt or bundled_dir() / f"{args.model}_pgd.pt"
-        model, meta = load_model(ckpt, "cpu", reference)
-        if meta["config"]["model"] != args.model:
-            raise ValueError(f"{ckpt} holds a {meta['config']['model']}, not a {args.model}")
-        source = str(ckpt)
-    extra: dict[str, Any] = {}
-    if args.model == "mamba":  # time-varying: H depends on real inputs, whatever the law
-        from .selective_bounds import selective_rows
-
-        dataset = "digits" if args.init else meta["dataset"]
-        data = load_dataset(dataset, "test", args.data_dir)
-        n = min(args.n, len(data))
-        attack = checkpoint_attack("pgd10", meta, args.eps) if adversarial else None
-        perturbation = attack if adversarial else law
-        rows, deltas = selective_rows(
-            model,
-            make_loader(data.subset(torch.arange(n)), 50),
-            perturbation,
-            _indices(args.layers),
-            _indices(args.channels),
-            total=n,
-        )
-        args.L = data.seq_len
-        extra["delta"] = {name: d.summary() for name, d in deltas.items()}
-        on = f"H of {n} {dataset} test samples"
-        what = (
-            f"PGD-10 (eps {attack.eps:g}) on {on}"
-            if adversarial
-            else f"{law.kind} perturbation at the SSM input (mu = {law.mu:g}, "
-            f"sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}), {on}"
-        )
-    elif adversarial:
-        attack = checkpoint_attack("pgd10", meta, args.eps)
-        data = load_dataset(meta["dataset"], "test", args.data_dir)
-        n = min(args.n, len(data))
-        perturbation = measure_adversarial(
-            model, make_loader(data.subset(torch.arange(n)), 100), attack
-        )
-        args.L = data.seq_len  # the perturbation is measured on the data's own length
-        what = f"PGD-10 (eps {attack.eps:g}) on {n} {meta['dataset']} test samples"
-    else:
-        perturbation = law
-        what = (
-            f"{law.kind} perturbation: mu = {law.mu:g}, sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}"
-        )
-    if args.model != "mamba":
-        rows = model_rows(
-            model,
-            args.L,
-            perturbation,
-            _indices(args.layers),
-            _indices(args.channels),
-            args.samples,
-        )
-    print(f"{args.model} from {source}; L = {args.L}, {what}")
+    result = check_model(
+        args.model,
+        args.ckpt,
+        init=args.init,
+        L=args.L,
+        perturb=args.perturb,
+        eps=args.eps,
+        mu=args.mu,
+        n=args.n,
+        samples=args.samples,
+        layers=_indices(args.layers),
+        channels=_indices(args.channels),
+        data_dir=args.data_dir,
+        reference=_reference(args, own_model=True),
+    )
+    print(f"{args.model} from {result.source}; L = {result.L}, {result.perturbation}")
     head = f"  {'layer':<14}{'view':<8}{'rows':>5}" + "".join(
         f"{name + ' lo/up holds':>22}{'med/max ratio':>18}"
         for name in ("kernel", "eigen", "spectral")
     )
     print(head + f"{'eigen viol.':>12}")
-    summary = summarise_rows(rows)
-    for s in summary:
+    for s in result.summary:
         cells = "".join(
             f"{s[f'{n}_lower_holds']:>10}/{s[f'{n}_upper_holds']:<11}"
             f"{s[f'{n}_median_ratio']:>9.3g}/{s[f'{n}_max_ratio']:<8.3g}"
@@ -333,10 +271,8 @@ def _bounds(args: argparse.Namespace) -> int:
             for n in ("kernel", "eigen", "spectral")
         )
         print(f"  {s['layer']:<14}{s['view']:<8}{s['channels']:>5}{cells}{s['eigen_violated']:>10}")
-    out = Path(args.out)
-    with atomic_file(out) as f:
-        pd.DataFrame(rows).to_csv(f, index=False)
-    for layer, d in extra.get("delta", {}).items():
+    for layer, stats in result.deltas.items():
+        d = stats.summary()
         dt = f"  {layer}: Delta_k in [{d['dt_min']:.3g}, {d['dt_max']:.3g}]"
         for kind in ("clean", "adversarial"):
             if kind in d:
@@ -350,19 +286,9 @@ def _bounds(args: argparse.Namespace) -> int:
             dt + f"; naive ZOH rel. error {naive['naive_rel_error_float32']:.2g} (float32), "
             f"{naive['naive_rel_error_float64']:.2g} (float64)"
         )
-    meta_out = {"model": args.model, "source": source, "L": args.L, "perturbation": what}
-    write_json(
-        out.with_suffix(".json"), {"meta": meta_out, "summary": summary, "rows": rows, **extra}
-    )
-    written = [out, out.with_suffix(".json")]
-    if args.figures and args.model == "mamba":
-        from .bounds_figures import write_mamba_figures
-
-        written += write_mamba_figures(args.model, rows, deltas, what, args.figures)
-    elif args.figures and law is not None:
-        from .bounds_figures import write_bounds_figures
-
-        written += write_bounds_figures(model, args.model, rows, law, args.figures)
+    written = result.save(args.out)
+    if args.figures:
+        written += result.figures(args.figures)
     print("written: " + ", ".join(map(str, written)))
     return 0
 

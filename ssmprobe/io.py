@@ -34,13 +34,24 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     _fsync_dir(path.parent)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_file(path) as f:
-        f.write(text)
+def write_bytes(path: str | Path, data: bytes) -> bool:
+    """Writes `data` atomically unless `path` already holds exactly that (its modification time
+    then stays, so a rerun with nothing new rewrites nothing); returns whether it wrote."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+    return True
 
 
-def write_json(path: str | Path, value: Any) -> None:
-    write_text(path, json.dumps(value, indent=2) + "\n")
+def write_text(path: str | Path, text: str) -> bool:
+    """`write_bytes` of `text` in UTF-8."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, value: Any) -> bool:
+    return write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -13,6 +13,7 @@ figure is freed with its last reference. Files are written atomically.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .io import atomic_file
+from .io import write_bytes
 from .report import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -49,6 +50,7 @@ FORMATS = (".png", ".pdf")
 _PALETTE = sns.color_palette("deep")
 _COLORS = {"train": _PALETTE[0], "test": _PALETTE[1]}
 _LINESTYLES = {"clean": "-", "pgd": "--"}
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "ps": {"CreationDate": None}}
 _MARKERS_UP_TO = 30  # with few epochs, markers keep single points visible
 
 
@@ -90,11 +92,14 @@ def plot_training_curves(run_dirs: Sequence[str | Path] | str | Path, out_path: 
 
 def save_figure(fig: Figure, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Writes `fig` atomically as `stem` + each suffix in `formats` (once each, 150 dpi for
-    raster ones); returns the paths."""
+    raster ones), leaving a file that already holds the same image untouched; returns the
+    paths. Files carry no creation date, so the same figure gives the same bytes."""
     paths = [Path(f"{stem}{suffix.lower()}") for suffix in dict.fromkeys(formats)]
     for target in paths:
-        with atomic_file(target, "wb") as f:
-            fig.savefig(f, format=target.suffix[1:], dpi=150)
+        kind = target.suffix[1:]
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=kind, dpi=150, metadata=_NO_DATE.get(kind))
+        write_bytes(target, buffer.getvalue())
     return paths
 
 

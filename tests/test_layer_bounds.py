@@ -153,7 +153,7 @@ def test_bounds_cli(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--L", "0"], "--L must be a positive"),
+        (["--L", "0"], "L must be a positive"),
         (["--eps", "-0.1"], "eps must be positive"),
         (["--channels", "64"], "outside the layer"),
         (["--channels", "a-b"], "cannot read"),

@@ -1,0 +1,162 @@
+"""Theorem 4.1.1 on one model, end to end: the API behind `ssmprobe bounds` and the report.
+
+`check_model` loads a checkpoint (or a fresh digits model), chooses the perturbation (an i.i.d.
+law, or what PGD-10 changes at each SSM layer's input on `n` test samples), and returns the
+per-layer, per-channel rows of `layer_bounds.model_rows` (LTI layers) or
+`selective_bounds.selective_rows` (Mamba, over the generalised H of real test inputs, with the
+Δ → 0 statistics). `BoundsCheck.save` writes the rows as CSV and everything as JSON beside it;
+`BoundsCheck.figures` draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .checkpoint import bundled_dir
+from .data import load_dataset, make_loader
+from .evaluation import checkpoint_attack
+from .io import atomic_file, write_json
+from .layer_bounds import (
+    PerturbationLaw,
+    measure_adversarial,
+    model_rows,
+    perturbation_law,
+    summarise_rows,
+)
+from .models import build_model, model_config
+from .models.reference import Reference
+from .selective_bounds import DeltaStats
+from .train import load_model
+
+PERTURB_CHOICES = ("uniform", "sign", "gaussian", "adversarial")
+
+
+@dataclass
+class BoundsCheck:
+    """The rows of one model's check and what they were measured on."""
+
+    model: nn.Module
+    name: str  # the family: s4, dss, s5, mega, mamba
+    source: str  # the checkpoint's path, or "a fresh initialisation"
+    L: int
+    perturbation: str  # one line saying what perturbed the input
+    rows: list[dict[str, Any]]
+    law: PerturbationLaw | None = None  # None for the adversarial perturbation
+    deltas: dict[str, DeltaStats] = field(default_factory=dict)  # Mamba only
+
+    @property
+    def summary(self) -> list[dict[str, Any]]:
+        return summarise_rows(self.rows)
+
+    def save(self, out: str | Path) -> list[Path]:
+        """The rows as CSV at `out` and {meta, summary, rows[, delta]} as JSON beside it."""
+        out = Path(out)
+        with atomic_file(out) as f:
+            pd.DataFrame(self.rows).to_csv(f, index=False)
+        meta = {"model": self.name, "source": self.source, "L": self.L}
+        payload: dict[str, Any] = {
+            "meta": meta | {"perturbation": self.perturbation},
+            "summary": self.summary,
+            "rows": self.rows,
+        }
+        if self.deltas:
+            payload["delta"] = {name: d.summary() for name, d in self.deltas.items()}
+        write_json(out.with_suffix(".json"), payload)
+        return [out, out.with_suffix(".json")]
+
+    def figures(self, out_dir: str | Path, name: str | None = None) -> list[Path]:
+        """Mamba: the bounds across channels and the Δ figure; an LTI model under an i.i.d.
+        law: the bounds across channels, against L and the eigenvalues; else none (the
+        length sweep needs a law). `name` (default the family) goes into the file names."""
+        from .bounds_figures import write_bounds_figures, write_mamba_figures
+
+        name = name or self.name
+        if self.deltas:
+            return write_mamba_figures(name, self.rows, self.deltas, self.perturbation, out_dir)
+        if self.law is not None:
+            return write_bounds_figures(self.model, name, self.rows, self.law, out_dir)
+        return []
+
+
+def check_model(
+    model_name: str,
+    ckpt: str | Path | None = None,
+    *,
+    init: bool = False,
+    L: int = 64,
+    perturb: str = "uniform",
+    eps: float | None = None,
+    mu: float = 0.0,
+    n: int = 360,
+    samples: int = 0,
+    layers: list[int] | None = None,
+    channels: list[int] | None = None,
+    data_dir: str | Path | None = None,
+    reference: Reference | None = None,
+) -> BoundsCheck:
+    """Theorem 4.1.1 on the `model_name` at `ckpt` (default the bundled `<model>_pgd.pt`; with
+    `init`, a fresh digits model) under `perturb` (module docstring); `eps` is the noise scale
+    (default 0.1) or, adversarially, the attack's budget (default: the run's)."""
+    if L < 1:
+        raise ValueError(f"L must be a positive sequence length, got {L}")
+    if perturb not in PERTURB_CHOICES:
+        raise ValueError(f"unknown perturbation {perturb!r}; choose one of {PERTURB_CHOICES}")
+    adversarial = perturb == "adversarial"
+    if adversarial and init:
+        raise ValueError("the adversarial perturbation attacks a trained checkpoint; drop --init")
+    if reference is not None and (init or ckpt is None):
+        raise ValueError("--from reference analyses the state dict given with --ckpt")
+    law = None if adversarial else perturbation_law(perturb, 0.1 if eps is None else eps, mu)
+    if init:
+        model, source = build_model(model_config(model_name, "digits")), "a fresh initialisation"
+        meta: dict[str, Any] = {"dataset": "digits"}
+    else:
+        ckpt = ckpt or bundled_dir() / f"{model_name}_pgd.pt"
+        model, meta = load_model(ckpt, "cpu", reference)
+        if meta["config"]["model"] != model_name:
+            raise ValueError(f"{ckpt} holds a {meta['config']['model']}, not a {model_name}")
+        source = str(ckpt)
+    attack = checkpoint_attack("pgd10", meta, eps) if adversarial else None
+
+    def test_loader(batch_size: int) -> tuple[Any, int, str]:
+        data = load_dataset(meta["dataset"], "test", data_dir)
+        count = min(n, len(data))
+        loader = make_loader(data.subset(torch.arange(count)), batch_size)
+        return loader, data.seq_len, f"{count} {meta['dataset']} test samples"
+
+    if model_name == "mamba":  # time-varying: H depends on real inputs, whatever the law
+        from .selective_bounds import selective_rows
+
+        loader, L, on = test_loader(50)
+        rows, deltas = selective_rows(
+            model,
+            loader,
+            attack if adversarial else law,
+            layers,
+            channels,
+            total=len(loader.dataset),
+        )
+        what = (
+            f"PGD-10 (eps {attack.eps:g}) on H of {on}"
+            if attack is not None
+            else f"{law.kind} perturbation at the SSM input (mu = {law.mu:g}, "
+            f"sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}), H of {on}"
+        )
+        return BoundsCheck(model, model_name, source, L, what, rows, law, deltas)
+    if attack is not None:
+        loader, L, on = test_loader(100)  # measured on the data's own length
+        perturbation: Any = measure_adversarial(model, loader, attack)
+        what = f"PGD-10 (eps {attack.eps:g}) on {on}"
+    else:
+        perturbation = law
+        what = (
+            f"{law.kind} perturbation: mu = {law.mu:g}, sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}"
+        )
+    rows = model_rows(model, L, perturbation, layers, channels, samples)
+    return BoundsCheck(model, model_name, source, L, what, rows, law)
