@@ -8,8 +8,9 @@ rank of A; (3) the training loss and (4) the extension loss, both on a log scale
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,6 +50,14 @@ def make_dynamics_figure(trajectories: Sequence[Trajectory], title: str) -> Figu
         axes[3].legend(fontsize=8)
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def dynamics_title(student: str, config: Mapping[str, Any]) -> str:
+    """The figure's title from the student's name and the experiment's `config_dict`."""
+    return (
+        f"{student} student, N = {config['student_dim']}, L = {config['length']}: "
+        f"{config['n_baseline']} baseline (+ {config['n_special']} special) sequences"
+    )
 
 
 def write_dynamics_figure(

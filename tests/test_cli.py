@@ -99,7 +99,8 @@ def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["table", str(runs)]) == 0
     table = capsys.readouterr().out
     assert "TRADES" in table and "S5" in table
-    assert main(["report", "--runs", str(runs), "--out", str(tmp_path / "fig")]) == 0
+    report = f"report --runs {runs} --out {tmp_path / 'fig'} --attack pgd10,aa-fast --n-eval 24"
+    assert main([*report.split(), "--n-probe", "16", "--quiet"]) == 0
     for method in ("st", "trades"):
         assert (tmp_path / "fig" / f"curves_digits_{method}.png").stat().st_size > 10_000
     assert {p.name for p in (tmp_path / "fig").iterdir()} >= {"table.md", "table.csv", "table.tex"}

@@ -1,0 +1,529 @@
+"""The one report of a runs folder (`ssmprobe report`): the paper's tables and figures, your runs.
+
+`build_report(runs, out)` first computes what is missing and caches it next to each run (a
+cache counts while it is newer than the checkpoint it was made from):
+
+- `eval_best.json`, `eval_last.json`: clean, PGD-10 and AutoAttack accuracy on the first
+  `n_eval` test samples (`evaluation.evaluate_checkpoint`, masking flags included);
+- `discrepancy.csv` / `.json`: the feature discrepancy (§4.2) of the run's probed checkpoint,
+  best.pt after adversarial training, last.pt after standard training (whose "best" is an
+  epoch of PGD-10 noise around chance), on `n_probe` samples of each split;
+- `bounds.csv` / `.json`: Theorem 4.1.1 on the probed checkpoint of one run per family and
+  dataset (PGD-AT without AdS, else the family's first run): uniform noise at the run's ε for
+  LTI layers, with Mamba's H over `n_probe` test inputs.
+
+Then it writes into `out`: Tables 1-2 (`table.md`, `.csv`, `.tex`; suspected gradient masking
+marked), the training curves (Figs. 1, 2, 5: `curves_<dataset>_<method>`), Figures 3 and 4 with
+the per-position curves (`discrepancy/`), the bounds figures (`bounds/`), the poisoning figure
+of any `ssmprobe poison` results saved under the runs folder (`poison/`), `report.md`, and a
+self-contained `report.html` (images embedded) showing each table and figure with one sentence on
+what it shows, under the findings computed from the runs.
+
+A file is written only when its content changes, and a run whose inputs (every file of every
+run, the options) match the last one's fingerprint (`.report_state.json` in `out`) stops there:
+a second run with nothing new takes seconds and rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .attacks import parse_attack
+from .io import write_json, write_text
+from .report import (
+    EVAL_FILES,
+    RunInfo,
+    collect_runs,
+    display,
+    find_runs,
+    read_eval,
+    read_json,
+    write_tables,
+)
+from .sanity import FOOTNOTE
+
+STATE_FILE = ".report_state.json"
+DISCREPANCY_FILE = "discrepancy.csv"
+BOUNDS_FILE = "bounds.csv"
+BOUNDS_FAMILIES = ("s4", "dss", "s5", "mega", "mamba")
+_KINDS = {"ssm": "SSM", "linear": "linear layer", "attention": "attention", "norm": "LayerNorm"}
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What `build_report` computes when it is missing: attacks and sample counts."""
+
+    attacks: tuple[str, ...] = ("pgd10", "aa")
+    n_eval: int = 360  # test samples per evaluation (digits has 360)
+    n_probe: int = 360  # samples per split for the discrepancy, test inputs for Mamba's bounds
+    data_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_eval < 1 or self.n_probe < 1:
+            raise ValueError(
+                f"n_eval and n_probe must be positive, got {self.n_eval}, {self.n_probe}"
+            )
+        for spec in self.attacks:
+            parse_attack(spec)  # an unknown attack fails here, before any work
+
+
+@dataclass
+class Section:
+    """One table or group of figures of the report, with the sentence saying what it shows."""
+
+    title: str
+    sentence: str
+    images: list[Path] = field(default_factory=list)
+    table: str | None = None  # a Markdown table (table.md's text)
+
+
+@dataclass
+class ReportResult:
+    report_md: Path
+    report_html: Path
+    findings: list[str]
+    written: list[Path]  # files whose content changed in this run
+    up_to_date: bool  # nothing new: the run stopped at the fingerprint
+
+
+def build_report(
+    runs_dir: str | Path,
+    out_dir: str | Path,
+    options: ReportOptions = ReportOptions(),
+    log: Callable[[str], None] = print,
+) -> ReportResult:
+    """Computes what is missing under `runs_dir`, then writes every table, figure and the
+    report into `out_dir` (module docstring)."""
+    runs_dir, out = Path(runs_dir), Path(out_dir)
+    runs = find_runs(runs_dir)  # raises when there is none
+    for run in runs:
+        ensure_eval(run, options, log)
+    probes = {run.path: p for run in runs if (p := ensure_discrepancy(run, options, log))}
+    bound_runs = [run for run in pick_bounds_runs(runs) if _probed(run) is not None]
+    stale_bounds = [run for run in bound_runs if _stale(run.path / BOUNDS_FILE, _probed(run))]
+    poison = sorted(runs_dir.rglob("poison*.json"))
+
+    fingerprint = _fingerprint(runs, poison, options)
+    md_path, html_path = out / "report.md", out / "report.html"
+    state = out / STATE_FILE
+    if not stale_bounds and state.is_file():
+        previous = json.loads(state.read_text())
+        if previous.get("fingerprint") == fingerprint and all(
+            (out / p).is_file() for p in previous.get("outputs", [])
+        ):
+            return ReportResult(md_path, html_path, previous["findings"], [], True)
+
+    before = _snapshot(out)
+    frame = collect_runs(runs_dir)
+    tables = write_tables(frame, out)
+    from .plots import write_figures
+
+    curves = write_figures(runs_dir, out)
+    discrepancy = _discrepancy_outputs(list(probes.values()), out / "discrepancy")
+    bounds = {run.path: _bounds_outputs(run, options, out / "bounds", log) for run in bound_runs}
+    poison_figures = [p for path in poison for p in _poison_figure(path, out / "poison")]
+    summary = _discrepancy_summary(list(probes.values()))
+    findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
+    sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures)
+    write_text(md_path, render_markdown(findings, sections, out))
+    write_text(html_path, render_html(findings, sections))
+    outputs = sorted(
+        {
+            p.relative_to(out).as_posix()
+            for p in [md_path, html_path, *tables.values(), *curves, *discrepancy, *poison_figures]
+            + [p for paths in bounds.values() for p in paths]
+        }
+    )
+    fingerprint = _fingerprint(runs, poison, options)  # the bounds check cached new files
+    write_json(state, {"fingerprint": fingerprint, "outputs": outputs, "findings": findings})
+    written = [p for p in _changed(out, before) if p.name != STATE_FILE]
+    return ReportResult(md_path, html_path, findings, written, False)
+
+
+def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> None:
+    """eval_best.json / eval_last.json of `run`, computed where missing, older than the
+    checkpoint or lacking one of the attacks."""
+    from .evaluation import evaluate_checkpoint, format_results
+
+    labels = {parse_attack(spec, run.dataset).label for spec in options.attacks}
+    for which, name in EVAL_FILES.items():
+        ckpt, cache = run.path / f"{which}.pt", run.path / name
+        if not ckpt.is_file():
+            continue
+        if not _stale(cache, ckpt) and labels <= set(read_eval(cache)):
+            continue
+        log(f"evaluating {ckpt} ({', '.join(options.attacks)}, n = {options.n_eval})")
+        record = evaluate_checkpoint(
+            ckpt,
+            list(options.attacks),
+            n=options.n_eval,
+            data_dir=options.data_dir,
+            progress=options.progress,
+        )
+        log("  " + format_results(record))
+
+
+def ensure_discrepancy(
+    run: RunInfo, options: ReportOptions, log: Callable[[str], None]
+) -> Path | None:
+    """The run's cached discrepancy CSV (computed when missing or stale); None without a
+    probed checkpoint."""
+    from .probe.discrepancy import discrepancy, save
+
+    ckpt = _probed(run)
+    if ckpt is None:
+        return None
+    cache = run.path / DISCREPANCY_FILE
+    if _stale(cache, ckpt):
+        log(f"discrepancy of {ckpt} (n = {options.n_probe} per split)")
+        result = discrepancy(
+            ckpt, n=options.n_probe, data_dir=options.data_dir, progress=options.progress
+        )
+        save([result], cache)
+    return cache
+
+
+def pick_bounds_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
+    """One run per (dataset, family): PGD-AT without AdS when there is one, else the first."""
+    chosen: dict[tuple[str, str], RunInfo] = {}
+    for run in runs:
+        key = (run.dataset, run.model)
+        if run.model not in BOUNDS_FAMILIES:
+            continue
+        if key not in chosen or (
+            (run.method, run.ads) == ("pgd", "none")
+            and (chosen[key].method, chosen[key].ads) != ("pgd", "none")
+        ):
+            chosen[key] = run
+    return list(chosen.values())
+
+
+def compute_findings(
+    frame: pd.DataFrame, discrepancy: pd.DataFrame, bounds: Sequence[dict[str, Any] | None]
+) -> list[str]:
+    """Sentences with the runs' own numbers: what adversarial training did to PGD-10
+    accuracy, which components raise and lower the discrepancy, whether the bounds hold, and
+    which rows look like gradient masking."""
+    findings = []
+    plain = frame[frame["ads"] == "none"]
+    for (dataset, model), group in plain.groupby(["dataset", "model"], sort=False):
+        st = group[group["method"] == "st"]
+        at = group[group["method"] != "st"].dropna(subset=["pgd10_best"])
+        if st.empty or at.empty or pd.isna(st["pgd10_last"].iloc[0]):
+            continue
+        best = at.loc[at["pgd10_best"].idxmax()]
+        findings.append(
+            f"{display('method', best['method'])} raised {display('model', model)}'s PGD-10 "
+            f"accuracy on {display('dataset', dataset)} from {st['pgd10_last'].iloc[0]:.1f}% "
+            f"(ST) to {best['pgd10_best']:.1f}%, clean {st['clean_last'].iloc[0]:.1f}% -> "
+            f"{best['clean_best']:.1f}%."
+        )
+        break  # one pair: the first family of the table with both
+    at_rows = (
+        discrepancy[
+            (discrepancy["method"] != "st")
+            & (discrepancy["split"] == "test")
+            & (discrepancy["metric"] == "kl")
+            & (discrepancy["norm"] == "none")
+        ]
+        if not discrepancy.empty
+        else discrepancy
+    )
+    if not at_rows.empty:
+        checkpoint = at_rows["checkpoint"].iloc[0]
+        rows = at_rows[at_rows["checkpoint"] == checkpoint].set_index("kind")["rate"]
+        first = at_rows.iloc[0]
+        parts = [  # rates are in % already
+            f"the {_KINDS[kind]} {'raises' if rate > 0 else 'lowers'} KL by {abs(rate):.0f}%"
+            for kind, rate in rows.items()
+            if kind in _KINDS and math.isfinite(rate)
+        ]
+        findings.append(
+            f"{display('model', first['model'])} {display('method', first['method'])}, "
+            f"adversarial test inputs: " + "; ".join(parts) + "."
+        )
+    held = [b for b in bounds if b]
+    if held:
+        total = sum(s["channels"] for b in held for s in b["summary"])
+        kernel = sum(s.get("kernel_upper_holds", 0) for b in held for s in b["summary"])
+        spectral = sum(s.get("spectral_upper_holds", 0) for b in held for s in b["summary"])
+        families = ", ".join(display("model", b["meta"]["model"]) for b in held)
+        findings.append(
+            f"Theorem 4.1.1's kernel-form upper bound held on {kernel} of {total} channels "
+            f"({families}), the spectral bound on {spectral}."
+        )
+    flagged = frame[frame["masking"].fillna("") != ""]
+    findings.append(
+        f"{len(flagged)} of {len(frame)} rows show a gradient-masking pattern."
+        if len(flagged)
+        else f"No row of {len(frame)} shows a gradient-masking pattern."
+    )
+    return findings
+
+
+def render_markdown(findings: Sequence[str], sections: Sequence[Section], out: Path) -> str:
+    lines = ["# ssmprobe report", "", *(f"- {f}" for f in findings), ""]
+    for section in sections:
+        lines += [f"## {section.title}", "", section.sentence, ""]
+        if section.table:
+            lines += [section.table.rstrip("\n"), ""]
+        lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in section.images]
+        if section.images:
+            lines.append("")
+    return "\n".join(lines)
+
+
+def render_html(findings: Sequence[str], sections: Sequence[Section]) -> str:
+    """One page with every image embedded as a data URI: it opens anywhere, offline."""
+    body = ["<h1>ssmprobe report</h1>", "<ul>", *(f"<li>{html.escape(f)}</li>" for f in findings)]
+    body.append("</ul>")
+    for section in sections:
+        body += [
+            f"<h2>{html.escape(section.title)}</h2>",
+            f"<p>{html.escape(section.sentence)}</p>",
+        ]
+        if section.table:
+            body.append(_html_table(section.table))
+        for path in section.images:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+                f"<figcaption>{html.escape(path.name)}</figcaption></figure>"
+            )
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<link rel="icon" href="data:,">',  # no favicon request, so no console error
+            "<title>ssmprobe report</title>",
+            f"<style>{_CSS}</style></head><body>",
+            *body,
+            "</body></html>",
+            "",
+        ]
+    )
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+    "td.n{text-align:right}img{max-width:100%}figure{margin:1em 0}"
+)
+
+
+def _html_table(markdown: str) -> str:
+    """table.md's pipe table as HTML; its other lines (caption, footnotes) as paragraphs."""
+    out, rows = [], []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip().replace(r"\|", "|") for c in line.strip("|").split(" | ")]
+            if not set("".join(cells)) <= set("-:| "):
+                rows.append(cells)
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    header, *body = rows
+    table = ["<table>", "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr>"]
+    for row in body:
+        cells = "".join(
+            f'<td class="n">{html.escape(c)}</td>' if _numeric(c) else f"<td>{html.escape(c)}</td>"
+            for c in row
+        )
+        table.append(f"<tr>{cells}</tr>")
+    caption = out[:1]
+    return "\n".join([*caption, *table, "</table>", *out[1:]])
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sections(
+    frame: pd.DataFrame,
+    tables: dict[str, Path],
+    curves: list[Path],
+    discrepancy: list[Path],
+    bounds: dict[Path, list[Path]],
+    runs: Sequence[RunInfo],
+    poison: list[Path],
+) -> list[Section]:
+    pngs = lambda paths: [p for p in paths if p.suffix == ".png"]  # noqa: E731
+    flagged = (frame["masking"].fillna("") != "").sum()
+    sections = [
+        Section(
+            "Tables 1-2: accuracy at the best and last checkpoint",
+            "Clean, PGD-10 and AutoAttack test accuracy of every run at its best epoch (highest "
+            "PGD-10 among epochs that learned) and its last, and their difference (robust "
+            f"overfitting); {flagged} row(s) flagged for suspected gradient masking."
+            + (f" {FOOTNOTE}" if flagged else ""),
+            table=tables["md"].read_text(encoding="utf-8"),
+        )
+    ]
+    if curves:
+        sections.append(
+            Section(
+                "Figures 1, 2 and 5: training curves",
+                "Loss and accuracy on train and test, clean and under PGD-10, after every epoch; "
+                "the dotted line marks the best epoch, where test PGD-10 accuracy peaks.",
+                pngs(curves),
+            )
+        )
+    figure = {p.stem: p for p in pngs(discrepancy)}
+    for stem, title, sentence in (
+        (
+            "figure3_discrepancy",
+            "Figure 3: feature discrepancy per component",
+            "How much each component changes the MSE and KL between clean and adversarial "
+            "features (after / before - 1, averaged over layers), train and test, per run.",
+        ),
+        (
+            "figure4_discrepancy_ads",
+            "Figure 4: feature discrepancy with AdS",
+            "The same rates for models with the adaptive scaling (AdS) module after the SSM.",
+        ),
+    ):
+        if stem in figure:
+            sections.append(Section(title, sentence, [figure[stem]]))
+    steps = [p for s, p in figure.items() if s.startswith("steps_")]
+    if steps:
+        sections.append(
+            Section(
+                "Per-position discrepancy",
+                "Squared error between clean and adversarial features at each sequence position, "
+                "before and after each SSM, for every probed checkpoint.",
+                steps,
+            )
+        )
+    by_path = {run.path: run for run in runs}
+    for path, files in bounds.items():
+        if pngs(files):
+            run = by_path[path]
+            sections.append(
+                Section(
+                    f"Theorem 4.1.1 on {run.title}",
+                    "Measured output error of each channel against the kernel-form, "
+                    "eigenvalue-form and spectral upper bounds (and, for LTI layers, against "
+                    "the sequence length, with the eigenvalues of Ā).",
+                    pngs(files),
+                )
+            )
+    if poison:
+        sections.append(
+            Section(
+                "Clean-label poisoning of the implicit bias",
+                "Training dynamics of baseline (blue) and poisoned (red) students: largest "
+                "eigenvalues of Ā, effective rank, training and extension loss.",
+                pngs(poison),
+            )
+        )
+    return sections
+
+
+def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> list[Path]:
+    if not csvs:
+        return []
+    from .probe.plots import plot_discrepancy
+
+    combined = pd.concat(
+        [pd.read_csv(c).assign(run=c.parent.name) for c in csvs], ignore_index=True
+    )
+    write_text(out / "discrepancy.csv", combined.to_csv(index=False))
+    return [out / "discrepancy.csv", *plot_discrepancy(csvs, out)]
+
+
+def _discrepancy_summary(csvs: Sequence[Path]) -> pd.DataFrame:
+    if not csvs:
+        return pd.DataFrame()
+    from .probe.discrepancy import load_rows, summarise
+
+    rows = load_rows(csvs)
+    return pd.DataFrame(summarise(rows.to_dict("records")))
+
+
+def _bounds_outputs(
+    run: RunInfo, options: ReportOptions, out: Path, log: Callable[[str], None]
+) -> list[Path]:
+    """The run's bounds figures, recomputing (and re-caching) the check when its cache is
+    stale or a figure is missing."""
+    from .bounds_check import check_model
+
+    name = run.path.name
+    figures = [out / f"{stem}_{name}.png" for stem in _bounds_stems(run.model)]
+    cache = run.path / BOUNDS_FILE
+    if not _stale(cache, _probed(run)) and all(f.is_file() for f in figures):
+        return [p for f in figures for p in (f, f.with_suffix(".pdf"))]
+    log(f"Theorem 4.1.1 on {_probed(run)}")
+    eps = read_json(run.path / "config.json").get("train", {}).get("eps", 0.1)
+    result = check_model(
+        run.model, _probed(run), eps=eps, n=options.n_probe, data_dir=options.data_dir
+    )
+    result.save(cache)
+    return result.figures(out, name)
+
+
+def _bounds_stems(model: str) -> tuple[str, ...]:
+    return ("bounds", "delta") if model == "mamba" else ("bounds", "bounds_vs_L", "eigenvalues")
+
+
+def _read_bounds(run_dir: Path) -> dict[str, Any] | None:
+    path = (run_dir / BOUNDS_FILE).with_suffix(".json")
+    return read_json(path) if path.is_file() else None
+
+
+def _poison_figure(path: Path, out: Path) -> list[Path]:
+    """The dynamics figure of one saved `ssmprobe poison` result; [] for another JSON."""
+    from .poison import Trajectory
+    from .poison_figures import dynamics_title, write_dynamics_figure
+
+    payload = read_json(path)
+    if not isinstance(payload, dict) or not {"config", "student", "runs"} <= set(payload):
+        return []
+    trajectories = [Trajectory(**run) for run in payload["runs"]]
+    student = payload["student"] + ("_mlp" if payload["config"].get("mlp_width") else "")
+    return write_dynamics_figure(
+        trajectories, dynamics_title(student, payload["config"]), out, f"{path.stem}_{student}"
+    )
+
+
+def _probed(run: RunInfo) -> Path | None:
+    ckpt = run.path / ("last.pt" if run.method == "st" else "best.pt")
+    return ckpt if ckpt.is_file() else None
+
+
+def _stale(cache: Path, source: Path | None) -> bool:
+    if source is None:
+        return False
+    return not cache.is_file() or cache.stat().st_mtime_ns < source.stat().st_mtime_ns
+
+
+def _fingerprint(runs: Sequence[RunInfo], extra: Sequence[Path], options: ReportOptions) -> str:
+    """A digest of every file of every run (name, size, modification time), the extra
+    inputs and the options: equal digests mean nothing new to report."""
+    entries: list[Any] = [__version__, asdict(options) | {"progress": None}]
+    for path in sorted({f for run in runs for f in run.path.iterdir() if f.is_file()} | set(extra)):
+        stat = path.stat()
+        entries.append([str(path), stat.st_size, stat.st_mtime_ns])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _snapshot(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} if out.is_dir() else {}
+
+
+def _changed(out: Path, before: dict[Path, int]) -> list[Path]:
+    return sorted(p for p, mtime in _snapshot(out).items() if before.get(p) != mtime)

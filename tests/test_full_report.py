@@ -1,0 +1,187 @@
+"""`ssmprobe report` on a small runs folder: every file, caches, a rerun that rewrites nothing,
+and report.html in headless Chromium with every image loaded and no console error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ssmprobe.cli import main
+from ssmprobe.full_report import ReportOptions, build_report
+
+OPTIONS = ReportOptions(attacks=("pgd10", "aa-fast"), n_eval=24, n_probe=16, progress=False)
+TINY = "--d-model 16 --n-layers 1 --d-state 4 --batch-size 128 --steps 2 --epochs 2 --quiet"
+TINY += " --train-eval-size 32 --test-eval-size 64"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A runs folder (S5 ST and PGD-AT, DSS + ReLU AdS PGD-AT, a poisoning result) and its
+    report."""
+    root = tmp_path_factory.mktemp("report")
+    runs, out = root / "runs", root / "out"
+    for extra in (
+        "--model s5 --method st",
+        "--model s5 --method pgd",
+        "--model dss --ads relu --method pgd",
+    ):
+        assert main(f"train {extra} {TINY} --out {runs}".split()) == 0
+    poison = f"poison --max-steps 200 --seeds 2 --quiet --out {runs / 'poison.csv'}"
+    assert main(poison.split()) == 0
+    build_report(runs, out, OPTIONS, log=lambda _: None)
+    return runs, out
+
+
+def files(folder: Path) -> dict[str, tuple[int, str]]:
+    return {
+        p.relative_to(folder).as_posix(): (
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_every_table_and_figure_is_written(built: tuple[Path, Path]) -> None:
+    runs, out = built
+    written = set(files(out))
+    expected = {
+        *(f"table.{ext}" for ext in ("md", "csv", "tex")),
+        "curves_digits_st.png",
+        "curves_digits_pgd.png",
+        "discrepancy/figure3_discrepancy.png",
+        "discrepancy/figure4_discrepancy_ads.png",
+        "discrepancy/discrepancy.csv",
+        "bounds/bounds_s5_digits_pgd.png",
+        "bounds/bounds_vs_L_dss_relu_digits_pgd.png",
+        "bounds/eigenvalues_dss_relu_digits_pgd.png",
+        "poison/poison_dynamics_poison_linear.png",
+        "report.md",
+        "report.html",
+    }
+    assert expected <= written, sorted(written)
+    for run in ("s5_digits_st", "s5_digits_pgd", "dss_relu_digits_pgd"):
+        cached = {p.name for p in (runs / run).iterdir()}
+        assert {"eval_best.json", "eval_last.json", "discrepancy.csv"} <= cached
+        record = json.loads((runs / run / "eval_best.json").read_text())
+        assert record["n"] == 24 and set(record["results"]) == {"clean", "pgd10", "aa-fast"}
+    md = (out / "report.md").read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    assert images and all((out / image).is_file() for image in images)
+    assert "Figure 3" in md and "Figure 4" in md and "Theorem 4.1.1" in md and "poisoning" in md
+    assert "| Digits" in md  # Table 1 itself, not a link
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(images)
+    assert 'src="' not in html.replace('src="data:', "")  # nothing outside the file
+
+
+@pytest.mark.slow
+def test_a_second_run_rewrites_nothing(built: tuple[Path, Path]) -> None:
+    runs, out = built
+    before_out, before_runs = files(out), files(runs)
+    result = build_report(runs, out, OPTIONS, log=lambda _: None)
+    assert result.up_to_date and result.written == []
+    assert files(out) == before_out and files(runs) == before_runs
+
+
+@pytest.mark.slow
+def test_a_lost_output_is_rewritten_and_nothing_else(built: tuple[Path, Path]) -> None:
+    runs, out = built
+    (out / "table.md").unlink()
+    before = files(out)
+    result = build_report(runs, out, OPTIONS, log=lambda _: None)
+    assert not result.up_to_date
+    assert [p.relative_to(out).as_posix() for p in result.written] == ["table.md"]
+    after = files(out)
+    assert {k: v for k, v in after.items() if k not in ("table.md", ".report_state.json")} == {
+        k: v for k, v in before.items() if k != ".report_state.json"
+    }
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no runs found under"):
+        build_report(tmp_path, tmp_path / "out", OPTIONS)
+    with pytest.raises(FileNotFoundError, match="runs folder not found"):
+        build_report(tmp_path / "missing", tmp_path / "out", OPTIONS)
+    with pytest.raises(ValueError, match="must be positive"):
+        ReportOptions(n_eval=0)
+    with pytest.raises(ValueError, match="unknown attack"):
+        ReportOptions(attacks=("pgd10", "cw"))
+    assert not (tmp_path / "out").exists()
+
+
+# Runs before the page's own content: records script errors, console.error calls and failed
+# resource loads, and on load writes what it found into the title, which --dump-dom prints.
+_PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error",
+  e => __errors.push(String(e.message || (e.target && e.target.src))), true);
+const __consoleError = console.error;
+console.error = (...args) => { __errors.push(args.join(" ")); __consoleError(...args); };
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).length;
+  document.title = "PROBE " + JSON.stringify({images: images.length, broken, errors: __errors});
+});
+</script>"""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when absent (as root); a skip saying why when
+    it cannot be."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        pytest.skip("chromium is not installed and there is no apt-get to install it")
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            pytest.skip(f"cannot install chromium ({' '.join(command)}): {done.stderr[-300:]}")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip("apt-get installed chromium but no chromium binary is on PATH")
+    return found
+
+
+@pytest.mark.slow
+def test_report_html_opens_in_chromium(
+    built: tuple[Path, Path], chromium: str, tmp_path: Path
+) -> None:
+    page = (built[1] / "report.html").read_text()
+    probed = tmp_path / "report.html"
+    probed.write_text(page.replace("<head>", "<head>" + _PROBE, 1))
+    done = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    title = re.search(r"<title>PROBE (.*?)</title>", done.stdout)
+    assert title, f"chromium did not load the page: {done.stderr[-2000:]}"
+    probe = json.loads(title[1].replace("&quot;", '"'))
+    assert probe["images"] == page.count("<img ") > 5
+    assert probe["broken"] == 0 and probe["errors"] == []
+    console_errors = [
+        line for line in done.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line
+    ]
+    assert console_errors == []
