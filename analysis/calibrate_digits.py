@@ -38,6 +38,7 @@ SETTINGS = {
     "warmup5": Setting(30, 32, 1e-2, 5, "shorter ε warm-up"),
     "lr3e-3": Setting(30, 32, 3e-3, 10, "smaller learning rate"),
     "old": Setting(15, 64, 3e-3, 0, "the previous preset (345 steps)"),
+    "lr3e-3_e60": Setting(60, 32, 3e-3, 20, "smaller learning rate, twice the epochs (Mega)"),
 }
 
 
@@ -81,8 +82,27 @@ def metrics(run_dir: Path) -> list[dict]:
     return read_metrics(run_dir).to_dict("records")
 
 
-def table(runs: Path, models: list[str], methods: list[str], settings: list[str]) -> str:
-    """The sweep as Markdown: one row per (model, method, setting), measured or not yet."""
+def measured_rows(path: Path) -> dict[tuple[str, str, str], str]:
+    """The measured rows of a table this script wrote, by (model, method, setting)."""
+    if not path.is_file():
+        return {}
+    rows = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 15 and "not run" not in cells:
+            rows[tuple(cells[:3])] = line
+    return rows
+
+
+def table(
+    runs: Path,
+    models: list[str],
+    methods: list[str],
+    settings: list[str],
+    previous: dict[tuple[str, str, str], str],
+) -> str:
+    """The sweep as Markdown: one row per (model, method, setting), measured (now, or in the
+    `previous` table when the run's folder is gone) or not yet."""
     head = (
         "| model | method | setting | epochs | batch | lr | ε warm-up | learned at epoch | "
         "last clean | last PGD-10 | best epoch | best clean | best PGD-10 | train s | s/epoch |"
@@ -104,6 +124,9 @@ def table(runs: Path, models: list[str], methods: list[str], settings: list[str]
                 cells = [model, method, setting, s.epochs, s.batch_size, s.lr, s.eps_warmup]
                 if twin:
                     cells[-1] = f"(ST: same run as {twin})"
+                if not rows and (model, method, setting) in previous:
+                    lines.append(previous[model, method, setting])
+                    continue
                 if not rows:
                     lines.append("| " + " | ".join(map(str, cells)) + " |" + " not run |" * 8)
                     continue
@@ -142,6 +165,7 @@ def main() -> None:
     runs, out = Path(args.runs), Path(args.out) / "calibration_digits.md"
     models, methods = args.models.split(","), args.methods.split(",")
     settings = args.settings.split(",")
+    previous = measured_rows(out)
     unknown = set(settings) - set(SETTINGS)
     if unknown:
         parser.error(f"unknown settings {sorted(unknown)}; known: {', '.join(SETTINGS)}")
@@ -151,8 +175,8 @@ def main() -> None:
                 if method == "st" and st_twin(setting, settings):
                     continue
                 train(runs, model, method, setting)
-                write_text(out, table(runs, models, methods, settings))
-    write_text(out, table(runs, models, methods, settings))
+                write_text(out, table(runs, models, methods, settings, previous))
+    write_text(out, table(runs, models, methods, settings, previous))
     print(out.read_text())
 
 

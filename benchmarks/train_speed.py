@@ -54,7 +54,7 @@ def main() -> None:
     for name in args.models.split(","):
         model = build_model(model_config(name, args.preset)).to(device)
         for method in args.methods.split(","):
-            config = train_config(args.preset, method=method)
+            config = train_config(args.preset, name, method=method)
             x = torch.rand(config.batch_size, *data_shape, device=device)
             y = torch.randint(0, 10, (config.batch_size,), device=device)
             step = seconds_per_step(model, config, x, y, device, args.amp, args.steps)

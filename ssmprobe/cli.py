@@ -47,6 +47,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     tconfig = train_config(
         preset,
+        args.model,
         method=args.method,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -471,10 +472,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="skip connection around each block (preset's if unset: on for Mamba at digits)",
     )
-    p.add_argument("--epochs", type=int, help="training epochs (preset's if unset)")
+    p.add_argument(
+        "--epochs", type=int, help="training epochs (preset's, or the family's departure from it)"
+    )
     p.add_argument("--batch-size", type=int, help="global batch size (preset's if unset)")
     p.add_argument(
-        "--lr", type=float, help="AdamW learning rate, cosine-annealed (preset's if unset)"
+        "--lr", type=float, help="AdamW learning rate, cosine-annealed (preset's or the family's)"
     )
     p.add_argument("--eps", type=float, help="ℓ∞ budget of PGD (training and per-epoch test)")
     p.add_argument("--alpha", type=float, help="PGD step size")

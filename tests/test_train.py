@@ -74,6 +74,15 @@ def test_presets_reproduce_table_4() -> None:
     assert train_config("mnist", epochs=3, lr=None).epochs == 3  # None keeps the preset's
 
 
+def test_a_familys_departure_applies_to_that_family_only() -> None:
+    mega, s4 = train_config("digits", "mega"), train_config("digits", "s4")
+    assert (mega.lr, mega.epochs, mega.eps_warmup) == (3e-3, 60, 20)
+    assert (s4.lr, s4.epochs, s4.eps_warmup) == (1e-2, 30, 10)
+    assert train_config("mnist", "mega") == train_config("mnist")  # digits only
+    short = train_config("digits", "mega", epochs=6, lr=1e-2)  # overrides still win
+    assert (short.lr, short.epochs, short.eps_warmup) == (1e-2, 6, 2)
+
+
 def test_bad_configs_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="method"):
         TrainConfig(method="fgsm-at")
