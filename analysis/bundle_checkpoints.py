@@ -4,7 +4,8 @@ Each pair RUN_NAME:BUNDLED_NAME[:CHECKPOINT] takes the run's best.pt (or CHECKPO
 for standard training, whose "best" by the paper's PGD-10 rule is an arbitrary epoch, its
 PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
-The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
+Files already in the manifest and not named here keep their entries. The manifest records, per
+file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl) and the clean / PGD-10
 / AA accuracy from the run's eval_best.json, so that a test can check that the bundled weights
 load and still score what they scored.
@@ -26,22 +27,19 @@ from ssmprobe.io import write_json
 from ssmprobe.report import read_metrics
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", help="directory of run directories")
-    parser.add_argument("pairs", nargs="+", help="RUN_NAME:BUNDLED_NAME[:best|last]")
-    parser.add_argument("--out", default="checkpoints")
-    args = parser.parse_args()
-    out = Path(args.out)
+def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") -> list[Path]:
+    """Copies each RUN_NAME:BUNDLED_NAME[:best|last] of `runs` into `out` and updates its
+    manifest.json (entries of other files are kept); returns the copied files."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {}
-    for pair in args.pairs:
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    copied = []
+    for pair in pairs:
         run_name, name, which = (pair + ":best").split(":")[:3]
         if which not in ("best", "last"):
-            parser.error(f"{pair}: the checkpoint must be best or last, got {which!r}")
-        run = Path(args.runs) / run_name
+            raise ValueError(f"{pair}: the checkpoint must be best or last, got {which!r}")
+        run = Path(runs) / run_name
         target = out / f"{name}.pt"
         shutil.copyfile(run / f"{which}.pt", target)
         ckpt = load_checkpoint(target)
@@ -60,7 +58,23 @@ def main() -> None:
             "n_test": evaluation["n"],
             "accuracy": evaluation["results"],
         }
-    write_json(out / "manifest.json", manifest)
+        copied.append(target)
+    write_json(manifest_path, dict(sorted(manifest.items())))
+    return copied
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", help="directory of run directories")
+    parser.add_argument("pairs", nargs="+", help="RUN_NAME:BUNDLED_NAME[:best|last]")
+    parser.add_argument("--out", default="checkpoints")
+    args = parser.parse_args()
+    try:
+        bundle(args.runs, args.pairs, args.out)
+    except ValueError as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":

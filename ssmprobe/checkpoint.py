@@ -21,6 +21,8 @@ intact.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import warnings
 from collections import OrderedDict
@@ -110,9 +112,32 @@ def resolve_checkpoint(name: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
-    """Reads a checkpoint written by `save_checkpoint` without executing anything from it."""
+    """Reads a checkpoint written by `save_checkpoint` without executing anything from it; a
+    bundled one only after its SHA-256 matches the manifest (`verify_bundled`)."""
     path = Path(path)
+    verify_bundled(path)
     return _parse(read_payload(path, map_location), path)
+
+
+def verify_bundled(path: str | Path) -> None:
+    """For a file of the bundled folder listed in its manifest.json: raises CheckpointError
+    unless the file's SHA-256 is the manifest's (a damaged or replaced zoo file is not
+    silently analysed). Other files pass."""
+    path = Path(path)
+    folder = bundled_dir()
+    manifest = folder / "manifest.json"
+    if not path.is_file() or path.resolve().parent != folder.resolve() or not manifest.is_file():
+        return
+    entry = json.loads(manifest.read_text()).get(path.name)
+    if entry is None:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != entry["sha256"]:
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest[:12]}... differs from the manifest's "
+            f"{entry['sha256'][:12]}...: the bundled file is damaged or was replaced "
+            "(restore it, e.g. git checkout -- checkpoints/)"
+        )
 
 
 def read_payload(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,24 @@ def test_bundled_checkpoint_matches_its_manifest(name: str) -> None:
     test = test.subset(torch.arange(entry["n_test"]))
     _, acc = evaluate(model, make_loader(test, 256))
     assert acc == pytest.approx(entry["accuracy"]["clean"], abs=1e-9)
+
+
+def test_a_damaged_bundled_file_is_refused(tmp_path: Path, monkeypatch) -> None:
+    from ssmprobe import checkpoint
+
+    name = sorted(MANIFEST)[0]
+    shutil.copy(BUNDLE / "manifest.json", tmp_path / "manifest.json")
+    shutil.copy(BUNDLE / name, tmp_path / name)
+    monkeypatch.setattr(checkpoint, "bundled_dir", lambda: tmp_path)
+    assert checkpoint.load_checkpoint(tmp_path / name).meta["dataset"] == "digits"
+    with (tmp_path / name).open("r+b") as f:  # one byte changed deep in the weights
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(checkpoint.CheckpointError, match="differs from the manifest"):
+        load_model(tmp_path / name)
+    copy = tmp_path / "elsewhere"
+    copy.mkdir()
+    shutil.copy(tmp_path / name, copy / name)  # outside the bundle: no manifest to check
+    checkpoint.read_payload(copy / name)
