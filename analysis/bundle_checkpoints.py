@@ -4,7 +4,8 @@ Each pair RUN_NAME:BUNDLED_NAME[:CHECKPOINT] takes the run's best.pt (or CHECKPO
 for standard training, whose "best" by the paper's PGD-10 rule is an arbitrary epoch, its
 PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
-Files already in the manifest and not named here keep their entries. The manifest records, per
+Files already in the manifest and not named here keep their entries. The report's cached
+results of the run (discrepancy, bounds) go to cache/BUNDLED_NAME/. The manifest records, per
 file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl) and the clean / PGD-10
 / AA accuracy from the run's eval_best.json, so that a test can check that the bundled weights
@@ -25,6 +26,8 @@ from pathlib import Path
 from ssmprobe.checkpoint import load_checkpoint
 from ssmprobe.io import write_json
 from ssmprobe.report import read_metrics
+
+CACHES = ("discrepancy.csv", "discrepancy.json", "bounds.csv", "bounds.json")
 
 
 def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") -> list[Path]:
@@ -58,6 +61,10 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
             "n_test": evaluation["n"],
             "accuracy": evaluation["results"],
         }
+        for cache in CACHES:  # the report's results, so `report --zoo` need not recompute them
+            if (run / cache).is_file():
+                (out / "cache" / name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run / cache, out / "cache" / name / cache)
         copied.append(target)
     write_json(manifest_path, dict(sorted(manifest.items())))
     return copied

@@ -3,11 +3,12 @@
 Runs: S4, DSS, S5, Mega, Mamba x ST, PGD-AT, TRADES, and S4, DSS x AdS (ReLU, Tanh, Sigmoid) x
 PGD-AT, TRADES, each at the digits preset with its family's departures
 (`registry.FAMILY_PRESETS`, `train.FAMILY_TRAIN_PRESETS`), cheapest first. Each finished run is
-evaluated (clean, PGD-10 and AutoAttack on best.pt and last.pt, `--n` test digits), with
-`--bundle` copied into checkpoints/ (`bundle_checkpoints.bundle`: best.pt after adversarial
-training, last.pt after standard training), and at the end `ssmprobe report` writes the tables,
-figures and report into `--out`. Finished runs are skipped and killed ones resume, so the
-script can be stopped and started again; two copies on disjoint `--models` share a 2-core CPU.
+evaluated (clean, PGD-10 and AutoAttack on best.pt and last.pt, `--n` test digits); at the end
+`ssmprobe report` writes the tables, figures and report into `--out`, and `--bundle` copies
+every finished run with its cached results into checkpoints/ (`bundle_checkpoints.bundle`:
+best.pt after adversarial training, last.pt after standard training). Finished runs are
+skipped and killed ones resume, so the script can be stopped and started again; two copies on
+disjoint `--models` share a 2-core CPU.
 
     python analysis/reproduce_digits.py [--runs runs/digits] [--out figures]
         [--models s4,dss,s5,mega,mamba] [--methods st,pgd,trades] [--n 360] [--bundle]
@@ -113,10 +114,16 @@ def main() -> None:
                         *("--n", str(args.n), "--quiet"),
                     ]
                 )
-        if args.bundle:
-            bundle(runs, [f"{name}:{name}:{'last' if method == 'st' else 'best'}"])
-    if not args.list and not args.no_report:
+    if args.list:
+        return
+    if not args.no_report:
         call(["report", "--runs", str(runs), "--out", args.out, "--n-eval", str(args.n)])
+    if args.bundle:  # after the report, so the zoo ships its discrepancy and bounds too
+        done = [r for r in grid(models, methods) if finished(runs / run_name(*r))]
+        bundle(
+            runs,
+            [f"{run_name(*r)}:{run_name(*r)}:{'last' if r[1] == 'st' else 'best'}" for r in done],
+        )
 
 
 if __name__ == "__main__":

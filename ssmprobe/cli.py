@@ -133,6 +133,10 @@ def _report(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.quiet,
     )
+    if args.zoo:
+        from .full_report import zoo_runs
+
+        zoo_runs(Path(args.runs) / "zoo")
     result = build_report(args.runs, args.out, options)
     if result.up_to_date:
         print(f"nothing new under {args.runs}: {args.out} is up to date")
@@ -747,6 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-probe", type=int, default=360, help="samples per split for the discrepancy"
     )
     report.add_argument("--data-dir", help="dataset files (default: the package's)")
+    report.add_argument(
+        "--zoo",
+        action="store_true",
+        help="also report the bundled checkpoints (written as run directories to RUNS/zoo)",
+    )
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=_report)
     return parser

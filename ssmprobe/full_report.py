@@ -152,6 +152,45 @@ def build_report(
     return ReportResult(md_path, html_path, findings, written, False)
 
 
+def zoo_runs(dest: str | Path) -> list[Path]:
+    """The bundled checkpoints (`checkpoint.bundled_dir`, verified against their manifest) as
+    run directories under `dest`, so the report treats them like your runs: each holds
+    config.json, the checkpoint as best.pt (adversarial training) or last.pt (standard), and
+    its eval file from the manifest's accuracies, and the discrepancy and bounds results
+    shipped in the bundle's cache/ folder. Unchanged files are left as they are."""
+    from .checkpoint import bundled_dir, load_checkpoint
+    from .io import write_bytes
+    from .sanity import masking_flags
+
+    folder = bundled_dir()
+    manifest = read_json(folder / "manifest.json")
+    made = []
+    for name, entry in sorted(manifest.items()):
+        ckpt = load_checkpoint(folder / name)  # raises if the file is not the manifest's
+        run = Path(dest) / Path(name).stem
+        which = entry["checkpoint"]
+        write_bytes(run / f"{which}.pt", (folder / name).read_bytes())
+        config = {
+            "model": entry["model"],
+            "train": entry["train"],
+            "dataset": entry["dataset"],
+            "method": entry["method"],
+            "ads": entry["model"].get("ads"),
+            "seed": entry["train"].get("seed"),
+            "source": f"bundled {name}, epoch {ckpt.meta['epoch']}",
+        }
+        write_json(run / "config.json", config)
+        results = entry["accuracy"]
+        record = {"checkpoint": f"{which}.pt", "dataset": entry["dataset"], "n": entry["n_test"]}
+        record |= {"eps": entry["eps"], "results": results, "masking": masking_flags(results)}
+        write_json(run / EVAL_FILES[which], record)
+        cached = folder / "cache" / Path(name).stem  # the zoo's own discrepancy and bounds
+        for path in sorted(cached.glob("*")) if cached.is_dir() else []:
+            write_bytes(run / path.name, path.read_bytes())  # after the checkpoint: fresh
+        made.append(run)
+    return made
+
+
 def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> None:
     """eval_best.json / eval_last.json of `run`, computed where missing, older than the
     checkpoint or lacking one of the attacks."""

@@ -185,3 +185,21 @@ def test_report_html_opens_in_chromium(
         line for line in done.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line
     ]
     assert console_errors == []
+
+
+def test_the_zoo_becomes_run_directories_with_the_manifests_numbers(tmp_path: Path) -> None:
+    from ssmprobe.checkpoint import bundled_dir
+    from ssmprobe.full_report import zoo_runs
+    from ssmprobe.report import collect_runs
+
+    manifest = json.loads((bundled_dir() / "manifest.json").read_text())
+    made = zoo_runs(tmp_path / "zoo")
+    assert sorted(p.name for p in made) == sorted(Path(n).stem for n in manifest)
+    table = collect_runs(tmp_path).set_index("run")
+    for name, entry in manifest.items():
+        stat = entry["checkpoint"]  # best after adversarial training, last after standard
+        row = table.loc[f"zoo/{Path(name).stem}"]
+        assert row[f"clean_{stat}"] == round(100 * entry["accuracy"]["clean"], 2)
+    before = files(tmp_path)
+    zoo_runs(tmp_path / "zoo")
+    assert files(tmp_path) == before  # nothing rewritten
