@@ -252,10 +252,13 @@ def pick_bounds_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
 def compute_findings(
     frame: pd.DataFrame, discrepancy: pd.DataFrame, bounds: Sequence[dict[str, Any] | None]
 ) -> list[str]:
-    """Sentences with the runs' own numbers: what adversarial training did to PGD-10
-    accuracy, which components raise and lower the discrepancy, whether the bounds hold, and
-    which rows look like gradient masking."""
+    """Sentences with the runs' own numbers: per family, what adversarial training did to
+    PGD-10 accuracy; which components raise and lower the discrepancy of one adversarially
+    trained run (yours before the zoo's); whether the bounds hold; how many rows look like
+    gradient masking."""
     findings = []
+    own_first = {"key": lambda column: column.astype(str).str.contains("zoo/"), "kind": "stable"}
+    frame = frame.sort_values("run", **own_first)  # your runs before the bundled zoo's
     plain = frame[frame["ads"] == "none"]
     for (dataset, model), group in plain.groupby(["dataset", "model"], sort=False):
         st = group[group["method"] == "st"]
@@ -269,18 +272,15 @@ def compute_findings(
             f"(ST) to {best['pgd10_best']:.1f}%, clean {st['clean_last'].iloc[0]:.1f}% -> "
             f"{best['clean_best']:.1f}%."
         )
-        break  # one pair: the first family of the table with both
     at_rows = (
-        discrepancy[
-            (discrepancy["method"] != "st")
-            & (discrepancy["split"] == "test")
-            & (discrepancy["metric"] == "kl")
-            & (discrepancy["norm"] == "none")
-        ]
+        discrepancy.query(
+            "method != 'st' and split == 'test' and metric == 'kl' and norm == 'none'"
+        )
         if not discrepancy.empty
         else discrepancy
     )
     if not at_rows.empty:
+        at_rows = at_rows.sort_values("checkpoint", **own_first)
         checkpoint = at_rows["checkpoint"].iloc[0]
         rows = at_rows[at_rows["checkpoint"] == checkpoint].set_index("kind")["rate"]
         first = at_rows.iloc[0]
@@ -401,7 +401,6 @@ def _sections(
     runs: Sequence[RunInfo],
     poison: list[Path],
 ) -> list[Section]:
-    pngs = lambda paths: [p for p in paths if p.suffix == ".png"]  # noqa: E731
     flagged = (frame["masking"].fillna("") != "").sum()
     sections = [
         Section(
@@ -419,10 +418,10 @@ def _sections(
                 "Figures 1, 2 and 5: training curves",
                 "Loss and accuracy on train and test, clean and under PGD-10, after every epoch; "
                 "the dotted line marks the best epoch, where test PGD-10 accuracy peaks.",
-                pngs(curves),
+                _pngs(curves),
             )
         )
-    figure = {p.stem: p for p in pngs(discrepancy)}
+    figure = {p.stem: p for p in _pngs(discrepancy)}
     for stem, title, sentence in (
         (
             "figure3_discrepancy",
@@ -450,7 +449,7 @@ def _sections(
         )
     by_path = {run.path: run for run in runs}
     for path, files in bounds.items():
-        if pngs(files):
+        if _pngs(files):
             run = by_path[path]
             sections.append(
                 Section(
@@ -458,7 +457,7 @@ def _sections(
                     "Measured output error of each channel against the kernel-form, "
                     "eigenvalue-form and spectral upper bounds (and, for LTI layers, against "
                     "the sequence length, with the eigenvalues of Ā).",
-                    pngs(files),
+                    _pngs(files),
                 )
             )
     if poison:
@@ -467,10 +466,14 @@ def _sections(
                 "Clean-label poisoning of the implicit bias",
                 "Training dynamics of baseline (blue) and poisoned (red) students: largest "
                 "eigenvalues of Ā, effective rank, training and extension loss.",
-                pngs(poison),
+                _pngs(poison),
             )
         )
     return sections
+
+
+def _pngs(paths: Sequence[Path]) -> list[Path]:
+    return [p for p in paths if p.suffix == ".png"]
 
 
 def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> list[Path]:
