@@ -269,8 +269,9 @@ def compute_findings(
         findings.append(
             f"{display('method', best['method'])} raised {display('model', model)}'s PGD-10 "
             f"accuracy on {display('dataset', dataset)} from {st['pgd10_last'].iloc[0]:.1f}% "
-            f"(ST) to {best['pgd10_best']:.1f}%, clean {st['clean_last'].iloc[0]:.1f}% -> "
-            f"{best['clean_best']:.1f}%."
+            f"(ST) to {best['pgd10_best']:.1f}%"
+            + ("" if pd.isna(best["aa_best"]) else f" (AutoAttack {best['aa_best']:.1f}%)")
+            + f", clean {st['clean_last'].iloc[0]:.1f}% -> {best['clean_best']:.1f}%."
         )
     at_rows = (
         discrepancy.query(
