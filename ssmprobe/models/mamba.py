@@ -14,8 +14,9 @@ from Δ_k B_k at O(Δ²); Mamba and mamba_ssm's kernel use Δ_k B_k, and so does
 Around the SSM: (x, z) = in_proj(u), x = SiLU(causal depthwise conv(x)), out = out_proj(y).
 Parameter names, shapes and initialisation are those of `mamba_ssm.modules.mamba_simple.Mamba`,
 so state dicts load in both directions. On CUDA, with `mamba_ssm` installed, the scan runs in its
-fused kernel; elsewhere in `selective_scan.chunked_selective_scan`, a sequential PyTorch scan
-checkpointed in chunks with its own backward, which never holds the (batch, L, D, N) state.
+fused kernel, without it in the Triton kernels of `triton_scan`; on the CPU in
+`selective_scan.chunked_selective_scan`, a sequential PyTorch scan checkpointed in chunks with
+its own backward. Neither of the last two holds the (batch, L, D, N) state.
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ def selective_scan(
     Δ = softplus(delta + delta_bias) (each part optional), Ā_k = exp(Δ_k A), B̄_k = Δ_k B_k
     (simplified ZOH: exact ZOH is Δ_k φ₁(Δ_k A) B_k), h_k = Ā_k h_{k-1} + B̄_k u_k,
     y_k = C_k · h_k + D u_k, y ← y ⊙ SiLU(z). Uses mamba_ssm's `selective_scan_fn` for CUDA
-    inputs in float32 or lower when it is installed and `use_cuda_kernel`; else pure PyTorch:
-    on the CPU the checkpointed sequential scan (its chunks stay in cache and the full state is
-    never stored), on a GPU `full_state_scan` (launch-bound there: a few large kernels beat a
-    loop of small ones; a chunked loop took 16 s vs 0.2 s per PGD-AT step at the MNIST preset
-    on an H100).
+    inputs in float32 or lower when it is installed and `use_cuda_kernel`; on other GPU inputs
+    the Triton kernels of `triton_scan` (`full_state_scan` where Triton is missing: a few large
+    kernels, since a chunked loop of small ones took 16 s vs 0.2 s per PGD-AT step at the MNIST
+    preset on an H100); on the CPU the checkpointed sequential scan (its chunks stay in cache
+    and the full state is never stored).
     """
     if use_cuda_kernel and u.is_cuda and u.dtype != torch.float64:
         kernel = _cuda_selective_scan()
@@ -103,8 +104,18 @@ def selective_scan(
                 None if delta_bias is None else delta_bias.float(),
                 delta_softplus,
             )
-    scan = chunked_selective_scan if u.device.type == "cpu" else full_state_scan
+    scan = chunked_selective_scan if u.device.type == "cpu" else _gpu_scan()
     return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _gpu_scan() -> Callable[..., Tensor]:
+    """The Triton kernels (`triton_scan`; Triton ships with CUDA builds of PyTorch), else
+    `full_state_scan`."""
+    try:
+        from .triton_scan import triton_selective_scan
+    except ImportError:
+        return full_state_scan
+    return triton_selective_scan
 
 
 def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
