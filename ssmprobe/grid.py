@@ -1,0 +1,259 @@
+"""The paper's grid of runs as independent jobs, launched through submitit.
+
+`paper_grid(dataset)` lists the runs of Tables 1-2: S4, DSS, S5, Mega, Mamba x ST, PGD-AT,
+TRADES, and S4, DSS x AdS (ReLU, Tanh, Sigmoid) x PGD-AT, TRADES, cheapest first. Each run is
+one job: `ssmprobe train` into RUNS/NAME (resuming from last.pt when a previous job was killed
+or preempted), then `ssmprobe eval` of best.pt and last.pt. `launch` skips finished runs and
+submits the rest through submitit: its local executor runs them as processes on this machine
+(and in the tests), its SLURM executor spreads them over a cluster with the GPUs and time each
+job asks for; a job with more than one GPU runs the training under `torchrun`. A preempted SLURM
+job is simply submitted again: it resumes.
+
+`expected_hours` turns measured seconds per epoch (`SECONDS_PER_EPOCH`) into GPU-hours for
+`--dry-run`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .report import METRICS_FILE, read_metrics
+
+FAMILIES = ("s4", "dss", "s5", "mega", "mamba")
+METHODS = ("st", "pgd", "trades")
+ADS = ("relu", "tanh", "sigmoid")
+ADS_FAMILIES = ("s4", "dss")
+_COST = {"s5": 0, "s4": 1, "dss": 2, "mega": 3, "mamba": 4}  # benchmarks/train_speed.py order
+
+# Measured seconds per training epoch, (dataset, family, method) -> (seconds, GPU it ran on).
+# Only what was measured is here; `expected_hours` reports the rest as unmeasured.
+SECONDS_PER_EPOCH: dict[tuple[str, str, str], tuple[float, str]] = {
+    ("mnist", "s4", "pgd"): (43.0, "H100"),
+    ("mnist", "mamba", "pgd"): (749.0, "H100, pure-PyTorch scan"),
+}
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One run of the grid: what to train and where (RUNS/name)."""
+
+    model: str
+    method: str
+    dataset: str
+    ads: str | None = None
+    extra: tuple[str, ...] = field(default=())  # more `ssmprobe train` options
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}_{self.method}" + (f"_ads-{self.ads}" if self.ads else "")
+
+    def train_args(self, runs: Path) -> list[str]:
+        resume = ["--resume"] if (runs / self.name / "last.pt").exists() else []
+        return [
+            "train",
+            *("--model", self.model, "--method", self.method, "--dataset", self.dataset),
+            *(["--ads", self.ads] if self.ads else []),
+            *("--out", str(runs), "--name", self.name, "--quiet"),
+            *resume,
+            *self.extra,
+        ]
+
+
+def paper_grid(
+    dataset: str,
+    models: Sequence[str] = FAMILIES,
+    methods: Sequence[str] = METHODS,
+    extra: Sequence[str] = (),
+) -> list[GridRun]:
+    """Every run of Tables 1-2 on `dataset` among `models` and `methods`, cheapest first."""
+    unknown = sorted({*models} - set(FAMILIES)) + sorted({*methods} - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown models or methods {unknown}; known: {FAMILIES}, {METHODS}")
+    runs = [GridRun(m, method, dataset, None, tuple(extra)) for m in models for method in methods]
+    runs += [
+        GridRun(m, method, dataset, ads, tuple(extra))
+        for m in models
+        if m in ADS_FAMILIES
+        for method in methods
+        if method != "st"
+        for ads in ADS
+    ]
+    return sorted(runs, key=lambda r: (r.method != "st", r.ads is not None, _COST[r.model], r.name))
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` has trained all the epochs its config asks for."""
+    config = run_dir / "config.json"
+    if not config.is_file() or not (run_dir / METRICS_FILE).is_file():
+        return False
+    return len(read_metrics(run_dir)) >= json.loads(config.read_text())["train"]["epochs"]
+
+
+def evaluated(run_dir: Path, n: int) -> bool:
+    """Whether best.pt and last.pt have eval files on at least `n` test samples."""
+    paths = [run_dir / f"eval_{which}.json" for which in ("best", "last")]
+    return all(p.is_file() and json.loads(p.read_text()).get("n", 0) >= n for p in paths)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one job does; a plain value, so submitit can pickle it to a worker."""
+
+    run: GridRun
+    runs: str
+    n_eval: int = 1000
+    attacks: str = "pgd10,aa"
+    gpus: int = 0
+
+
+def run_job(spec: JobSpec) -> str:
+    """Trains (or resumes) the run and evaluates best.pt and last.pt; returns the run's path.
+    With more than one GPU the training runs under torchrun, one process per GPU."""
+    from .cli import main as ssmprobe
+
+    runs = Path(spec.runs)
+    run_dir = runs / spec.run.name
+    if not finished(run_dir):
+        args = spec.run.train_args(runs)
+        if spec.gpus > 1:
+            command = ["torchrun", f"--nproc_per_node={spec.gpus}", "-m", "ssmprobe.cli", *args]
+            subprocess.run(command, check=True)
+        elif code := ssmprobe(args):
+            raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
+    if not evaluated(run_dir, spec.n_eval):
+        for which in ("best", "last"):
+            args = ["eval", "--ckpt", str(run_dir / f"{which}.pt"), "--attack", spec.attacks]
+            if code := ssmprobe([*args, "--n", str(spec.n_eval), "--quiet"]):
+                raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
+    return str(run_dir)
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How jobs are launched: `local` (this machine) or `slurm`, per-job resources."""
+
+    launcher: str = "local"
+    gpus: int = 0  # per job
+    timeout_min: int = 24 * 60
+    cpus: int = 1
+    partition: str | None = None
+    logs: str = "runs/.submitit"
+    parallel: int = 1  # local: jobs at once
+
+
+def pending(grid: Sequence[GridRun], runs: Path, n_eval: int) -> list[GridRun]:
+    """The runs of `grid` that still have training or evaluation to do."""
+    return [r for r in grid if not (finished(runs / r.name) and evaluated(runs / r.name, n_eval))]
+
+
+def launch(
+    grid: Sequence[GridRun],
+    runs: str | Path,
+    options: LaunchOptions = LaunchOptions(),
+    n_eval: int = 1000,
+    attacks: str = "pgd10,aa",
+    log: Callable[[str], None] = print,
+) -> list[str]:
+    """Submits every pending run of `grid` as one job and waits for them; returns the run
+    paths. Finished runs are skipped without a job."""
+    import submitit
+
+    runs = Path(runs)
+    todo = pending(grid, runs, n_eval)
+    skipped = len(grid) - len(todo)
+    log(f"{len(todo)} run(s) to do, {skipped} finished and skipped")
+    if not todo:
+        return []
+    if options.launcher not in ("local", "slurm"):
+        raise ValueError(f"launcher must be local or slurm, got {options.launcher!r}")
+    executor = submitit.AutoExecutor(folder=options.logs, cluster=options.launcher)
+    params: dict[str, Any] = {
+        "timeout_min": options.timeout_min,
+        "cpus_per_task": options.cpus,
+        "gpus_per_node": options.gpus,
+        "tasks_per_node": 1,  # torchrun starts the per-GPU processes inside the job
+    }
+    if options.launcher == "slurm" and options.partition:
+        params["slurm_partition"] = options.partition
+    executor.update_parameters(**params)
+    specs = [JobSpec(r, str(runs), n_eval, attacks, options.gpus) for r in todo]
+    # A cluster queues every job at once; this machine runs `parallel` at a time.
+    width = max(options.parallel, 1) if options.launcher == "local" else len(specs)
+    done = []
+    for start in range(0, len(specs), width):
+        batch = specs[start : start + width]
+        jobs = [executor.submit(run_job, spec) for spec in batch]
+        for spec, job in zip(batch, jobs, strict=True):
+            log(f"job {job.job_id}: {spec.run.name}")
+        done += [job.result() for job in jobs]
+    return done
+
+
+def expected_hours(grid: Sequence[GridRun], epochs: Callable[[GridRun], int]) -> dict[str, Any]:
+    """GPU-hours of training `grid` from `SECONDS_PER_EPOCH`: per run (None where unmeasured)
+    and the measured total."""
+    rows = []
+    for run in grid:
+        measured = SECONDS_PER_EPOCH.get((run.dataset, run.model, run.method))
+        hours = None if measured is None else measured[0] * epochs(run) / 3600
+        rows.append({"run": run.name, "epochs": epochs(run), "gpu_hours": hours})
+    known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
+    return {"rows": rows, "measured_total": sum(known), "unmeasured": len(rows) - len(known)}
+
+
+def main(
+    argv: Sequence[str] | None, datasets: Sequence[str], description: str, n_eval: int = 1000
+) -> tuple[list[GridRun], Path, bool]:
+    """The command line of analysis/reproduce_*.py: lists (`--dry-run`) or launches the grid,
+    then writes the report; returns the grid, its runs folder and whether it was launched."""
+    import argparse
+
+    from .train import train_config
+
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", choices=datasets, default=datasets[0])
+    parser.add_argument("--runs", help="where the runs go (default runs/DATASET)")
+    parser.add_argument("--out", help="where the report goes (default: no report)")
+    parser.add_argument("--models", default=",".join(FAMILIES))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--n", type=int, default=n_eval, help="test samples per evaluation")
+    parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
+    parser.add_argument("--parallel", type=int, default=1, help="local: jobs at once")
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs per job (>1: torchrun)")
+    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time per job")
+    parser.add_argument("--partition", help="SLURM partition")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and GPU-hours")
+    parser.add_argument("--extra", default="", help="more train options, e.g. '--data-dir D'")
+    args = parser.parse_args(argv)
+    runs = Path(args.runs or f"runs/{args.dataset}")
+    grid = paper_grid(
+        args.dataset, args.models.split(","), args.methods.split(","), args.extra.split()
+    )
+    if args.dry_run:
+        hours = expected_hours(grid, lambda r: train_config(r.dataset, r.model).epochs)
+        for run, row in zip(grid, hours["rows"], strict=True):
+            state = "finished" if finished(runs / run.name) else "to do"
+            cost = "unmeasured" if row["gpu_hours"] is None else f"{row['gpu_hours']:.1f} GPU-h"
+            print(f"{run.name:<26}{row['epochs']:>5} epochs  {cost:<14}{state}")
+        print(
+            f"{len(grid)} runs: {hours['measured_total']:.1f} GPU-hours from measured epoch "
+            f"times (an AdS run at its model's), {hours['unmeasured']} run(s) unmeasured"
+        )
+        return grid, runs, False
+    options = LaunchOptions(
+        args.launcher, args.gpus, args.timeout_min, 1, args.partition, str(runs / ".submitit"),
+        args.parallel,
+    )  # fmt: skip
+    launch(grid, runs, options, n_eval=args.n)
+    if args.out:
+        from .cli import main as ssmprobe
+
+        ssmprobe(["report", "--runs", str(runs), "--out", args.out, "--n-eval", str(args.n)])
+    return grid, runs, True

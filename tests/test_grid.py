@@ -1,0 +1,65 @@
+"""The grid launcher with submitit's local executor: runs, skips finished runs, resumes a
+killed one; the grid's shape and the dry run's hours."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ssmprobe.grid import GridRun, LaunchOptions, expected_hours, finished, launch, paper_grid
+
+pytest.importorskip("submitit")
+
+TINY = (
+    "--d-model", "8", "--n-layers", "1", "--d-state", "4", "--batch-size", "256", "--steps", "1",
+    "--train-eval-size", "16", "--test-eval-size", "16",
+)  # fmt: skip
+
+
+def epochs_of(run: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_papers_grid() -> None:
+    grid = paper_grid("mnist")
+    assert len(grid) == 5 * 3 + 2 * 3 * 2 == len({r.name for r in grid})
+    assert grid[0].method == "st" and {"s4_pgd_ads-relu", "dss_trades_ads-tanh"} <= {
+        r.name for r in grid
+    }
+    hours = expected_hours(grid, lambda r: 100)
+    s4 = next(r for r in hours["rows"] if r["run"] == "s4_pgd")
+    assert s4["gpu_hours"] == pytest.approx(43 * 100 / 3600)
+    with pytest.raises(ValueError, match="unknown"):
+        paper_grid("mnist", ["transformer"])
+
+
+@pytest.mark.slow
+def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    grid = [GridRun(m, "st", "digits", None, (*TINY, "--epochs", "1")) for m in ("s5", "dss")]
+    options = LaunchOptions(logs=str(tmp_path / "logs"), parallel=2, timeout_min=10)
+    done = launch(grid, runs, options, n_eval=16, attacks="pgd10", log=lambda _: None)
+    assert sorted(Path(p).name for p in done) == ["dss_st", "s5_st"]
+    for run in grid:
+        assert finished(runs / run.name) and (runs / run.name / "eval_last.json").is_file()
+    assert launch(grid, runs, options, n_eval=16, attacks="pgd10", log=lambda _: None) == []
+
+    # A run killed after its first epoch: the next launch resumes it from last.pt.
+    long = GridRun("s5", "pgd", "digits", None, (*TINY, "--epochs", "8"))
+    command = [sys.executable, "-m", "ssmprobe.cli", *long.train_args(runs)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = runs / long.name / "metrics.jsonl"
+    while process.poll() is None and not (metrics.is_file() and metrics.read_text().strip()):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = epochs_of(runs / long.name)[-1]
+    assert 1 <= killed_at < 8 and not finished(runs / long.name)
+    launch([long, *grid], runs, options, n_eval=16, attacks="pgd10", log=lambda _: None)
+    assert epochs_of(runs / long.name) == list(range(1, 9))
