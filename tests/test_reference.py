@@ -332,3 +332,45 @@ def test_reference_flags_give_clear_errors(tmp_path: Path, capsys, args, message
     args = [str(tmp_path / "X") if a == "X" else a for a in args]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ads", [False, True])
+def test_arch_reference_is_the_importers_model(tmp_path: Path, ads: bool) -> None:
+    """`train --arch reference` builds the importer's architecture: the imported weights load
+    into it unchanged and give the reference forward."""
+    from ssmprobe.models import build_model, model_config
+    from ssmprobe.models.registry import ARCHS
+
+    state = mamba_state(ads)
+    imported, meta = load_reference(
+        save(state, tmp_path / "m.pt"), "mamba", "cifar10", "tanh" if ads else None
+    )
+    sizes = {k: meta["config"][k] for k in ("d_model", "n_layers", "d_state", "dt_rank", "d_input")}
+    built = build_model(
+        model_config("mamba", "cifar10", **ARCHS["reference"], **sizes, ads="tanh" if ads else None)
+    )
+    built.load_state_dict(imported.state_dict())  # strict: the same modules, the same shapes
+    image = torch.rand(2, CIN, SIDE, SIDE, dtype=torch.float64)
+    pixels = image.reshape(2, CIN, LS).transpose(1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            built.double()(pixels), mamba_forward(state, image), rtol=1e-8, atol=1e-8
+        )
+
+
+def test_train_arch_defaults_and_config(tmp_path: Path) -> None:
+    tiny = "--d-model 8 --n-layers 1 --d-state 4 --epochs 1 --steps 1 --quiet --batch-size 256"
+    tiny += " --train-eval-size 16 --test-eval-size 16"
+    command = f"train --model s4 --arch reference --augment crop-flip {tiny} --out {tmp_path}"
+    assert main(command.split()) == 0
+    config = json.loads((tmp_path / "s4_digits_st" / "config.json").read_text())
+    assert {k: config["model"][k] for k in ("layout", "input_order", "residual", "ads_form")} == {
+        "layout": "reference",
+        "input_order": "view",
+        "residual": True,
+        "ads_form": "reference",
+    }
+    assert config["train"]["augment"] == "crop-flip"
+    assert main(f"train --model s4 {tiny} --out {tmp_path} --name plain".split()) == 0
+    plain = json.loads((tmp_path / "plain" / "config.json").read_text())["model"]
+    assert (plain["layout"], plain["residual"]) == ("table3", False)  # digits: Table 3

@@ -37,7 +37,7 @@ from .. import __version__
 from ..checkpoint import CheckpointError, read_payload, save_checkpoint
 from ..data import DATASETS
 from .backbone import SequenceClassifier
-from .registry import build_model, model_config
+from .registry import ARCHS, build_model, model_config
 from .s4 import S4, _deficit_power
 
 FAMILIES = ("s4", "mamba")
@@ -155,10 +155,7 @@ def convert(
         d_model=d,
         n_layers=len(layers),
         ads=ads,
-        residual=True,
-        ads_form="reference",
-        layout="reference",
-        input_order="view",
+        **ARCHS["reference"],
         **extra,
     )
     return config, native

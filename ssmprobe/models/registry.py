@@ -17,6 +17,21 @@ from .s5 import S5
 
 LAYOUTS = ("table3", "reference")
 
+# The two architectures of the paper: Table 3 as written, and its reference code's (every block
+# LayerNorm(x + block(x)), no GELU in the S4 block, AdS σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b),
+# images read with x.view(B, H·W, C)), which produced its Tables 1-2. The paper presets default
+# to the reference form (`ARCH_DEFAULTS`), digits to Table 3.
+ARCHS: dict[str, dict[str, Any]] = {
+    "table3": {"layout": "table3", "input_order": "pixel", "ads_form": "paper"},
+    "reference": {
+        "layout": "reference",
+        "input_order": "view",
+        "ads_form": "reference",
+        "residual": True,
+    },
+}
+ARCH_DEFAULTS = {"mnist": "reference", "cifar10": "reference", "digits": "table3"}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
