@@ -606,6 +606,21 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .io import atomic_file
+    from .models.reference import export_reference
+
+    ckpt = load_checkpoint(args.ckpt)
+    state = export_reference(ckpt.config, ckpt.state_dict)
+    with atomic_file(args.out, "wb") as f:
+        torch.save(state, f)
+    print(f"written: {args.out} ({len(state)} tensors in the reference layout)")
+    return 0
+
+
 def _add_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
@@ -625,6 +640,19 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     _add_reference_ads(p)
     p.add_argument("--out", required=True, help="native checkpoint to write")
     p.set_defaults(func=_import)
+    p = sub.add_parser(
+        "export",
+        help="write a --arch reference Mamba checkpoint under the reference code's key names",
+        formatter_class=_FORMAT,
+        description=(
+            "The inverse of `import` for Mamba: the weights of a checkpoint trained with "
+            "--arch reference as a plain state dict in the reference code's layout "
+            "(mapping_layers.i, norms.i, adss_layers.i, input, post_norm, output)."
+        ),
+    )
+    p.add_argument("--ckpt", required=True, help="the ssmprobe checkpoint")
+    p.add_argument("--out", required=True, help="the state dict to write")
+    p.set_defaults(func=_export)
 
 
 def _poison(args: argparse.Namespace) -> int:

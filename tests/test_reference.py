@@ -374,3 +374,29 @@ def test_train_arch_defaults_and_config(tmp_path: Path) -> None:
     assert main(f"train --model s4 {tiny} --out {tmp_path} --name plain".split()) == 0
     plain = json.loads((tmp_path / "plain" / "config.json").read_text())["model"]
     assert (plain["layout"], plain["residual"]) == ("table3", False)  # digits: Table 3
+
+
+@pytest.mark.parametrize("ads", [None, "sigmoid"])
+def test_a_trained_reference_mamba_exports_to_the_reference_names(tmp_path: Path, ads) -> None:
+    """Round trip: train --arch reference, export to the reference code's key names, import."""
+    from ssmprobe.checkpoint import load_checkpoint
+    from ssmprobe.models.reference import export_reference
+
+    tiny = "--d-model 8 --n-layers 2 --d-state 4 --epochs 1 --steps 1 --quiet --batch-size 256"
+    tiny += " --train-eval-size 16 --test-eval-size 16 --arch reference --method st"
+    command = f"train --model mamba {tiny} --out {tmp_path} --name m"
+    assert main([*command.split(), *(["--ads", ads] if ads else [])]) == 0
+    ckpt = load_checkpoint(tmp_path / "m" / "last.pt")
+    exported = export_reference(ckpt.config, ckpt.state_dict)
+    out = tmp_path / "exported.pt"
+    assert main(["export", "--ckpt", str(tmp_path / "m" / "last.pt"), "--out", str(out)]) == 0
+    assert torch.load(out, weights_only=True).keys() == exported.keys()
+    assert "mapping_layers.1.A_log" in exported and "post_norm.weight" in exported
+    assert any(k.startswith("adss_layers.0.scale") for k in exported) == bool(ads)
+    trained, _ = load_model(tmp_path / "m" / "last.pt")
+    back, _ = load_reference(save(exported, tmp_path / "ref.pt"), "mamba", "digits", ads)
+    x = torch.rand(3, 64, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), trained(x))
+    with pytest.raises(ValueError, match="per channel"):
+        export_reference({**ckpt.config, "model": "s4"}, ckpt.state_dict)

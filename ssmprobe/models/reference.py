@@ -37,7 +37,7 @@ from .. import __version__
 from ..checkpoint import CheckpointError, read_payload, save_checkpoint
 from ..data import DATASETS
 from .backbone import SequenceClassifier
-from .registry import ARCHS, build_model, model_config
+from .registry import ARCHS, ModelConfig, build_model, model_config
 from .s4 import S4, _deficit_power
 
 FAMILIES = ("s4", "mamba")
@@ -228,6 +228,42 @@ def _mamba_layer(
     if inner % d:
         raise CheckpointError(f"{pre}A_log: inner width {inner} is not a multiple of d = {d}")
     return {"d_state": n, "dt_rank": rank, "d_conv": kernel, "expand": inner // d}
+
+
+def export_reference(
+    config: Mapping[str, Any], state_dict: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """The weights of a Mamba classifier of the reference architecture (`--arch reference`;
+    `config` is its ModelConfig dict) under the reference code's key names: `load_reference`
+    reads them back into the same model. S4 is refused: the reference code shares Λ, P and B
+    across channels, which an ssmprobe S4 trains per channel."""
+    config = ModelConfig.from_dict(config)
+    if config.model != "mamba":
+        raise ValueError(
+            f"export to the reference layout exists for Mamba, not {config.model}: the reference "
+            "S4 shares Λ, P and B across channels, which ssmprobe's S4 trains per channel"
+        )
+    wanted = {k: ARCHS["reference"][k] for k in ("layout", "input_order", "residual")}
+    found = {k: getattr(config, k) for k in wanted}
+    if found != wanted or (config.ads is not None and config.ads_form != "reference"):
+        raise ValueError(
+            f"not the reference architecture ({found}); train it with --arch reference"
+        )
+    renames = [
+        (r"^encoder_norm\.", "post_norm."),
+        (r"^encoder\.", "input."),
+        (r"^decoder\.", "output."),
+        (r"^layers\.(\d+)\.norm\.", r"norms.\1."),
+        (r"^layers\.(\d+)\.ads\.", r"adss_layers.\1."),
+        (r"^layers\.(\d+)\.mixer\.", r"mapping_layers.\1."),
+    ]
+    out = {}
+    for key, value in state_dict.items():
+        new = next((re.sub(p, r, key) for p, r in renames if re.match(p, key)), None)
+        if new is None:
+            raise ValueError(f"no reference name for {key!r}")
+        out[new] = value.detach().clone()
+    return out
 
 
 def import_reference(
