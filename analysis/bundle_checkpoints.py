@@ -44,8 +44,8 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
             raise ValueError(f"{pair}: the checkpoint must be best or last, got {which!r}")
         run = Path(runs) / run_name
         target = out / f"{name}.pt"
+        ckpt = load_checkpoint(run / f"{which}.pt")  # the source: the manifest is still old
         shutil.copyfile(run / f"{which}.pt", target)
-        ckpt = load_checkpoint(target)
         evaluation = json.loads((run / f"eval_{which}.json").read_text())
         history = read_metrics(run)
         manifest[target.name] = {
