@@ -49,3 +49,28 @@ def test_a_damaged_bundled_file_is_refused(tmp_path: Path, monkeypatch) -> None:
     copy.mkdir()
     shutil.copy(tmp_path / name, copy / name)  # outside the bundle: no manifest to check
     checkpoint.read_payload(copy / name)
+
+
+def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -> None:
+    """Re-bundling a retrained run over a bundled file updates file and manifest together."""
+    import sys
+
+    from ssmprobe import checkpoint
+    from ssmprobe.cli import main
+
+    sys.path.insert(0, str(BUNDLE.parent / "analysis"))
+    from bundle_checkpoints import bundle
+
+    name = sorted(MANIFEST)[0]
+    shutil.copy(BUNDLE / "manifest.json", tmp_path / "manifest.json")
+    shutil.copy(BUNDLE / name, tmp_path / name)
+    monkeypatch.setattr(checkpoint, "bundled_dir", lambda: tmp_path)
+    tiny = "--d-model 8 --n-layers 1 --d-state 4 --epochs 1 --steps 1 --quiet --batch-size 256"
+    runs = tmp_path / "runs"
+    assert main(f"train --model s4 {tiny} --out {runs} --name r".split()) == 0
+    record = {"checkpoint": "last.pt", "dataset": "digits", "n": 8, "eps": 0.1, "results": {}}
+    (runs / "r" / "eval_last.json").write_text(json.dumps(record))
+    bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
+    entry = json.loads((tmp_path / "manifest.json").read_text())[name]
+    assert entry["sha256"] == hashlib.sha256((runs / "r" / "last.pt").read_bytes()).hexdigest()
+    checkpoint.load_checkpoint(tmp_path / name)  # verifies against the new entry
