@@ -203,3 +203,21 @@ def test_the_zoo_becomes_run_directories_with_the_manifests_numbers(tmp_path: Pa
     before = files(tmp_path)
     zoo_runs(tmp_path / "zoo")
     assert files(tmp_path) == before  # nothing rewritten
+
+
+def test_figure3_tells_two_checkpoints_of_one_model_apart() -> None:
+    """Your S5 ST run and the zoo's in one figure: two labelled bars, not an error."""
+    import pandas as pd
+
+    from ssmprobe.probe.plots import _labels, make_rate_figure
+
+    rows = [
+        {"model": "s5", "ads": None, "method": "st", "checkpoint": f"runs/{run}/last.pt",
+         "kind": "ssm", "split": split, "metric": metric, "norm": "none", "rate": 10.0}
+        for run in ("s5_digits_st", "zoo/s5_st")
+        for split in ("train", "test")
+        for metric in ("mse", "kl")
+    ]  # fmt: skip
+    summary = pd.DataFrame(rows)
+    assert set(_labels(summary)) == {"S5 (s5_digits_st)", "S5 (s5_st)"}
+    make_rate_figure(summary, "two S5")

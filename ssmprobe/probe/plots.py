@@ -15,6 +15,7 @@ the state carries it forward.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -43,15 +44,31 @@ def _label(row: pd.Series) -> str:
     return row["model"].upper() + (f"+AdS-{row['ads']}" if _has_ads(row["ads"]) else "")
 
 
+def _labels(summary: pd.DataFrame) -> pd.Series:
+    """The model label of each row, with the checkpoint's run folder appended where several
+    checkpoints of one method share a label (your run and the zoo's, say)."""
+    labels = summary.apply(_label, axis=1)
+    runs = summary["checkpoint"].map(lambda c: Path(str(c)).parent.name or str(c))
+    shared = (
+        summary.assign(label=labels).groupby(["label", "method"])["checkpoint"].transform("nunique")
+    )
+    return labels.where(shared <= 1, labels + " (" + runs + ")")
+
+
 def _order(labels: Iterable[str]) -> list[str]:
     families = sorted(MODELS, key=["s4", "dss", "s5", "mega", "mamba"].index)
-    return sorted(set(labels), key=lambda s: (families.index(s.split("+")[0].lower()), s))
+    return sorted(set(labels), key=lambda s: (families.index(_family(s)), s))
+
+
+def _family(label: str) -> str:
+    """ "S5+AdS-relu (run)" -> "s5"."""
+    return re.split(r"[+ ]", label)[0].lower()
 
 
 def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
     """Bars of the rate per (method row, metric column, model, kind, split) of `summarise`d
     rows (one checkpoint per model label and method)."""
-    summary = summary.assign(label=summary.apply(_label, axis=1))
+    summary = summary.assign(label=_labels(summary))
     methods = [m for m in METHOD_TITLES if m in set(summary["method"])]
     labels = _order(summary["label"])
     kinds = [k for k in KINDS_SHOWN if k in set(summary["kind"])]
