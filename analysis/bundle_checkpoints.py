@@ -5,11 +5,11 @@ for standard training, whose "best" by the paper's PGD-10 rule is an arbitrary e
 PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
 Files already in the manifest and not named here keep their entries. The report's cached
-results of the run (discrepancy, bounds) go to cache/BUNDLED_NAME/. The manifest records, per
-file, its SHA-256, the run's model and training configs, dataset,
-method, ε, the seconds its training took (all epochs, from metrics.jsonl) and the clean / PGD-10
-/ AA accuracy from the run's eval_best.json, so that a test can check that the bundled weights
-load and still score what they scored.
+results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
+cache/BUNDLED_NAME/. The manifest records, per file, its SHA-256, the run's model and training
+configs, dataset, method, ε, the seconds its training took (all epochs, from metrics.jsonl) and
+the clean / PGD-10 / AA accuracy from the run's eval file, so that a test can check that the
+bundled weights load and still score what they scored.
 
     python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
         s4_pgd_preset:s4_pgd dss_pgd_preset:dss_pgd
@@ -27,7 +27,7 @@ from ssmprobe.checkpoint import load_checkpoint
 from ssmprobe.io import write_json
 from ssmprobe.report import read_metrics
 
-CACHES = ("discrepancy.csv", "discrepancy.json", "bounds.csv", "bounds.json")
+CACHES = ("metrics.jsonl", "discrepancy.csv", "discrepancy.json", "bounds.csv", "bounds.json")
 
 
 def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") -> list[Path]:

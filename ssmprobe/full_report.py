@@ -156,8 +156,9 @@ def zoo_runs(dest: str | Path) -> list[Path]:
     """The bundled checkpoints (`checkpoint.bundled_dir`, verified against their manifest) as
     run directories under `dest`, so the report treats them like your runs: each holds
     config.json, the checkpoint as best.pt (adversarial training) or last.pt (standard), and
-    its eval file from the manifest's accuracies, and the discrepancy and bounds results
-    shipped in the bundle's cache/ folder. Unchanged files are left as they are."""
+    its eval file from the manifest's accuracies, and what the bundle's cache/ folder ships:
+    the run's metrics.jsonl (curves) and the discrepancy and bounds results. Unchanged files
+    are left as they are."""
     from .checkpoint import bundled_dir, load_checkpoint
     from .io import write_bytes
     from .sanity import masking_flags
