@@ -614,7 +614,8 @@ def _export(args: argparse.Namespace) -> int:
     from .models.reference import export_reference
 
     ckpt = load_checkpoint(args.ckpt)
-    state = export_reference(ckpt.config, ckpt.state_dict)
+    dataset = DATASETS.get(ckpt.meta.get("dataset"))
+    state = export_reference(ckpt.config, ckpt.state_dict, dataset and dataset.seq_len)
     with atomic_file(args.out, "wb") as f:
         torch.save(state, f)
     print(f"written: {args.out} ({len(state)} tensors in the reference layout)")
@@ -642,12 +643,13 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_import)
     p = sub.add_parser(
         "export",
-        help="write a --arch reference Mamba checkpoint under the reference code's key names",
+        help="write a --arch reference checkpoint under the reference code's key names",
         formatter_class=_FORMAT,
         description=(
-            "The inverse of `import` for Mamba: the weights of a checkpoint trained with "
+            "The inverse of `import`: the weights of an S4 or Mamba checkpoint trained with "
             "--arch reference as a plain state dict in the reference code's layout "
-            "(mapping_layers.i, norms.i, adss_layers.i, input, post_norm, output)."
+            "(mapping_layers.i, norms.i, input, post_norm, output; S4's kernel with C̃ for "
+            "the length of the checkpoint's dataset)."
         ),
     )
     p.add_argument("--ckpt", required=True, help="the ssmprobe checkpoint")

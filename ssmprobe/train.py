@@ -286,7 +286,8 @@ def fit(
         ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
         saved = ckpt.meta.get("train", {})
         changed = sorted(k for k, v in asdict(config).items() if saved.get(k, v) != v)
-        if changed or ckpt.config != model_config.to_dict():
+        saved_model = ModelConfig.from_dict(ckpt.config)  # fields added since: defaults
+        if changed or saved_model != model_config:
             what = ", ".join(f"{k}: {saved[k]} -> {getattr(config, k)}" for k in changed)
             raise ValueError(
                 f"cannot resume {run_dir} with a different configuration "

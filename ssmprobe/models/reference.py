@@ -12,8 +12,9 @@ which is `SequenceClassifier` with `input_order="view"` and residual blocks. Per
   The kernel's NPLR parameters are shared across channels except C and Δ: Λ = -exp(log_w_real)
   + i·w_imag (1, N/2), P and B (1, 1, N/2, 2), C (1, d, N/2, 2) stored as
   C̃ = C̄(I - Ā^{L_s}) of the full conjugate-completed system (A = diag(Λ, Λ̄) - pp*, p = (P, P̄))
-  with L_s the stored `L`. `models.s4.S4` computes the same system, so the import copies Λ, P, B
-  and Δ to every channel and recovers C̄ = C̃ (I - Ā^{L_s})^{-1}, whose first half is S4's C.
+  with L_s the stored `L`. `models.s4.S4(shared=True)` computes the same system with one Λ, P, B
+  for all channels, so the import copies them and recovers C̄ = C̃ (I - Ā^{L_s})^{-1}, whose
+  first half is S4's C; the export computes C̃ back for the data's length.
 - Mamba: `mamba_simple.Mamba`'s names, which `models.mamba.Mamba` shares; AdS
   (`adss_layers.{i}`) sits after the residual sum.
 - AdS (`adss.scale`, `adss.bias`: Linear(d, d) with bias) is the reference form
@@ -37,7 +38,7 @@ from .. import __version__
 from ..checkpoint import CheckpointError, read_payload, save_checkpoint
 from ..data import DATASETS
 from .backbone import SequenceClassifier
-from .registry import ARCHS, ModelConfig, build_model, model_config
+from .registry import ARCHS, ModelConfig, _state, build_model, model_config
 from .s4 import S4, _deficit_power
 
 FAMILIES = ("s4", "mamba")
@@ -176,13 +177,12 @@ def _s4_layer(
     c_tilde = torch.view_as_complex(_expect(state, kern + "C", (1, d, half, 2)).double())[0]
     log_dt = _expect(state, kern + "log_dt", (d,)).double()
     stored_length = int(_expect(state, kern + "L", ()).item())
-    layer = S4(d, 2 * half).double()
-    copies = (d, half)
+    layer = S4(d, 2 * half, shared=True).double()
     with torch.no_grad():
-        layer.log_neg_re_lam.copy_(log_w_real.expand(copies))
-        layer.im_lam.copy_(w_imag.expand(copies))
-        layer.P.copy_(torch.view_as_real(p.expand(copies)))
-        layer.B.copy_(torch.view_as_real(b.expand(copies)))
+        layer.log_neg_re_lam.copy_(log_w_real)
+        layer.im_lam.copy_(w_imag)
+        layer.P.copy_(torch.view_as_real(p[None]))
+        layer.B.copy_(torch.view_as_real(b[None]))
         layer.log_dt.copy_(log_dt)
         lam, p_full, b_full, _ = layer.continuous()
         deficit, _ = layer._bilinear(lam, p_full, b_full)
@@ -231,39 +231,76 @@ def _mamba_layer(
 
 
 def export_reference(
-    config: Mapping[str, Any], state_dict: Mapping[str, Tensor]
+    config: Mapping[str, Any], state_dict: Mapping[str, Tensor], length: int | None = None
 ) -> dict[str, Tensor]:
-    """The weights of a Mamba classifier of the reference architecture (`--arch reference`;
-    `config` is its ModelConfig dict) under the reference code's key names: `load_reference`
-    reads them back into the same model. S4 is refused: the reference code shares Λ, P and B
-    across channels, which an ssmprobe S4 trains per channel."""
+    """The weights of a classifier of the reference architecture (`--arch reference`; `config`
+    is its ModelConfig dict) under the reference code's key names, which `load_reference` reads
+    back into the same model. S4 stores C̃ = C̄ (I - Ā^L) for the sequence `length` L of its
+    data (required for S4); its Λ, P, B must be shared across channels (`shared_nplr`)."""
     config = ModelConfig.from_dict(config)
-    if config.model != "mamba":
-        raise ValueError(
-            f"export to the reference layout exists for Mamba, not {config.model}: the reference "
-            "S4 shares Λ, P and B across channels, which ssmprobe's S4 trains per channel"
-        )
+    if config.model not in FAMILIES:
+        raise ValueError(f"the reference code has {FAMILIES}, not {config.model}")
     wanted = {k: ARCHS["reference"][k] for k in ("layout", "input_order", "residual")}
     found = {k: getattr(config, k) for k in wanted}
     if found != wanted or (config.ads is not None and config.ads_form != "reference"):
         raise ValueError(
             f"not the reference architecture ({found}); train it with --arch reference"
         )
+    if config.model == "s4" and not config.shared_nplr:
+        raise ValueError(
+            "this S4 trains Λ, P and B per channel; the reference code shares them across "
+            "channels: train it with --arch reference (shared_nplr)"
+        )
+    if config.model == "s4" and length is None:
+        raise ValueError("exporting S4 needs the data's sequence length (its stored L)")
+    ads = r"mapping_layers.\1.adss." if config.model == "s4" else r"adss_layers.\1."
     renames = [
         (r"^encoder_norm\.", "post_norm."),
         (r"^encoder\.", "input."),
         (r"^decoder\.", "output."),
         (r"^layers\.(\d+)\.norm\.", r"norms.\1."),
-        (r"^layers\.(\d+)\.ads\.", r"adss_layers.\1."),
+        (r"^layers\.(\d+)\.ads\.", ads),
         (r"^layers\.(\d+)\.mixer\.", r"mapping_layers.\1."),
+        (r"^layers\.(\d+)\.linear\.", r"mapping_layers.\1.output_linear."),
     ]
-    out = {}
+    out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
+        if ".ssm." in key:
+            continue  # S4's kernel, below
         new = next((re.sub(p, r, key) for p, r in renames if re.match(p, key)), None)
         if new is None:
             raise ValueError(f"no reference name for {key!r}")
         out[new] = value.detach().clone()
+    for i in range(config.n_layers) if config.model == "s4" else ():
+        out |= _s4_export(state_dict, i, config, length)
     return out
+
+
+def _s4_export(
+    state_dict: Mapping[str, Tensor], i: int, config: ModelConfig, length: int
+) -> dict[str, Tensor]:
+    """One S4 layer's kernel parameters in the reference layout (the inverse of `_s4_layer`)."""
+    ssm = f"layers.{i}.ssm."
+    layer = S4(config.d_model, _state(config, 64), shared=True).double()
+    layer.load_state_dict(
+        {k[len(ssm) :]: v.double() for k, v in state_dict.items() if k.startswith(ssm)}
+    )
+    half = layer.d_state // 2
+    with torch.no_grad():
+        lam, p, b, c = layer.continuous()
+        deficit, _ = layer._bilinear(lam, p, b)
+        c_tilde = (c[:, None, :] @ _deficit_power(deficit, length))[:, 0, :half]
+    kern = f"mapping_layers.{i}.kernel.kernel."
+    return {
+        kern + "log_w_real": layer.log_neg_re_lam.detach().float(),
+        kern + "w_imag": layer.im_lam.detach().float(),
+        kern + "P": layer.P.detach().float()[None],
+        kern + "B": layer.B.detach().float()[None],
+        kern + "C": torch.view_as_real(c_tilde).float()[None].contiguous(),
+        kern + "log_dt": layer.log_dt.detach().float(),
+        kern + "L": torch.tensor(length),
+        f"mapping_layers.{i}.D": layer.D.detach().float()[None],
+    }
 
 
 def import_reference(

@@ -28,6 +28,7 @@ ARCHS: dict[str, dict[str, Any]] = {
         "input_order": "view",
         "ads_form": "reference",
         "residual": True,
+        "shared_nplr": True,
     },
 }
 ARCH_DEFAULTS = {"mnist": "reference", "cifar10": "reference", "digits": "table3"}
@@ -65,6 +66,7 @@ class ModelConfig:
     ads_form: str = "paper"
     layout: str = "table3"
     input_order: str = "pixel"
+    shared_nplr: bool = False  # S4: one Λ, P, B for all channels (the reference code's S4)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -131,7 +133,8 @@ def _state(config: ModelConfig, default: int) -> int:
 
 def _ssm_block(ssm_cls: type[nn.Module], linear: bool) -> Callable[[ModelConfig], nn.Module]:
     def build(c: ModelConfig) -> nn.Module:
-        ssm = ssm_cls(c.d_model, _state(c, 64), dt_min=c.dt_min, dt_max=c.dt_max)
+        shared = {"shared": c.shared_nplr} if ssm_cls is S4 else {}
+        ssm = ssm_cls(c.d_model, _state(c, 64), dt_min=c.dt_min, dt_max=c.dt_max, **shared)
         ads = _ads_module(c)
         return SSMBlock(ssm, c.d_model, ads, c.residual, linear, gelu=c.layout == "table3")
 

@@ -64,22 +64,30 @@ def _deficit_power(deficit: Tensor, power: int) -> Tensor:
 
 
 class S4(LTISSM):
-    """S4 layer (NPLR A, bilinear, FFT convolution): (B, L, H) -> (B, L, H)."""
+    """S4 layer (NPLR A, bilinear, FFT convolution): (B, L, H) -> (B, L, H).
+
+    With `shared`, Λ, P̃ and B̃ are one set of parameters for all channels (as in the paper's
+    reference code; C, Δ and D stay per channel); otherwise each channel trains its own."""
 
     def __init__(
-        self, d_model: int, d_state: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1
+        self,
+        d_model: int,
+        d_state: int = 64,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         self.d_model = d_model
         self.d_state = d_state
         lam, p, b, _ = hippo.legs_nplr(d_state)
         half = d_state // 2
-        copies = (d_model, half)
+        copies = (1 if shared else d_model, half)
         self.log_neg_re_lam = real_parameter(torch.log(-lam.real).expand(copies))
         self.im_lam = real_parameter(lam.imag.expand(copies))
         self.P = real_parameter(p.expand(copies))
         self.B = real_parameter(b.expand(copies))
-        self.C = real_parameter(torch.randn(copies, dtype=torch.complex128))
+        self.C = real_parameter(torch.randn(d_model, half, dtype=torch.complex128))
         self.log_dt = real_parameter(torch.log(hippo.log_uniform((d_model,), dt_min, dt_max)))
         self.D = real_parameter(torch.randn(d_model, dtype=torch.float64))
 
@@ -87,6 +95,7 @@ class S4(LTISSM):
         """(Λ, p, B, C), each complex (H, N) with conjugate halves: A = diag(Λ) - p p*."""
         lam = stable_eigenvalues(self.log_neg_re_lam, self.im_lam)
         halves = (lam, *(as_complex(x) for x in (self.P, self.B, self.C)))
+        halves = tuple(x.expand(self.d_model, -1) for x in halves)  # shared: one row for all
         return tuple(torch.cat([x, x.conj()], dim=-1) for x in halves)  # type: ignore[return-value]
 
     def _bilinear(self, lam: Tensor, p: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
