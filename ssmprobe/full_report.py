@@ -261,19 +261,25 @@ def compute_findings(
     own_first = {"key": lambda column: column.astype(str).str.contains("zoo/"), "kind": "stable"}
     frame = frame.sort_values("run", **own_first)  # your runs before the bundled zoo's
     plain = frame[frame["ads"] == "none"]
-    for (dataset, model), group in plain.groupby(["dataset", "model"], sort=False):
-        st = group[group["method"] == "st"]
-        at = group[group["method"] != "st"].dropna(subset=["pgd10_best"])
-        if st.empty or at.empty or pd.isna(st["pgd10_last"].iloc[0]):
-            continue
-        best = at.loc[at["pgd10_best"].idxmax()]
-        findings.append(
-            f"{display('method', best['method'])} raised {display('model', model)}'s PGD-10 "
-            f"accuracy on {display('dataset', dataset)} from {st['pgd10_last'].iloc[0]:.1f}% "
-            f"(ST) to {best['pgd10_best']:.1f}%"
-            + ("" if pd.isna(best["aa_best"]) else f" (AutoAttack {best['aa_best']:.1f}%)")
-            + f", clean {st['clean_last'].iloc[0]:.1f}% -> {best['clean_best']:.1f}%."
-        )
+    zoo = plain["run"].astype(str).str.contains("zoo/")
+    reported: set[tuple[str, str]] = set()
+    for part in (plain[~zoo], plain[zoo]):  # a family's pair from your runs, else the zoo's
+        for (dataset, model), group in part.groupby(["dataset", "model"], sort=False):
+            st = group[group["method"] == "st"]
+            at = group[group["method"] != "st"].dropna(subset=["pgd10_best"])
+            if (dataset, model) in reported or st.empty or at.empty:
+                continue
+            if pd.isna(st["pgd10_last"].iloc[0]):
+                continue
+            reported.add((dataset, model))
+            best = at.loc[at["pgd10_best"].idxmax()]
+            findings.append(
+                f"{display('method', best['method'])} raised {display('model', model)}'s PGD-10 "
+                f"accuracy on {display('dataset', dataset)} from {st['pgd10_last'].iloc[0]:.1f}% "
+                f"(ST) to {best['pgd10_best']:.1f}%"
+                + ("" if pd.isna(best["aa_best"]) else f" (AutoAttack {best['aa_best']:.1f}%)")
+                + f", clean {st['clean_last'].iloc[0]:.1f}% -> {best['clean_best']:.1f}%."
+            )
     at_rows = (
         discrepancy.query(
             "method != 'st' and split == 'test' and metric == 'kl' and norm == 'none'"
