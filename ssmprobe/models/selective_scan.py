@@ -259,7 +259,12 @@ def full_state_scan(
     a_bar = torch.exp(dt.unsqueeze(-1) * A)
     bu = (dt * u.transpose(1, 2)).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2)
     h = linear_scan(a_bar, bu)
-    y = torch.einsum("bldn,bnl->bdl", h, C)
+    return skip_and_gate(torch.einsum("bldn,bnl->bdl", h, C), u, D, z)
+
+
+def skip_and_gate(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
+    """The scan's output C·h (batch, D, L) with the skip D ⊙ u added and the gate SiLU(z)
+    applied, each where given."""
     if D is not None:
         y = y + D.unsqueeze(-1) * u
     return y if z is None else y * F.silu(z)

@@ -209,7 +209,7 @@ def triton_selective_scan(
     """`mamba.selective_scan` with the state work in the Triton kernels: u, delta, z
     (batch, D, L); A (D, N); B, C (batch, N, L); D, delta_bias (D,). Computes in float32 and
     returns y (batch, D, L) in u's dtype; differentiable in every tensor argument."""
-    from .selective_scan import step_size
+    from .selective_scan import skip_and_gate, step_size
 
     def time_major(t: Tensor) -> Tensor:
         return t.float().transpose(1, 2).contiguous()
@@ -220,8 +220,7 @@ def triton_selective_scan(
     y = _TritonScan.apply(
         time_major(u), time_major(dt), A.float().contiguous(), time_major(B), time_major(C)
     ).transpose(1, 2)
-    if D is not None:
-        y = y + D.float().unsqueeze(-1) * u.float()
-    if z is not None:
-        y = y * torch.nn.functional.silu(z.float())
+    y = skip_and_gate(
+        y, u.float(), None if D is None else D.float(), None if z is None else z.float()
+    )
     return y.to(u.dtype)
