@@ -112,13 +112,12 @@ def build_report(
         ensure_eval(run, options, log)
     probes = {run.path: p for run in runs if (p := ensure_discrepancy(run, options, log))}
     bound_runs = [run for run in pick_bounds_runs(runs) if _probed(run) is not None]
-    stale_bounds = [run for run in bound_runs if _stale(run.path / BOUNDS_FILE, _probed(run))]
     poison = sorted(runs_dir.rglob("poison*.json"))
 
     fingerprint = _fingerprint(runs, poison, options)
     md_path, html_path = out / "report.md", out / "report.html"
     state = out / STATE_FILE
-    if not stale_bounds and state.is_file():
+    if state.is_file():  # a stale or missing cache changes the run's files, so the fingerprint
         previous = json.loads(state.read_text())
         if previous.get("fingerprint") == fingerprint and all(
             (out / p).is_file() for p in previous.get("outputs", [])
