@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .report import METRICS_FILE, read_metrics
+
+POLL_SECONDS = 2.0  # how often a local launch looks for ended jobs
 
 FAMILIES = ("s4", "dss", "s5", "mega", "mamba")
 METHODS = ("st", "pgd", "trades")
@@ -84,6 +87,16 @@ def paper_grid(
         for ads in ADS
     ]
     return sorted(runs, key=lambda r: (r.method != "st", r.ads is not None, _COST[r.model], r.name))
+
+
+def select(grid: Sequence[GridRun], patterns: Sequence[str]) -> list[GridRun]:
+    """The runs of `grid` whose name matches one of `patterns` (shell-style, `fnmatch`)."""
+    from fnmatch import fnmatchcase
+
+    unmatched = [p for p in patterns if not any(fnmatchcase(r.name, p) for r in grid)]
+    if unmatched:
+        raise ValueError(f"no run of the grid matches {unmatched}")
+    return [r for r in grid if any(fnmatchcase(r.name, p) for p in patterns)]
 
 
 def finished(run_dir: Path) -> bool:
@@ -182,15 +195,21 @@ def launch(
         params["slurm_partition"] = options.partition
     executor.update_parameters(**params)
     specs = [JobSpec(r, str(runs), n_eval, attacks, options.gpus) for r in todo]
-    # A cluster queues every job at once; this machine runs `parallel` at a time.
+    # A cluster queues every job at once; this machine keeps `parallel` running, starting
+    # the next as soon as one ends (a cheap run does not wait for an expensive neighbour).
     width = max(options.parallel, 1) if options.launcher == "local" else len(specs)
-    done = []
-    for start in range(0, len(specs), width):
-        batch = specs[start : start + width]
-        jobs = [executor.submit(run_job, spec) for spec in batch]
-        for spec, job in zip(batch, jobs, strict=True):
+    queue, running, done = list(specs), [], []
+    while queue or running:
+        while queue and len(running) < width:
+            spec = queue.pop(0)
+            running.append(job := executor.submit(run_job, spec))
             log(f"job {job.job_id}: {spec.run.name}")
-        done += [job.result() for job in jobs]
+        ended = [job for job in running if job.done()]
+        for job in ended:
+            running.remove(job)
+            done.append(job.result())  # raises the job's error
+        if not ended:
+            time.sleep(POLL_SECONDS)
     return done
 
 
@@ -229,6 +248,9 @@ def main(
     parser.add_argument("--gpus", type=int, default=0, help="GPUs per job (>1: torchrun)")
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time per job")
     parser.add_argument("--partition", help="SLURM partition")
+    parser.add_argument(
+        "--only", help="run names or shell patterns, comma-separated, e.g. 'mamba_*,*_ads-*'"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs and GPU-hours")
     parser.add_argument("--extra", default="", help="more train options, e.g. '--data-dir D'")
     args = parser.parse_args(argv)
@@ -236,6 +258,8 @@ def main(
     grid = paper_grid(
         args.dataset, args.models.split(","), args.methods.split(","), args.extra.split()
     )
+    if args.only:
+        grid = select(grid, args.only.split(","))
     if args.dry_run:
         hours = expected_hours(grid, lambda r: train_config(r.dataset, r.model).epochs)
         for run, row in zip(grid, hours["rows"], strict=True):

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ssmprobe.grid import GridRun, LaunchOptions, expected_hours, finished, launch, paper_grid
+from ssmprobe.grid import (
+    GridRun,
+    LaunchOptions,
+    expected_hours,
+    finished,
+    launch,
+    paper_grid,
+    select,
+)
 
 pytest.importorskip("submitit")
 
@@ -37,6 +45,15 @@ def test_the_papers_grid() -> None:
     assert s4["gpu_hours"] == pytest.approx(43 * 100 / 3600)
     with pytest.raises(ValueError, match="unknown"):
         paper_grid("mnist", ["transformer"])
+
+
+def test_select_by_name_and_pattern() -> None:
+    grid = paper_grid("digits")
+    names = [r.name for r in select(grid, ["mamba_*", "s4_pgd"])]
+    assert names == ["mamba_st", "s4_pgd", "mamba_pgd", "mamba_trades"]  # the grid's order
+    assert len(select(grid, ["*_ads-*"])) == 12
+    with pytest.raises(ValueError, match="transformer"):
+        select(grid, ["s4_st", "transformer_*"])
 
 
 @pytest.mark.slow
