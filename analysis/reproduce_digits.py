@@ -10,7 +10,8 @@ are skipped. With `--out`, `ssmprobe report` then writes the tables, figures and
 (`bundle_checkpoints.bundle`: best.pt after adversarial training, last.pt after standard).
 
     python analysis/reproduce_digits.py [--runs runs/digits] [--out figures] [--bundle]
-        [--models s4,dss,s5,mega,mamba] [--methods st,pgd,trades] [--parallel 2] [--dry-run]
+        [--models s4,dss,s5,mega,mamba] [--methods st,pgd,trades] [--only 'mamba_*,*_ads-*']
+        [--parallel 2] [--dry-run]
 """
 
 import argparse
