@@ -22,6 +22,7 @@ intact.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import pickle
 import warnings
@@ -115,14 +116,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """Reads a checkpoint written by `save_checkpoint` without executing anything from it; a
     bundled one only after its SHA-256 matches the manifest (`verify_bundled`)."""
     path = Path(path)
-    verify_bundled(path)
-    return _parse(read_payload(path, map_location), path)
+    data = read_bytes(path, "checkpoint")
+    verify_bundled(path, data)  # the bytes read once serve the hash and the unpickling
+    return _parse(load_bytes(data, path, map_location, "checkpoint"), path)
 
 
-def verify_bundled(path: str | Path) -> None:
+def verify_bundled(path: str | Path, data: bytes | None = None) -> None:
     """For a file of the bundled folder listed in its manifest.json: raises CheckpointError
-    unless the file's SHA-256 is the manifest's (a damaged or replaced zoo file is not
-    silently analysed). Other files pass."""
+    unless the file's SHA-256 (of `data`, its content when already read) is the manifest's
+    (a damaged or replaced zoo file is not silently analysed). Other files pass."""
     path = Path(path)
     folder = bundled_dir()
     manifest = folder / "manifest.json"
@@ -131,7 +133,7 @@ def verify_bundled(path: str | Path) -> None:
     entry = json.loads(manifest.read_text()).get(path.name)
     if entry is None:
         return
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(path.read_bytes() if data is None else data).hexdigest()
     if digest != entry["sha256"]:
         raise CheckpointError(
             f"{path}: SHA-256 {digest[:12]}... differs from the manifest's "
@@ -140,20 +142,24 @@ def verify_bundled(path: str | Path) -> None:
         )
 
 
-def read_payload(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
-    """The unpickled content of a torch file (tensors and plain containers only), or one
-    CheckpointError saying why not: missing, a folder, refused (code in the pickle), corrupt."""
-    path = Path(path)
+def read_bytes(path: Path, what: str = "checkpoint") -> bytes:
+    """The content of `path`, or a CheckpointError naming the bundled checkpoints."""
     if not path.is_file():
         kind = "a folder, not a file" if path.is_dir() else "no such file"
         shipped = ", ".join(sorted(p.name for p in bundled_dir().glob("*.pt")))
         raise CheckpointError(
             f"{what} not found: {path} ({kind}); bundled checkpoints: {shipped or 'none'}"
         )
+    return path.read_bytes()
+
+
+def load_bytes(data: bytes, path: Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
+    """`data` (the content of `path`) unpickled with tensors and plain containers only, or one
+    CheckpointError saying why not: refused (code in the pickle), corrupt."""
     try:
         with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as err:  # torch reports bad files as many types (RuntimeError, EOFError...)
         if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
             raise CheckpointError(

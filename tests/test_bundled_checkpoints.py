@@ -48,7 +48,7 @@ def test_a_damaged_bundled_file_is_refused(tmp_path: Path, monkeypatch) -> None:
     copy = tmp_path / "elsewhere"
     copy.mkdir()
     shutil.copy(tmp_path / name, copy / name)  # outside the bundle: no manifest to check
-    checkpoint.read_payload(copy / name)
+    checkpoint.load_checkpoint(copy / name)
 
 
 def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -> None:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..checkpoint import CheckpointError, read_payload, save_checkpoint
+from ..checkpoint import CheckpointError, load_bytes, read_bytes, save_checkpoint
 from ..data import DATASETS
 from .backbone import SequenceClassifier
 from .registry import ARCHS, ModelConfig, _state, build_model, model_config
@@ -69,7 +69,8 @@ def load_reference(
         raise ValueError(f"reference checkpoints exist for {FAMILIES}, not {model!r}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    state = read_payload(path, what="reference state dict")
+    data = read_bytes(Path(path), "reference state dict")  # read once: content and hash
+    state = load_bytes(data, Path(path), what="reference state dict")
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
     config, native = convert(state, model, ads)
@@ -88,7 +89,7 @@ def load_reference(
         "source": {
             "format": "reference",
             "path": str(Path(path).resolve()),
-            "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            "sha256": hashlib.sha256(data).hexdigest(),
             "model": model,
             "ads": ads,
             "converted_by": f"ssmprobe {__version__}",
