@@ -221,3 +221,46 @@ def test_figure3_tells_two_checkpoints_of_one_model_apart() -> None:
     summary = pd.DataFrame(rows)
     assert set(_labels(summary)) == {"S5 (s5_digits_st)", "S5 (s5_st)"}
     make_rate_figure(summary, "two S5")
+
+
+def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
+    """The discrepancy sentence is of your run without AdS when there is one (not the first
+    file's); the bounds sentence counts only channels where a bound was checked and names the
+    family where it failed."""
+    import pandas as pd
+
+    from ssmprobe.full_report import compute_findings
+
+    frame = pd.DataFrame(
+        [
+            {"run": "zoo/s4_st", "dataset": "digits", "model": "s4", "method": "st",
+             "ads": "none", "clean_last": 97.0, "pgd10_last": 11.0, "pgd10_best": None,
+             "clean_best": None, "aa_best": None, "masking": ""},
+            {"run": "zoo/s4_pgd", "dataset": "digits", "model": "s4", "method": "pgd",
+             "ads": "none", "clean_last": None, "pgd10_last": None, "pgd10_best": 91.0,
+             "clean_best": 98.0, "aa_best": 90.0, "masking": ""},
+        ]
+    )  # fmt: skip
+    rate = {"zoo/s4_pgd_ads-relu/best.pt": ("relu", 19.0), "zoo/s4_pgd/best.pt": (None, 47.0)}
+    discrepancy = pd.DataFrame(
+        [
+            {"checkpoint": ckpt, "model": "s4", "method": "pgd", "ads": ads, "split": "test",
+             "metric": "kl", "norm": "none", "kind": "ssm", "rate": value}
+            for ckpt, (ads, value) in rate.items()
+        ]
+    )  # fmt: skip
+    summary = [{"channels": 64, "kernel_upper_holds": 64, "spectral_upper_holds": 64}]
+    bounds = [
+        {"meta": {"model": "s4"}, "summary": summary},
+        {
+            "meta": {"model": "s5"},
+            "summary": [*summary, {"channels": 32, "kernel_upper_holds": 30}],
+        },
+    ]
+    findings = compute_findings(frame, discrepancy, bounds)
+    assert findings[0].startswith("PGD-AT raised S4's PGD-10 accuracy on Digits from 11.0%")
+    assert findings[1] == "S4 PGD-AT, adversarial test inputs: the SSM raises KL by 47%."
+    assert findings[2] == (
+        "Theorem 4.1.1's kernel-form upper bound held on 158 of 160 channels (S4, S5), failing "
+        "on 2 of S5's 96; the spectral bound on 128 of 128."
+    )
