@@ -121,10 +121,10 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     return _parse(load_bytes(data, path, map_location, "checkpoint"), path)
 
 
-def verify_bundled(path: str | Path, data: bytes | None = None) -> None:
+def verify_bundled(path: str | Path, data: bytes) -> None:
     """For a file of the bundled folder listed in its manifest.json: raises CheckpointError
-    unless the file's SHA-256 (of `data`, its content when already read) is the manifest's
-    (a damaged or replaced zoo file is not silently analysed). Other files pass."""
+    unless the SHA-256 of its content `data` is the manifest's (a damaged or replaced zoo file
+    is not silently analysed). Other files pass."""
     path = Path(path)
     folder = bundled_dir()
     manifest = folder / "manifest.json"
@@ -133,7 +133,7 @@ def verify_bundled(path: str | Path, data: bytes | None = None) -> None:
     entry = json.loads(manifest.read_text()).get(path.name)
     if entry is None:
         return
-    digest = hashlib.sha256(path.read_bytes() if data is None else data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:
         raise CheckpointError(
             f"{path}: SHA-256 {digest[:12]}... differs from the manifest's "

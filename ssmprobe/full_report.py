@@ -263,10 +263,8 @@ def compute_findings(
     trained run (yours before the zoo's); whether the bounds hold; how many rows look like
     gradient masking."""
     findings = []
-    own_first = {"key": lambda column: column.astype(str).str.contains("zoo/"), "kind": "stable"}
-    frame = frame.sort_values("run", **own_first)  # your runs before the bundled zoo's
     plain = frame[frame["ads"] == "none"]
-    zoo = plain["run"].astype(str).str.contains("zoo/")
+    zoo = _from_zoo(plain["run"])
     reported: set[tuple[str, str]] = set()
     for part in (plain[~zoo], plain[zoo]):  # a family's pair from your runs, else the zoo's
         for (dataset, model), group in part.groupby(["dataset", "model"], sort=False):
@@ -293,7 +291,7 @@ def compute_findings(
         else discrepancy
     )
     if not at_rows.empty:  # yours before the zoo's, a run without AdS before one with
-        order = at_rows["checkpoint"].astype(str).str.contains("zoo/") * 2 + at_rows["ads"].notna()
+        order = _from_zoo(at_rows["checkpoint"]) * 2 + at_rows["ads"].notna()
         at_rows = at_rows.iloc[order.argsort(kind="stable")]
         checkpoint = at_rows["checkpoint"].iloc[0]
         rows = at_rows[at_rows["checkpoint"] == checkpoint].set_index("kind")["rate"]
@@ -326,6 +324,11 @@ def compute_findings(
         else f"No row of {len(frame)} shows a gradient-masking pattern."
     )
     return findings
+
+
+def _from_zoo(paths: pd.Series) -> pd.Series:
+    """Which of `paths` (of runs or checkpoints) lie in the zoo/ folder `zoo_runs` fills."""
+    return paths.astype(str).str.contains("zoo/")
 
 
 def _holds(bounds: dict[str, Any], form: str) -> tuple[int, int]:
