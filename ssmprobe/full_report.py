@@ -136,10 +136,9 @@ def build_report(
     from .plots import write_figures
 
     curves = write_figures(runs_dir, out)
-    discrepancy = _discrepancy_outputs(list(probes.values()), out / "discrepancy")
+    discrepancy, summary = _discrepancy_outputs(list(probes.values()), out / "discrepancy")
     bounds = {run.path: _bounds_outputs(run, options, out / "bounds", log) for run in bound_runs}
     poison_figures = [p for path in poison for p in _poison_figure(path, out / "poison")]
-    summary = _discrepancy_summary(list(probes.values()))
     findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
     sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures)
     write_text(md_path, render_markdown(findings, sections, out))
@@ -501,25 +500,17 @@ def _pngs(paths: Sequence[Path]) -> list[Path]:
     return [p for p in paths if p.suffix == ".png"]
 
 
-def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> list[Path]:
+def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], pd.DataFrame]:
+    """The combined CSV and Figures 3-4 of the probed runs, and the summary the findings use."""
     if not csvs:
-        return []
+        return [], pd.DataFrame()
+    from .probe.discrepancy import load_rows, summarise
     from .probe.plots import plot_discrepancy
 
-    combined = pd.concat(
-        [pd.read_csv(c).assign(run=c.parent.name) for c in csvs], ignore_index=True
-    )
-    write_text(out / "discrepancy.csv", combined.to_csv(index=False))
-    return [out / "discrepancy.csv", *plot_discrepancy(csvs, out)]
-
-
-def _discrepancy_summary(csvs: Sequence[Path]) -> pd.DataFrame:
-    if not csvs:
-        return pd.DataFrame()
-    from .probe.discrepancy import load_rows, summarise
-
-    rows = load_rows(csvs)
-    return pd.DataFrame(summarise(rows.to_dict("records")))
+    rows = pd.concat([load_rows([c]).assign(run=c.parent.name) for c in csvs], ignore_index=True)
+    write_text(out / "discrepancy.csv", rows.to_csv(index=False))
+    summary = pd.DataFrame(summarise(rows.to_dict("records")))
+    return [out / "discrepancy.csv", *plot_discrepancy(csvs, out)], summary
 
 
 def _bounds_outputs(
