@@ -28,7 +28,7 @@ if __name__ == "__main__":
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--bundle", action="store_true", help="copy finished runs to checkpoints/")
     flags, rest = extra.parse_known_args()
-    grid, runs, launched = main(rest, ("digits",), __doc__, n_eval=360)
+    grid, runs, launched = main(rest, ("digits",), __doc__, n_eval=360, parents=[extra])
     if flags.bundle and launched:
         which = {r.name: "last" if r.method == "st" else "best" for r in grid}
         done = [name for name in which if finished(runs / name)]

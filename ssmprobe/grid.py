@@ -15,6 +15,7 @@ job is simply submitted again: it resumes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import time
@@ -226,16 +227,21 @@ def expected_hours(grid: Sequence[GridRun], epochs: Callable[[GridRun], int]) ->
 
 
 def main(
-    argv: Sequence[str] | None, datasets: Sequence[str], description: str, n_eval: int = 1000
+    argv: Sequence[str] | None,
+    datasets: Sequence[str],
+    description: str,
+    n_eval: int = 1000,
+    parents: Sequence[argparse.ArgumentParser] = (),
 ) -> tuple[list[GridRun], Path, bool]:
     """The command line of analysis/reproduce_*.py: lists (`--dry-run`) or launches the grid,
-    then writes the report; returns the grid, its runs folder and whether it was launched."""
-    import argparse
-
+    then writes the report; returns the grid, its runs folder and whether it was launched.
+    `parents` add a script's own options (parsed by the script) to this `--help`."""
     from .train import train_config
 
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=list(parents),
     )
     parser.add_argument("--dataset", choices=datasets, default=datasets[0])
     parser.add_argument("--runs", help="where the runs go (default runs/DATASET)")

@@ -80,3 +80,18 @@ def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Pat
     assert 1 <= killed_at < 8 and not finished(runs / long.name)
     launch([long, *grid], runs, options, n_eval=16, attacks="pgd10", log=lambda _: None)
     assert epochs_of(runs / long.name) == list(range(1, 9))
+
+
+def test_reproduce_digits_lists_its_own_options_and_the_dry_run(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
+    run = [sys.executable, str(script)]
+    usage = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--bundle" in usage and "--dry-run" in usage
+    listed = subprocess.run(
+        [*run, "--dry-run", "--only", "s4_st,mamba_*", "--runs", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert [line.split()[0] for line in listed[:4]] == [
+        "s4_st", "mamba_st", "mamba_pgd", "mamba_trades",
+    ]  # fmt: skip
+    assert all(line.rstrip().endswith("to do") for line in listed[:4])
