@@ -247,63 +247,74 @@ def spectral_norm_sq(h: Tensor, iters: int = 100, tol: float = 1e-10) -> Tensor:
     estimate is the top eigenvalue of the Lanczos tridiagonal matrix; it rises towards λ_max
     and, even after the basis loses orthogonality in floating point, exceeds it only by
     round-off (lost orthogonality only repeats converged Ritz values). Runs at most `iters`
-    steps and stops early once the estimate of every channel changes by less than `tol`
-    (relative) over 10 steps. On breakdown (an invariant subspace) the channel restarts from a
-    fresh vector with a zero coupling, which keeps every Ritz value inside the spectrum.
-    The start vectors come from a fixed seed, so results are reproducible.
+    steps; every 10 steps, a channel whose estimate changed by less than `tol` (relative) at
+    this check and the one before stops (a 10-step plateau can still rise), so the work follows
+    the slowest channels only: most of a trained S5 layer's 4096 kernels stop after 30-40
+    steps, a few need 80. On breakdown (an
+    invariant subspace) the channel restarts from a fresh vector with a zero coupling, which
+    keeps every Ritz value inside the spectrum. The start vectors come from a fixed seed, so
+    results are reproducible.
     """
     h = _f64(h)
     length = _length(h)
     batch = h.shape[:-1]
+    flat = h.reshape(-1, length)
     steps = max(1, iters)
     # Work with h / max|h|: HᵀH v is quadratic in h and its norm quartic, which would
     # overflow or underflow for |h| far from 1.
-    peak = h.abs().amax(dim=-1, keepdim=True)
+    peak = flat.abs().amax(dim=-1)
     peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-    h = h / peak
-    h_hat = torch.fft.rfft(h, n=2 * length)
+    h_hat = torch.fft.rfft(flat / peak[:, None], n=2 * length)
     gen = torch.Generator().manual_seed(0)
 
-    def random_unit() -> Tensor:
-        r = torch.randn((*batch, length), generator=gen, dtype=_DTYPE)
+    def random_unit(rows: int) -> Tensor:
+        r = torch.randn((rows, length), generator=gen, dtype=_DTYPE)
         return r / r.norm(dim=-1, keepdim=True)
 
     def dot(a: Tensor, b: Tensor) -> Tensor:
         return (a * b).sum(-1, keepdim=True)
 
-    v = random_unit()
+    count = flat.shape[0]
+    alphas, betas = flat.new_zeros((count, steps)), flat.new_zeros((count, steps))
+    top = flat.new_zeros(count)
+    active = torch.arange(count)  # the channels still iterating, and their state below
+    v = random_unit(count)
     v_prev = torch.zeros_like(v)
-    beta_prev = h.new_zeros((*batch, 1))
-    alphas: list[Tensor] = []
-    betas: list[Tensor] = []
-    scale = h.new_zeros((*batch, 1))
-    previous: Tensor | None = None
+    beta_prev = flat.new_zeros((count, 1))
+    scale = flat.new_zeros((count, 1))
+    previous = torch.full((count,), math.inf, dtype=_DTYPE)
+    calm = torch.zeros(count, dtype=torch.bool)  # stable at the last check
     for j in range(steps):
         w = _apply_ht(h_hat, _apply_h(h_hat, v, length), length) - beta_prev * v_prev
         alpha = dot(w, v)
         w = w - alpha * v
         w = w - dot(w, v) * v - dot(w, v_prev) * v_prev  # local re-orthogonalisation
-        alphas.append(alpha[..., 0])
-        beta = w.norm(dim=-1, keepdim=True)
-        scale = torch.maximum(scale, torch.maximum(alpha.abs(), beta))
+        alphas[active, j] = alpha[:, 0]
         if j == steps - 1:
             break
+        beta = w.norm(dim=-1, keepdim=True)
+        scale = torch.maximum(scale, torch.maximum(alpha.abs(), beta))
         broke = beta <= 1e-13 * scale
         nxt = w / beta.clamp_min(torch.finfo(_DTYPE).tiny)
         if bool(broke.any()):
-            nxt = torch.where(broke, random_unit(), nxt)
+            nxt = torch.where(broke, random_unit(len(active)), nxt)
             beta = torch.where(broke, torch.zeros_like(beta), beta)
-        betas.append(beta[..., 0])
+        betas[active, j] = beta[:, 0]
         v_prev, v, beta_prev = v, nxt, beta
         if (j + 1) % 10 == 0:
-            top = _ritz_max(torch.stack(alphas, -1), torch.stack(betas[:-1], -1))
-            if previous is not None and bool(((top - previous).abs() <= tol * top.abs()).all()):
+            estimate = _ritz_max(alphas[active, : j + 1], betas[active, :j])
+            still = (estimate - previous).abs() <= tol * estimate.abs()
+            done = still & calm  # unchanged over 20 steps: a 10-step plateau can still rise
+            top[active[done]] = estimate[done]
+            going = ~done
+            active, previous, calm = active[going], estimate[going], still[going]
+            if len(active) == 0:
                 break
-            previous = top
-    count = len(alphas)
-    betas_t = torch.stack(betas[: count - 1], -1) if count > 1 else h.new_zeros((*batch, 0))
-    top = _ritz_max(torch.stack(alphas, -1), betas_t).clamp_min(0.0)
-    return top * peak[..., 0].square()
+            h_hat, v, v_prev = h_hat[going], v[going], v_prev[going]
+            beta_prev, scale = beta_prev[going], scale[going]
+    if len(active):
+        top[active] = _ritz_max(alphas[active, : j + 1], betas[active, :j])
+    return (top.clamp_min(0.0) * peak.square()).reshape(batch)
 
 
 def spectral_bound(h: Tensor, M: Scalar, iters: int = 100, tol: float = 1e-10) -> Tensor:

@@ -173,6 +173,22 @@ def test_spectral_norm_sq_long_many_channels() -> None:
     assert bool((value <= h.abs().sum(-1).square() * (1 + 1e-12)).all())
 
 
+def test_spectral_norm_sq_stopping_each_channel_early_changes_nothing() -> None:
+    """Kernels with an isolated top singular value (λ = 0.999, white noise) converge in a few
+    dozen steps and stop, while fast-decaying ones (a flat top of the spectrum) take all 100:
+    each channel equals the run with no early stop, and the fast ones the dense norm."""
+    gen = torch.Generator().manual_seed(9)
+    lam = torch.cat([0.5 * torch.rand(6, 3, generator=gen, dtype=F64), torch.full((2, 3), 0.999)])
+    c = torch.randn(8, 3, generator=gen, dtype=F64)
+    h = diagonal_impulse_response(lam, torch.ones(3, dtype=F64), c, 512)
+    h = torch.cat([h, torch.randn(4, 512, generator=gen, dtype=F64)])
+    early = spectral_norm_sq(h)
+    torch.testing.assert_close(early, spectral_norm_sq(h, tol=0.0), rtol=1e-12, atol=0)
+    big_h = dense_h(h[6:])
+    dense = torch.linalg.eigvalsh(big_h.mT @ big_h)[..., -1]
+    torch.testing.assert_close(early[6:], dense, rtol=1e-12, atol=0)
+
+
 # --- impulse response ------------------------------------------------------------------------
 
 
