@@ -10,10 +10,12 @@ per-layer, per-channel rows of `layer_bounds.model_rows` (LTI layers) or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -55,20 +57,28 @@ class BoundsCheck:
         return summarise_rows(self.rows)
 
     def save(self, out: str | Path) -> list[Path]:
-        """The rows as CSV at `out` and {meta, summary, rows[, delta]} as JSON beside it."""
+        """The rows as CSV at `out`, {meta, summary, rows[, delta]} as JSON beside it and, for
+        Mamba, the Δ points in `<stem>_delta.npz`: everything `load_check` needs to draw the
+        figures again without redoing the check."""
         out = Path(out)
         with atomic_file(out) as f:
             pd.DataFrame(self.rows).to_csv(f, index=False)
         meta = {"model": self.name, "source": self.source, "L": self.L}
-        payload: dict[str, Any] = {
-            "meta": meta | {"perturbation": self.perturbation},
-            "summary": self.summary,
-            "rows": self.rows,
-        }
+        meta |= {"perturbation": self.perturbation, "law": asdict(self.law) if self.law else None}
+        payload: dict[str, Any] = {"meta": meta, "summary": self.summary, "rows": self.rows}
+        written = [out, out.with_suffix(".json")]
         if self.deltas:
             payload["delta"] = {name: d.summary() for name, d in self.deltas.items()}
+            arrays = {
+                f"{layer}/{name}": values
+                for layer, stats in self.deltas.items()
+                for name, values in stats.to_numpy().items()
+            }
+            with atomic_file(_delta_file(out), "wb") as f:
+                np.savez_compressed(f, **arrays)
+            written.append(_delta_file(out))
         write_json(out.with_suffix(".json"), payload)
-        return [out, out.with_suffix(".json")]
+        return written
 
     def figures(self, out_dir: str | Path, name: str | None = None) -> list[Path]:
         """Mamba: the bounds across channels and the Δ figure; an LTI model under an i.i.d.
@@ -82,6 +92,39 @@ class BoundsCheck:
         if self.law is not None:
             return write_bounds_figures(self.model, name, self.rows, self.law, out_dir)
         return []
+
+
+def _delta_file(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_delta.npz")
+
+
+def load_check(cache: str | Path, ckpt: str | Path) -> BoundsCheck | None:
+    """The check `BoundsCheck.save` wrote at `cache` for the checkpoint `ckpt`, to draw its
+    figures again; None when the cache lacks what they need (the law, or Mamba's Δ points),
+    as caches written before they were saved do."""
+    cache = Path(cache)
+    if not cache.with_suffix(".json").is_file():
+        return None
+    payload = json.loads(cache.with_suffix(".json").read_text())
+    meta = payload["meta"]
+    deltas: dict[str, DeltaStats] = {}
+    if meta["model"] == "mamba":
+        if not _delta_file(cache).is_file():
+            return None
+        with np.load(_delta_file(cache), allow_pickle=False) as arrays:
+            by_layer: dict[str, dict[str, np.ndarray]] = {}
+            for name in arrays.files:
+                layer, key = name.split("/", 1)
+                by_layer.setdefault(layer, {})[key] = arrays[name]
+        deltas = {layer: DeltaStats.from_numpy(a) for layer, a in by_layer.items()}
+    elif not meta.get("law"):
+        return None
+    model, _ = load_model(ckpt, "cpu")
+    law = PerturbationLaw(**meta["law"]) if meta.get("law") else None
+    return BoundsCheck(
+        model, meta["model"], meta["source"], meta["L"], meta["perturbation"],
+        payload["rows"], law, deltas,
+    )  # fmt: skip
 
 
 def check_model(

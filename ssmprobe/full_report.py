@@ -516,15 +516,19 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
 def _bounds_outputs(
     run: RunInfo, options: ReportOptions, out: Path, log: Callable[[str], None]
 ) -> list[Path]:
-    """The run's bounds figures, recomputing (and re-caching) the check when its cache is
-    stale or a figure is missing."""
-    from .bounds_check import check_model
+    """The run's bounds figures: drawn from its cached check, recomputed (and re-cached) when
+    the cache is stale or lacks what the figures need."""
+    from .bounds_check import check_model, load_check
 
     name = run.path.name
     figures = [out / f"{stem}_{name}.png" for stem in _bounds_stems(run.model)]
     cache = run.path / BOUNDS_FILE
-    if not _stale(cache, _probed(run)) and all(f.is_file() for f in figures):
-        return [p for f in figures for p in (f, f.with_suffix(".pdf"))]
+    if not _stale(cache, _probed(run)):
+        if all(f.is_file() for f in figures):
+            return [p for f in figures for p in (f, f.with_suffix(".pdf"))]
+        cached = load_check(cache, _probed(run))
+        if cached is not None:
+            return cached.figures(out, name)
     log(f"Theorem 4.1.1 on {_probed(run)}")
     eps = read_json(run.path / "config.json").get("train", {}).get("eps", 0.1)
     result = check_model(

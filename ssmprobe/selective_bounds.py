@@ -27,10 +27,11 @@ naive ZOH (Ā - I)(ΔA)⁻¹ΔB in float32 and float64 against the stable form i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -118,6 +119,24 @@ class DeltaStats:
 
     def arrays(self, kind: str) -> dict[str, Tensor]:
         return {key: torch.cat(v) for key, v in self.points.get(kind, {}).items()}
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The kept points and extremes as flat arrays (`kind.key` names), for an .npz file."""
+        out = {"dt_range": np.array([self.dt_min, self.dt_max])}
+        for kind in self.points:
+            out |= {f"{kind}.{key}": v.numpy() for key, v in self.arrays(kind).items()}
+        return out
+
+    @classmethod
+    def from_numpy(cls, arrays: Mapping[str, np.ndarray]) -> DeltaStats:
+        """The inverse of `to_numpy`."""
+        stats = cls(dt_min=float(arrays["dt_range"][0]), dt_max=float(arrays["dt_range"][1]))
+        for name, values in arrays.items():
+            if "." in name:
+                kind, key = name.split(".", 1)
+                stats.points.setdefault(kind, {})[key] = [torch.from_numpy(np.array(values))]
+                stats.kept[kind] = len(values)
+        return stats
 
     def summary(self) -> dict[str, Any]:
         """Extremes of Δ, the log-log slope of ||B̄|| against Δ, |C̄B̄| quantiles per kind, and

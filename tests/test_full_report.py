@@ -106,6 +106,25 @@ def test_a_lost_output_is_rewritten_and_nothing_else(built: tuple[Path, Path]) -
     }
 
 
+@pytest.mark.slow
+def test_a_lost_bounds_figure_is_drawn_from_the_cached_check(
+    built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssmprobe.bounds_check
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached check was computed again")
+
+    monkeypatch.setattr(ssmprobe.bounds_check, "check_model", refuse)
+    runs, out = built
+    lost = [out / "bounds" / f"{stem}_s5_digits_pgd.png" for stem in ("bounds", "bounds_vs_L")]
+    before, before_runs = {p: p.read_bytes() for p in lost}, files(runs)
+    for path in lost:
+        path.unlink()
+    build_report(runs, out, OPTIONS, log=lambda _: None)
+    assert {p: p.read_bytes() for p in lost} == before and files(runs) == before_runs
+
+
 def test_bad_input_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no runs found under"):
         build_report(tmp_path, tmp_path / "out", OPTIONS)

@@ -189,3 +189,25 @@ def test_adversarial_perturbation_measured_at_each_ssm(tmp_path: Path, capsys) -
     assert ((rows["exact_from_second_moment"] / rows["exact"] - 1).abs() < 1e-4).all()
     assert main([*args, "--init", "--out", str(out)]) == 2
     assert "drop --init" in capsys.readouterr().err
+
+
+def test_a_saved_lti_check_draws_the_same_figures(tmp_path: Path) -> None:
+    """The law is saved with the rows: `load_check` redraws the three figures (the sweep over L
+    and the eigenvalues from the checkpoint) exactly as the fresh check does."""
+    from ssmprobe.bounds_check import check_model, load_check
+    from ssmprobe.checkpoint import bundled_dir
+
+    ckpt = bundled_dir() / "dss_pgd.pt"
+    check = check_model("dss", ckpt, channels=[0, 1, 2], mu=0.05)
+    check.save(tmp_path / "bounds.csv")
+    loaded = load_check(tmp_path / "bounds.csv", ckpt)
+    assert loaded is not None and loaded.law == check.law
+    fresh, again = check.figures(tmp_path / "fresh"), loaded.figures(tmp_path / "again")
+    assert len(fresh) == 6 and [p.name for p in fresh] == [p.name for p in again]
+    for a, b in zip(fresh, again, strict=True):
+        if a.suffix == ".png":
+            assert a.read_bytes() == b.read_bytes(), a.name
+    payload = json.loads((tmp_path / "bounds.json").read_text())
+    payload["meta"].pop("law")  # a cache from before the law was saved
+    (tmp_path / "bounds.json").write_text(json.dumps(payload))
+    assert load_check(tmp_path / "bounds.csv", ckpt) is None

@@ -192,3 +192,22 @@ def test_mamba_law_cli_and_bad_input(mamba_checkpoint: Path, tmp_path: Path, cap
         main(["bounds", "--model", "s4", "--ckpt", str(mamba_checkpoint), "--out", str(out)]) == 2
     )
     assert "holds a mamba, not a s4" in capsys.readouterr().err
+
+
+def test_a_saved_mamba_check_draws_the_same_figures(mamba_checkpoint: Path, tmp_path: Path) -> None:
+    """`load_check` brings back the rows and the Δ points from the cache: the report draws a
+    cached check's figures without redoing it, and they are the fresh ones byte for byte."""
+    from ssmprobe.bounds_check import check_model, load_check
+
+    check = check_model("mamba", mamba_checkpoint, n=4)
+    written = check.save(tmp_path / "bounds.csv")
+    assert tmp_path / "bounds_delta.npz" in written
+    loaded = load_check(tmp_path / "bounds.csv", mamba_checkpoint)
+    assert loaded is not None and loaded.rows == json.loads(json.dumps(check.rows))
+    fresh, again = check.figures(tmp_path / "fresh"), loaded.figures(tmp_path / "again")
+    assert [p.name for p in fresh] == [p.name for p in again]
+    for a, b in zip(fresh, again, strict=True):
+        if a.suffix == ".png":
+            assert a.read_bytes() == b.read_bytes(), a.name
+    (tmp_path / "bounds_delta.npz").unlink()  # a cache from before the Δ points were saved
+    assert load_check(tmp_path / "bounds.csv", mamba_checkpoint) is None
