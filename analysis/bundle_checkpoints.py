@@ -6,9 +6,10 @@ PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
 Files already in the manifest and not named here keep their entries. The report's cached
 results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
-cache/BUNDLED_NAME/. The manifest records, per file, its SHA-256, the run's model and training
-configs, dataset, method, ε, the seconds its training took (all epochs, from metrics.jsonl) and
-the clean / PGD-10 / AA accuracy from the run's eval file, so that a test can check that the
+cache/BUNDLED_NAME/, replacing those of an earlier entry of that name. The manifest records,
+per file, its SHA-256, the run's model and training configs, dataset, method, ε, the seconds
+its training took (all epochs, from metrics.jsonl) and the clean / PGD-10 / AA accuracy from
+the run's eval file, so that a test can check that the
 bundled weights load and still score what they scored.
 
     python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
@@ -27,7 +28,14 @@ from ssmprobe.checkpoint import load_checkpoint
 from ssmprobe.io import write_json
 from ssmprobe.report import read_metrics
 
-CACHES = ("metrics.jsonl", "discrepancy.csv", "discrepancy.json", "bounds.csv", "bounds.json")
+CACHES = (
+    "metrics.jsonl",
+    "discrepancy.csv",
+    "discrepancy.json",
+    "bounds.csv",
+    "bounds.json",
+    "bounds_delta.npz",
+)
 
 
 def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") -> list[Path]:
@@ -61,10 +69,12 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
             "n_test": evaluation["n"],
             "accuracy": evaluation["results"],
         }
+        folder = out / "cache" / name  # a replaced entry keeps nothing of the old run's
         for cache in CACHES:  # the report's results, so `report --zoo` need not recompute them
+            (folder / cache).unlink(missing_ok=True)
             if (run / cache).is_file():
-                (out / "cache" / name).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(run / cache, out / "cache" / name / cache)
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run / cache, folder / cache)
         copied.append(target)
     write_json(manifest_path, dict(sorted(manifest.items())))
     return copied

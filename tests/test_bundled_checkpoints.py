@@ -52,7 +52,7 @@ def test_a_damaged_bundled_file_is_refused(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -> None:
-    """Re-bundling a retrained run over a bundled file updates file and manifest together."""
+    """Re-bundling a retrained run over a bundled file updates file, manifest and cache together."""
     import sys
 
     from ssmprobe import checkpoint
@@ -70,7 +70,11 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     assert main(f"train --model s4 {tiny} --out {runs} --name r".split()) == 0
     record = {"checkpoint": "last.pt", "dataset": "digits", "n": 8, "eps": 0.1, "results": {}}
     (runs / "r" / "eval_last.json").write_text(json.dumps(record))
+    old_cache = tmp_path / "cache" / Path(name).stem
+    old_cache.mkdir(parents=True)
+    (old_cache / "bounds.csv").write_text("the old run's check\n")
     bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
+    assert sorted(p.name for p in old_cache.iterdir()) == ["metrics.jsonl"]  # the new run's
     entry = json.loads((tmp_path / "manifest.json").read_text())[name]
     assert entry["sha256"] == hashlib.sha256((runs / "r" / "last.pt").read_bytes()).hexdigest()
     checkpoint.load_checkpoint(tmp_path / name)  # verifies against the new entry
