@@ -9,8 +9,8 @@ results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) 
 cache/BUNDLED_NAME/, replacing those of an earlier entry of that name. The manifest records,
 per file, its SHA-256, the run's model and training configs, dataset, method, ε, the seconds
 its training took (all epochs, from metrics.jsonl) and the clean / PGD-10 / AA accuracy from
-the run's eval file, so that a test can check that the
-bundled weights load and still score what they scored.
+the run's eval file, so that a test can check that the bundled weights load and still score
+what they scored.
 
     python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
         s4_pgd_preset:s4_pgd dss_pgd_preset:dss_pgd
