@@ -505,12 +505,13 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
     if not csvs:
         return [], pd.DataFrame()
     from .probe.discrepancy import load_rows, summarise
-    from .probe.plots import plot_discrepancy
+    from .probe.plots import plot_rates, plot_steps
 
     rows = pd.concat([load_rows([c]).assign(run=c.parent.name) for c in csvs], ignore_index=True)
     write_text(out / "discrepancy.csv", rows.to_csv(index=False))
     summary = pd.DataFrame(summarise(rows.to_dict("records")))
-    return [out / "discrepancy.csv", *plot_discrepancy(csvs, out)], summary
+    figures = plot_rates(rows, out) + plot_steps(csvs, out)
+    return [out / "discrepancy.csv", *figures], summary
 
 
 def _bounds_outputs(

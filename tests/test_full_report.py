@@ -283,3 +283,25 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
         "Theorem 4.1.1's kernel-form upper bound held on 158 of 160 channels (S4, S5), failing "
         "on 2 of S5's 96; the spectral bound on 128 of 128."
     )
+
+
+def test_per_position_figures_of_namesake_checkpoints_are_all_kept(tmp_path: Path) -> None:
+    """Your S5 PGD-AT run beside the zoo's: both have steps_s5_pgd_best, so each gets its run."""
+    from ssmprobe.checkpoint import bundled_dir
+    from ssmprobe.probe.plots import plot_steps
+
+    payload = json.loads((bundled_dir() / "cache" / "s5_pgd" / "discrepancy.json").read_text())
+    csvs = []
+    runs = ("runs/demo/s5_digits_pgd", "runs/demo/zoo/s5_pgd", "elsewhere/s5_pgd")
+    for i, run in enumerate(runs):
+        payload["results"][0]["meta"]["checkpoint"] = f"{run}/best.pt"
+        (tmp_path / f"{i}.json").write_text(json.dumps(payload))
+        csvs.append(tmp_path / f"{i}.csv")
+    only = [tmp_path / "0.csv"]
+    assert [p.name for p in plot_steps(only, tmp_path / "one")] == [
+        "steps_s5_pgd_best.png", "steps_s5_pgd_best.pdf",
+    ]  # fmt: skip
+    names = [p.stem for p in plot_steps(csvs, tmp_path / "out") if p.suffix == ".png"]
+    assert names == [
+        "steps_s5_pgd_best_s5_digits_pgd", "steps_s5_pgd_best_s5_pgd", "steps_s5_pgd_best_s5_pgd_2",
+    ]  # fmt: skip

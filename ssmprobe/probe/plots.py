@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -147,35 +148,57 @@ def make_steps_figure(result: dict) -> Figure:
 def plot_discrepancy(
     results: Sequence[str | Path], out_dir: str | Path, norm: str = "none"
 ) -> list[Path]:
-    """Figure 3 (models without AdS), Figure 4 (models with AdS) and the per-position curves
-    (from the JSON beside each CSV) as PNG and PDF in `out_dir`; returns the written paths."""
-    rows = load_rows(results)
+    """Figures 3-4 and the per-position curves of the CSV files `results` (`discrepancy.save`)
+    as PNG and PDF in `out_dir`; returns the written paths."""
+    return plot_rates(load_rows(results), out_dir, norm) + plot_steps(results, out_dir)
+
+
+def plot_rates(rows: pd.DataFrame, out_dir: str | Path, norm: str = "none") -> list[Path]:
+    """Figure 3 (models without AdS) and Figure 4 (models with AdS) from discrepancy rows
+    (`discrepancy.load_rows`) of normalisation `norm`; returns the written paths."""
     rows = rows[rows["norm"] == norm]
     if rows.empty:
         raise ValueError(f"the results hold no rows with norm {norm!r}")
     summary = pd.DataFrame(summarise(rows.to_dict("records")))
-    out_dir = Path(out_dir)
-    figures = {}
     ads = summary["ads"].map(_has_ads)
-    plain, with_ads = summary[~ads], summary[ads]
     suffix = "" if norm == "none" else "_relative"
-    if not plain.empty:
-        figures[f"figure3_discrepancy{suffix}"] = make_rate_figure(
-            plain, "Feature discrepancy rate per component (Fig. 3)"
+    figures = {
+        f"figure3_discrepancy{suffix}": (summary[~ads], "per component (Fig. 3)"),
+        f"figure4_discrepancy_ads{suffix}": (summary[ads], "with AdS (Fig. 4)"),
+    }
+    return [
+        path
+        for name, (part, what) in figures.items()
+        if not part.empty
+        for path in save_figure(
+            make_rate_figure(part, f"Feature discrepancy rate {what}"), Path(out_dir) / name
         )
-    if not with_ads.empty:
-        figures[f"figure4_discrepancy_ads{suffix}"] = make_rate_figure(
-            with_ads, "Feature discrepancy rate with AdS (Fig. 4)"
-        )
-    for path in map(Path, results):
-        json_path = path.with_suffix(".json")
+    ]
+
+
+def plot_steps(results: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """The per-position curves of every checkpoint in the JSON files beside the CSV files
+    `results` (a CSV without one has none), named steps_<model>_<method>_<checkpoint>; where
+    two checkpoints share that name (your s5_pgd run and the zoo's) each also gets its run
+    directory, then a count. Returns the written paths."""
+    found = []
+    for json_path in (Path(p).with_suffix(".json") for p in results):
         if json_path.is_file():
-            for result in json.loads(json_path.read_text())["results"]:
-                meta = result["meta"]
-                model = meta["model"] + (f"-{meta['ads']}" if meta["ads"] else "")
-                stem = Path(meta["checkpoint"]).stem
-                figures[f"steps_{model}_{meta['method']}_{stem}"] = make_steps_figure(result)
+            found += json.loads(json_path.read_text())["results"]
+    names = []
+    for result in found:
+        meta = result["meta"]
+        model = meta["model"] + (f"-{meta['ads']}" if meta["ads"] else "")
+        names.append(f"steps_{model}_{meta['method']}_{Path(meta['checkpoint']).stem}")
+    shared = Counter(names)
+    names = [
+        name if shared[name] == 1 else f"{name}_{Path(r['meta']['checkpoint']).parent.name}"
+        for name, r in zip(names, found, strict=True)
+    ]
+    seen: Counter[str] = Counter()
     written = []
-    for name, fig in figures.items():
-        written += save_figure(fig, out_dir / name)
+    for name, result in zip(names, found, strict=True):
+        seen[name] += 1
+        stem = name if seen[name] == 1 else f"{name}_{seen[name]}"
+        written += save_figure(make_steps_figure(result), Path(out_dir) / stem)
     return written
