@@ -250,10 +250,9 @@ def spectral_norm_sq(h: Tensor, iters: int = 100, tol: float = 1e-10) -> Tensor:
     steps; every 10 steps, a channel whose estimate changed by less than `tol` (relative) at
     this check and the one before stops (a 10-step plateau can still rise), so the work follows
     the slowest channels only: most of a trained S5 layer's 4096 kernels stop after 30-40
-    steps, a few need 80. On breakdown (an
-    invariant subspace) the channel restarts from a fresh vector with a zero coupling, which
-    keeps every Ritz value inside the spectrum. The start vectors come from a fixed seed, so
-    results are reproducible.
+    steps, a few need 80. On breakdown (an invariant subspace) the channel restarts from a
+    fresh vector with a zero coupling, which keeps every Ritz value inside the spectrum. The
+    start vectors come from a fixed seed, so results are reproducible.
     """
     h = _f64(h)
     length = _length(h)
