@@ -517,15 +517,16 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
 def _bounds_outputs(
     run: RunInfo, options: ReportOptions, out: Path, log: Callable[[str], None]
 ) -> list[Path]:
-    """The run's bounds figures: drawn from its cached check, recomputed (and re-cached) when
-    the cache is stale or lacks what the figures need."""
+    """The run's bounds figures, kept while newer than its cached check, else drawn from the
+    cache; the check is recomputed (and re-cached) when the cache is stale or lacks what the
+    figures need."""
     from .bounds_check import check_model, load_check
 
     name = run.path.name
     figures = [out / f"{stem}_{name}.png" for stem in _bounds_stems(run.model)]
     cache = run.path / BOUNDS_FILE
     if not _stale(cache, _probed(run)):
-        if all(f.is_file() for f in figures):
+        if not any(_stale(f, cache) for f in figures):
             return [p for f in figures for p in (f, f.with_suffix(".pdf"))]
         cached = load_check(cache, _probed(run))
         if cached is not None:

@@ -124,6 +124,16 @@ def test_a_lost_bounds_figure_is_drawn_from_the_cached_check(
     build_report(runs, out, OPTIONS, log=lambda _: None)
     assert {p: p.read_bytes() for p in lost} == before and files(runs) == before_runs
 
+    # A check cached after the figure was drawn (a retrained run's): the figure follows it.
+    cache = runs / "s5_digits_pgd" / "bounds.json"
+    payload = json.loads(cache.read_text())
+    payload["rows"] = [row | {"exact": 2 * row["exact"]} for row in payload["rows"]]
+    cache.write_text(json.dumps(payload))
+    csv = cache.with_suffix(".csv")
+    csv.write_text(csv.read_text())  # saved together: the report compares with the CSV
+    build_report(runs, out, OPTIONS, log=lambda _: None)
+    assert lost[0].read_bytes() != before[lost[0]]
+
 
 def test_bad_input_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no runs found under"):
