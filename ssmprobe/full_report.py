@@ -507,7 +507,12 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
     from .probe.discrepancy import load_rows, summarise
     from .probe.plots import plot_rates, plot_steps
 
-    rows = pd.concat([load_rows([c]).assign(run=c.parent.name) for c in csvs], ignore_index=True)
+    frames = []
+    for csv in csvs:  # each checkpoint where it lies now: a zoo cache names the run it came from
+        frame = load_rows([csv]).assign(run=csv.parent.name)
+        frame["checkpoint"] = [str(csv.parent / Path(c).name) for c in frame["checkpoint"]]
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)
     write_text(out / "discrepancy.csv", rows.to_csv(index=False))
     summary = pd.DataFrame(summarise(rows.to_dict("records")))
     figures = plot_rates(rows, out) + plot_steps(csvs, out)

@@ -315,3 +315,27 @@ def test_per_position_figures_of_namesake_checkpoints_are_all_kept(tmp_path: Pat
     assert names == [
         "steps_s5_pgd_best_s5_digits_pgd", "steps_s5_pgd_best_s5_pgd", "steps_s5_pgd_best_s5_pgd_2",
     ]  # fmt: skip
+
+
+def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
+    """A zoo cache names the checkpoint it was computed on (runs/digits/s4_pgd/best.pt): the
+    combined rows name the run directory's copy, so the findings put your run first."""
+    import pandas as pd
+
+    from ssmprobe.checkpoint import bundled_dir
+    from ssmprobe.full_report import _discrepancy_outputs, compute_findings
+
+    csvs = []
+    for name, run in (("s4_pgd", "zoo/s4_pgd"), ("s5_pgd", "s5_digits_pgd")):
+        (tmp_path / run).mkdir(parents=True)
+        for suffix in (".csv", ".json"):
+            source = bundled_dir() / "cache" / name / f"discrepancy{suffix}"
+            shutil.copy(source, tmp_path / run / f"discrepancy{suffix}")
+        csvs.append(tmp_path / run / "discrepancy.csv")
+    _, summary = _discrepancy_outputs(csvs, tmp_path / "out")
+    assert set(summary["checkpoint"]) == {
+        str(tmp_path / "zoo/s4_pgd/best.pt"), str(tmp_path / "s5_digits_pgd/best.pt"),
+    }  # fmt: skip
+    no_runs = pd.DataFrame(columns=["run", "dataset", "model", "method", "ads", "masking"])
+    findings = compute_findings(no_runs, summary, [])
+    assert findings[0].startswith("S5 PGD-AT, adversarial test inputs: the SSM raises KL")
