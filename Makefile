@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 # checkpoints of each run on the first DEMO_N test digits, the feature discrepancy and the
 # bounds of the pair (the zoo's are shipped), every table and figure, report.html, and the
 # findings printed from the run's own numbers. Re-running it reuses what is done. A fresh clone
-# took 9 min 54 s on 2 CPU cores with the 27-entry zoo, install included (8 min 38 s with 20
-# entries; S5 PGD-AT: 93 / 78 / AA 76 on 100 digits).
+# took 8 min 6 s on 2 CPU cores with the 27-entry zoo, install included (9 min 54 s before the
+# zoo's bounds figures were drawn from their caches and the S5 sweep's Lanczos runs stopped per
+# channel; S5 PGD-AT: 93 / 78 / AA 76 on 100 digits).
 DEMO_N ?= 100
 demo: $(STAMP)
 	$(BIN)/ssmprobe train --model s5 --method st --epochs 15 --out runs/demo --resume --quiet
