@@ -211,3 +211,13 @@ def test_a_saved_lti_check_draws_the_same_figures(tmp_path: Path) -> None:
     payload["meta"].pop("law")  # a cache from before the law was saved
     (tmp_path / "bounds.json").write_text(json.dumps(payload))
     assert load_check(tmp_path / "bounds.csv", ckpt) is None
+
+
+def test_the_bounds_benchmark_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bounds.py"
+    args = [sys.executable, str(script), "--model", "dss", "--preset", "digits", "--L", "16"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert "dss (digits preset, fresh): 2 layers" in out and "stopping per channel" in out
