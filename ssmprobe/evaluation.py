@@ -8,12 +8,13 @@ beside the checkpoint in the run-directory format that `report.collect_runs` rea
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .attacks import AttackConfig, evaluate_attack, parse_attack
+from .attacks import AttackConfig, AutoAttackWarning, evaluate_attack, parse_attack
 from .data import load_dataset, make_loader
 from .io import write_json
 from .models.reference import Reference
@@ -57,7 +58,9 @@ def evaluate_checkpoint(
 
     ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
     Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...},
-    "masking": [reasons to suspect gradient masking (`sanity.masking_flags`)]}.
+    "masking": [reasons to suspect gradient masking (`sanity.masking_flags`)],
+    "autoattack_checks": [AutoAttack's own check warnings, e.g. Square still succeeding after
+    the gradient attacks, which its AA accuracy already counts]}.
     With `reference`, `path` is a state dict of the paper's reference code (`Reference`).
     """
     if n < 1:
@@ -74,10 +77,18 @@ def evaluate_checkpoint(
     test = test.subset(torch.arange(min(n, len(test))))
     loader = make_loader(test, batch_size)
     results = {"clean": evaluate(model, loader)[1]}
-    for config in configs:
-        results[config.label] = evaluate_attack(
-            model, loader, config, progress=progress, seed=seed
-        )["acc"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AutoAttackWarning)
+        for config in configs:
+            results[config.label] = evaluate_attack(
+                model, loader, config, progress=progress, seed=seed
+            )["acc"]
+    checks: list[str] = []
+    for w in caught:  # AutoAttack's own checks go into the record, any other warning on
+        if issubclass(w.category, AutoAttackWarning):
+            checks += [] if str(w.message) in checks else [str(w.message)]
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     record = {
         "checkpoint": path.name,
         "dataset": dataset,
@@ -85,6 +96,7 @@ def evaluate_checkpoint(
         "eps": linf_eps,
         "results": results,
         "masking": masking_flags(results),
+        "autoattack_checks": checks,
     }
     write_json(path.with_name(f"eval_{path.stem}.json"), record)
     return record
@@ -92,8 +104,9 @@ def evaluate_checkpoint(
 
 def format_results(record: dict[str, Any]) -> str:
     """One line: the checkpoint, then each accuracy in %; then one warning line per reason to
-    suspect gradient masking."""
+    suspect gradient masking and per AutoAttack check that warned."""
     parts = [f"{name} {100 * acc:.2f}%" for name, acc in record["results"].items()]
     line = f"{record['checkpoint']} ({record['dataset']}, n={record['n']}): " + "  ".join(parts)
-    warnings = [f"\nwarning: suspected gradient masking: {f}" for f in record.get("masking", [])]
-    return line + "".join(warnings)
+    lines = [f"\nwarning: suspected gradient masking: {f}" for f in record.get("masking", [])]
+    lines += [f"\nwarning: {check}" for check in record.get("autoattack_checks", [])]
+    return line + "".join(lines)

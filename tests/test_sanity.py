@@ -76,3 +76,31 @@ def test_tables_mark_the_flagged_row_with_a_footnote(tmp_path: Path) -> None:
     (runs / "masked" / "eval_last.json").unlink()
     clean_md = write_tables(collect_runs(runs), tmp_path / "out2")["md"].read_text()
     assert MARK not in clean_md and FOOTNOTE not in clean_md
+
+
+def test_autoattacks_own_checks_are_kept_in_the_eval_record(tmp_path: Path, monkeypatch) -> None:
+    """AutoAttack's check warnings (once each) go into eval_*.json and the printed line; any
+    other warning passes through."""
+    import json
+    import shutil
+    import warnings
+
+    import ssmprobe.evaluation
+    from ssmprobe.attacks import AutoAttackWarning
+    from ssmprobe.checkpoint import bundled_dir
+
+    def attack(*args: object, **kwargs: object) -> dict:
+        for _ in range(2):  # one per batch, say
+            message = "AutoAttack: Square Attack has decreased ..."
+            warnings.warn(message, AutoAttackWarning, stacklevel=2)
+        warnings.warn("something else", UserWarning, stacklevel=2)
+        return {"acc": 0.5}
+
+    monkeypatch.setattr(ssmprobe.evaluation, "evaluate_attack", attack)
+    shutil.copy(bundled_dir() / "s4_st.pt", tmp_path / "last.pt")
+    with pytest.warns(UserWarning, match="something else"):
+        record = ssmprobe.evaluation.evaluate_checkpoint(tmp_path / "last.pt", ["aa"], n=8)
+    assert record["autoattack_checks"] == ["AutoAttack: Square Attack has decreased ..."]
+    saved = json.loads((tmp_path / "eval_last.json").read_text())
+    assert saved["autoattack_checks"] == record["autoattack_checks"]
+    assert "warning: AutoAttack: Square Attack" in format_results(record)
