@@ -83,11 +83,11 @@ def evaluate_checkpoint(
             results[config.label] = evaluate_attack(
                 model, loader, config, progress=progress, seed=seed
             )["acc"]
-    checks: list[str] = []
-    for w in caught:  # AutoAttack's own checks go into the record, any other warning on
-        if issubclass(w.category, AutoAttackWarning):
-            checks += [] if str(w.message) in checks else [str(w.message)]
-        else:
+    checks = list(  # AutoAttack's own checks go into the record, once each
+        dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AutoAttackWarning))
+    )
+    for w in caught:  # any other warning goes on
+        if not issubclass(w.category, AutoAttackWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     record = {
         "checkpoint": path.name,

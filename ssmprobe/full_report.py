@@ -515,7 +515,7 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
     rows = pd.concat(frames, ignore_index=True)
     write_text(out / "discrepancy.csv", rows.to_csv(index=False))
     summary = pd.DataFrame(summarise(rows.to_dict("records")))
-    figures = plot_rates(rows, out) + plot_steps(csvs, out)
+    figures = plot_rates(summary, out) + plot_steps(csvs, out)
     return [out / "discrepancy.csv", *figures], summary
 
 

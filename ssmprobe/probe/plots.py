@@ -150,16 +150,16 @@ def plot_discrepancy(
 ) -> list[Path]:
     """Figures 3-4 and the per-position curves of the CSV files `results` (`discrepancy.save`)
     as PNG and PDF in `out_dir`; returns the written paths."""
-    return plot_rates(load_rows(results), out_dir, norm) + plot_steps(results, out_dir)
+    summary = pd.DataFrame(summarise(load_rows(results).to_dict("records")))
+    return plot_rates(summary, out_dir, norm) + plot_steps(results, out_dir)
 
 
-def plot_rates(rows: pd.DataFrame, out_dir: str | Path, norm: str = "none") -> list[Path]:
-    """Figure 3 (models without AdS) and Figure 4 (models with AdS) from discrepancy rows
-    (`discrepancy.load_rows`) of normalisation `norm`; returns the written paths."""
-    rows = rows[rows["norm"] == norm]
-    if rows.empty:
+def plot_rates(summary: pd.DataFrame, out_dir: str | Path, norm: str = "none") -> list[Path]:
+    """Figure 3 (models without AdS) and Figure 4 (models with AdS) from the per-component
+    summary (`discrepancy.summarise`) of normalisation `norm`; returns the written paths."""
+    summary = summary[summary["norm"] == norm].reset_index(drop=True)
+    if summary.empty:
         raise ValueError(f"the results hold no rows with norm {norm!r}")
-    summary = pd.DataFrame(summarise(rows.to_dict("records")))
     ads = summary["ads"].map(_has_ads)
     suffix = "" if norm == "none" else "_relative"
     figures = {
