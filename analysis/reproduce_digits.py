@@ -7,11 +7,13 @@ submitit job on this machine (`--parallel 2` on two cores): training, resumed wh
 killed, then PGD-10 and AutoAttack of best.pt and last.pt on all 360 test digits. Finished runs
 are skipped. With `--out`, `ssmprobe report` then writes the tables, figures and report there;
 `--bundle` copies every finished run with the report's cached results into checkpoints/
-(`bundle_checkpoints.bundle`: best.pt after adversarial training, last.pt after standard).
+(`bundle_checkpoints.bundle`: best.pt after adversarial training, last.pt after standard; seed 0
+only, the zoo holds one run per setting). `--seeds 1,2` trains more seeds of the same settings
+(`s4_pgd_seed1`); `ssmprobe table` then adds the mean and spread over seeds (`table_seeds.md`).
 
     python analysis/reproduce_digits.py [--runs runs/digits] [--out figures] [--bundle]
         [--models s4,dss,s5,mega,mamba] [--methods st,pgd,trades] [--only 'mamba_*,*_ads-*']
-        [--parallel 2] [--dry-run]
+        [--seeds 0,1,2] [--attacks pgd10] [--parallel 2] [--dry-run]
 """
 
 import argparse
@@ -30,6 +32,6 @@ if __name__ == "__main__":
     flags, rest = extra.parse_known_args()
     grid, runs, launched = main(rest, ("digits",), __doc__, n_eval=360, parents=[extra])
     if flags.bundle and launched:
-        which = {r.name: "last" if r.method == "st" else "best" for r in grid}
+        which = {r.name: "last" if r.method == "st" else "best" for r in grid if r.seed == 0}
         done = [name for name in which if finished(runs / name)]
         bundle(runs, [f"{name}:{name}:{which[name]}" for name in done])

@@ -121,7 +121,9 @@ def _table(args: argparse.Namespace) -> int:
 
     table = collect_runs(args.runs)
     paths = write_tables(table, Path(args.out or args.runs))
-    print(paths["md"].read_text())
+    for name in ("md", "seeds_md"):
+        if name in paths:
+            print(paths[name].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
 

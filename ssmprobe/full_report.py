@@ -436,6 +436,16 @@ def _sections(
             table=tables["md"].read_text(encoding="utf-8"),
         )
     ]
+    if "seeds_md" in tables:
+        sections.append(
+            Section(
+                "Seeds: mean and spread of the settings trained more than once",
+                "The same accuracies averaged over each setting's seeds, with their sample "
+                "standard deviation: a gap between two settings smaller than that spread is not "
+                "a finding.",
+                table=tables["seeds_md"].read_text(encoding="utf-8"),
+            )
+        )
     if curves:
         sections.append(
             Section(

@@ -9,6 +9,9 @@ submits the rest through submitit: its local executor runs them as processes on 
 job asks for; a job with more than one GPU runs the training under `torchrun`. A preempted SLURM
 job is simply submitted again: it resumes.
 
+`--seeds 0,1,2` repeats every run with each seed; seed 0 keeps the plain name, others add
+`_seed<n>` (`s4_pgd_seed1`), so a grid run once can gain seeds later without retraining.
+
 `expected_hours` turns measured seconds per epoch (`SECONDS_PER_EPOCH`) into GPU-hours for
 `--dry-run`.
 """
@@ -51,10 +54,12 @@ class GridRun:
     dataset: str
     ads: str | None = None
     extra: tuple[str, ...] = field(default=())  # more `ssmprobe train` options
+    seed: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.model}_{self.method}" + (f"_ads-{self.ads}" if self.ads else "")
+        ads = f"_ads-{self.ads}" if self.ads else ""
+        return f"{self.model}_{self.method}{ads}" + (f"_seed{self.seed}" if self.seed else "")
 
     def train_args(self, runs: Path) -> list[str]:
         resume = ["--resume"] if (runs / self.name / "last.pt").exists() else []
@@ -62,7 +67,7 @@ class GridRun:
             "train",
             *("--model", self.model, "--method", self.method, "--dataset", self.dataset),
             *(["--ads", self.ads] if self.ads else []),
-            *("--out", str(runs), "--name", self.name, "--quiet"),
+            *("--out", str(runs), "--name", self.name, "--seed", str(self.seed), "--quiet"),
             *resume,
             *self.extra,
         ]
@@ -73,21 +78,35 @@ def paper_grid(
     models: Sequence[str] = FAMILIES,
     methods: Sequence[str] = METHODS,
     extra: Sequence[str] = (),
+    seeds: Sequence[int] = (0,),
 ) -> list[GridRun]:
-    """Every run of Tables 1-2 on `dataset` among `models` and `methods`, cheapest first."""
+    """Every run of Tables 1-2 on `dataset` among `models` and `methods`, once per seed,
+    cheapest first (all of seed 0 before the next seed's)."""
     unknown = sorted({*models} - set(FAMILIES)) + sorted({*methods} - set(METHODS))
     if unknown:
         raise ValueError(f"unknown models or methods {unknown}; known: {FAMILIES}, {METHODS}")
-    runs = [GridRun(m, method, dataset, None, tuple(extra)) for m in models for method in methods]
-    runs += [
-        GridRun(m, method, dataset, ads, tuple(extra))
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds must be distinct integers >= 0, got {list(seeds)}")
+    settings = [(m, method, None) for m in models for method in methods]
+    settings += [
+        (m, method, ads)
         for m in models
         if m in ADS_FAMILIES
         for method in methods
         if method != "st"
         for ads in ADS
     ]
-    return sorted(runs, key=lambda r: (r.method != "st", r.ads is not None, _COST[r.model], r.name))
+    runs = [
+        GridRun(model, method, dataset, ads, tuple(extra), seed)
+        for model, method, ads in settings
+        for seed in seeds
+    ]
+    return sorted(runs, key=_cheapest_first)
+
+
+def _cheapest_first(run: GridRun) -> tuple:
+    """Seed, then ST before AT, plain before AdS, cheap families first (`_COST`)."""
+    return (run.seed, run.method != "st", run.ads is not None, _COST[run.model], run.name)
 
 
 def select(grid: Sequence[GridRun], patterns: Sequence[str]) -> list[GridRun]:
@@ -108,10 +127,19 @@ def finished(run_dir: Path) -> bool:
     return len(read_metrics(run_dir)) >= json.loads(config.read_text())["train"]["epochs"]
 
 
-def evaluated(run_dir: Path, n: int) -> bool:
-    """Whether best.pt and last.pt have eval files on at least `n` test samples."""
-    paths = [run_dir / f"eval_{which}.json" for which in ("best", "last")]
-    return all(p.is_file() and json.loads(p.read_text()).get("n", 0) >= n for p in paths)
+def evaluated(run_dir: Path, n: int, attacks: str = "pgd10,aa") -> bool:
+    """Whether best.pt and last.pt have eval files with every attack of `attacks` (and the
+    clean accuracy) on at least `n` test samples."""
+    wanted = {"clean", *attacks.split(",")}
+    for which in ("best", "last"):
+        path = run_dir / f"eval_{which}.json"
+        if not path.is_file():
+            return False
+        payload = json.loads(path.read_text())
+        results = {k for k, v in payload.get("results", {}).items() if v is not None}
+        if payload.get("n", 0) < n or not wanted <= results:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -139,7 +167,7 @@ def run_job(spec: JobSpec) -> str:
             subprocess.run(command, check=True)
         elif code := ssmprobe(args):
             raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
-    if not evaluated(run_dir, spec.n_eval):
+    if not evaluated(run_dir, spec.n_eval, spec.attacks):
         for which in ("best", "last"):
             args = ["eval", "--ckpt", str(run_dir / f"{which}.pt"), "--attack", spec.attacks]
             if code := ssmprobe([*args, "--n", str(spec.n_eval), "--quiet"]):
@@ -160,9 +188,15 @@ class LaunchOptions:
     parallel: int = 1  # local: jobs at once
 
 
-def pending(grid: Sequence[GridRun], runs: Path, n_eval: int) -> list[GridRun]:
+def pending(
+    grid: Sequence[GridRun], runs: Path, n_eval: int, attacks: str = "pgd10,aa"
+) -> list[GridRun]:
     """The runs of `grid` that still have training or evaluation to do."""
-    return [r for r in grid if not (finished(runs / r.name) and evaluated(runs / r.name, n_eval))]
+    return [
+        r
+        for r in grid
+        if not (finished(runs / r.name) and evaluated(runs / r.name, n_eval, attacks))
+    ]
 
 
 def launch(
@@ -178,7 +212,7 @@ def launch(
     import submitit
 
     runs = Path(runs)
-    todo = pending(grid, runs, n_eval)
+    todo = pending(grid, runs, n_eval, attacks)
     skipped = len(grid) - len(todo)
     log(f"{len(todo)} run(s) to do, {skipped} finished and skipped")
     if not todo:
@@ -249,6 +283,12 @@ def main(
     parser.add_argument("--models", default=",".join(FAMILIES))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--n", type=int, default=n_eval, help="test samples per evaluation")
+    parser.add_argument(
+        "--attacks", default="pgd10,aa", help="attacks of each evaluation (pgd10: a quick pass)"
+    )
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated training seeds; seed n > 0 adds _seed<n>"
+    )
     parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
     parser.add_argument("--parallel", type=int, default=1, help="local: jobs at once")
     parser.add_argument("--gpus", type=int, default=0, help="GPUs per job (>1: torchrun)")
@@ -261,8 +301,12 @@ def main(
     parser.add_argument("--extra", default="", help="more train options, e.g. '--data-dir D'")
     args = parser.parse_args(argv)
     runs = Path(args.runs or f"runs/{args.dataset}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
     grid = paper_grid(
-        args.dataset, args.models.split(","), args.methods.split(","), args.extra.split()
+        args.dataset, args.models.split(","), args.methods.split(","), args.extra.split(), seeds
     )
     if args.only:
         grid = select(grid, args.only.split(","))
@@ -281,7 +325,7 @@ def main(
         args.launcher, args.gpus, args.timeout_min, 1, args.partition, str(runs / ".submitit"),
         args.parallel,
     )  # fmt: skip
-    launch(grid, runs, options, n_eval=args.n)
+    launch(grid, runs, options, n_eval=args.n, attacks=args.attacks)
     if args.out:
         from .cli import main as ssmprobe
 

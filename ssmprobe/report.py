@@ -19,7 +19,9 @@ Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, M
 (ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
 the known ones alphabetically. `write_tables` writes that table as Markdown, CSV and booktabs
 LaTeX, each file atomically (`io.atomic_file`), so an interrupted report never leaves a
-half-written table.
+half-written table. When a setting was trained with several seeds, `seed_summary` gives its
+mean and sample standard deviation over them, which `write_tables` adds as `table_seeds.md` and
+`.csv`: one seed's gap between two settings means little at digits scale.
 
 A file that is there but unreadable (invalid JSON, wrong fields, an accuracy outside [0, 1])
 raises `RunDirError` naming it: silently dropping a run would make a table look complete when
@@ -57,6 +59,11 @@ CAPTION = (
     "best over all epochs) and the last; Diff = Best - Last; – = not evaluated."
 )
 
+SEEDS_CAPTION = (
+    "Mean ± sample standard deviation over seeds of the test accuracy (%) at the best and last "
+    "checkpoint, for the settings trained with several seeds; (k): only k of them have the value."
+)
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILES = {"best": "eval_best.json", "last": "eval_last.json"}
@@ -84,6 +91,7 @@ _HEADERS = {
     "best_rule": "Best rule",
     "masking": "Suspected masking",
     "run": "Run",
+    "seeds": "Seeds",
     **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
 }
 _DISPLAY = {
@@ -337,7 +345,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     has AdS), Seed (only when some setting was run with several seeds), then Best / Last / Diff
     under Clean, PGD-10 and AA, missing values as "–". The CSV has every column of the frame
     with the paper's names, empty cells for missing values, so it reads back as numbers.
-    Returns {"md": path, "csv": path, "tex": path}.
+    Returns {"md": path, "csv": path, "tex": path}, and "seeds_md", "seeds_csv" when some
+    setting has several seeds (`seed_summary`).
     """
     missing = [c for c in (*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS) if c not in df]
     if missing:
@@ -372,7 +381,55 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     write_text(paths["md"], _markdown(shown, cells, notes))
     write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
     write_text(paths["tex"], _latex(shown, cells, notes))
+    summary = seed_summary(df)
+    if not summary.empty:
+        paths |= {f"seeds_{name}": out_dir / f"table_seeds.{name}" for name in ("md", "csv")}
+        write_text(paths["seeds_md"], _seeds_markdown(summary))
+        write_text(paths["seeds_csv"], summary.to_csv(index=False, float_format="%.2f"))
     return paths
+
+
+SEED_STATS = [f"{attack}_{stat}" for attack in ATTACKS for stat in ("best", "last")]
+
+
+def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per setting (dataset, model, method, AdS) run with several seeds: `seeds` (how many
+    runs), then for Best and Last of Clean, PGD-10 and AA the mean over the runs that have the
+    value (`<column>_mean`), its sample standard deviation (`_std`, NaN from one value) and
+    that count (`_n`). Table order; empty when no setting has several seeds."""
+    repeated = df[df.duplicated(KEY_COLUMNS, keep=False)]
+    rows = []
+    for key, group in repeated.groupby(KEY_COLUMNS, sort=False):
+        row: dict[str, Any] = dict(zip(KEY_COLUMNS, key, strict=True)) | {"seeds": len(group)}
+        for column in SEED_STATS:
+            values = group[column].dropna()
+            row |= {
+                f"{column}_mean": values.mean(),
+                f"{column}_std": values.std(ddof=1),
+                f"{column}_n": len(values),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _seeds_markdown(summary: pd.DataFrame) -> str:
+    shown = ["dataset", "model", "method", *(["ads"] if (summary["ads"] != "none").any() else [])]
+
+    def cell(row: pd.Series, column: str) -> str:
+        n = row[f"{column}_n"]
+        if n == 0:
+            return MISSING
+        text = f"{row[f'{column}_mean']:.2f}"
+        text += f" ± {row[f'{column}_std']:.2f}" if n > 1 else ""
+        return text + (f" ({n})" if n < row["seeds"] else "")
+
+    cells = [
+        [*(display(c, row[c]) for c in shown), str(row["seeds"])]
+        + [cell(row, c) for c in SEED_STATS]
+        for _, row in summary.iterrows()
+    ]
+    headers = [*(_HEADERS[c] for c in (*shown, "seeds")), *(_HEADERS[c] for c in SEED_STATS)]
+    return _markdown_table(SEEDS_CAPTION, headers, cells, len(shown) + 1, [])
 
 
 def _rank(column: str, key: str) -> tuple[int, str]:
@@ -389,10 +446,20 @@ def _number(value: float) -> str:
 
 
 def _markdown(shown: Sequence[str], cells: list[list[str]], notes: Sequence[str]) -> str:
+    header = [_HEADERS[c] for c in (*shown, *ACCURACY_COLUMNS)]
+    return _markdown_table(CAPTION, header, cells, len(shown), notes)
+
+
+def _markdown_table(
+    caption: str,
+    header: Sequence[str],
+    cells: list[list[str]],
+    n_labels: int,
+    notes: Sequence[str],
+) -> str:
+    """A captioned Markdown table, the first `n_labels` columns left-aligned, the rest right."""
     cells = [[text.replace("|", r"\|") for text in row] for row in cells]  # a name with a pipe
-    header = [_HEADERS[c] for c in shown] + [_HEADERS[c] for c in ACCURACY_COLUMNS]
     widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=True)]
-    n_labels = len(shown)
 
     def line(texts: Sequence[str]) -> str:
         padded = [
@@ -410,7 +477,7 @@ def _markdown(shown: Sequence[str], cells: list[list[str]], notes: Sequence[str]
     )
     return "\n".join(
         [
-            CAPTION,
+            caption,
             "",
             line(header),
             rule,

@@ -339,3 +339,20 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
     no_runs = pd.DataFrame(columns=["run", "dataset", "model", "method", "ads", "masking"])
     findings = compute_findings(no_runs, summary, [])
     assert findings[0].startswith("S5 PGD-AT, adversarial test inputs: the SSM raises KL")
+
+
+def test_settings_with_several_seeds_get_the_seed_table(tmp_path: Path, capsys) -> None:
+    from run_fixtures import write_run
+
+    from ssmprobe.full_report import _sections
+    from ssmprobe.report import collect_runs, write_tables
+
+    runs = tmp_path / "runs"
+    for seed, pgd in enumerate((0.8, 0.9)):
+        write_run(runs, f"s4_pgd_{seed}", seed=seed, best={"clean": 0.99, "pgd10": pgd})
+    frame = collect_runs(runs)
+    sections = _sections(frame, write_tables(frame, tmp_path), [], [], {}, [], [])
+    seeds = next(s for s in sections if s.title.startswith("Seeds"))
+    assert "85.00 ± 7.07" in seeds.table
+    assert main(["table", str(runs)]) == 0
+    assert "85.00 ± 7.07" in capsys.readouterr().out  # `ssmprobe table` prints it too

@@ -15,6 +15,7 @@ import pytest
 from ssmprobe.grid import (
     GridRun,
     LaunchOptions,
+    evaluated,
     expected_hours,
     finished,
     launch,
@@ -45,6 +46,33 @@ def test_the_papers_grid() -> None:
     assert s4["gpu_hours"] == pytest.approx(43 * 100 / 3600)
     with pytest.raises(ValueError, match="unknown"):
         paper_grid("mnist", ["transformer"])
+
+
+def test_seeds_repeat_every_run_and_name_all_but_seed_zero() -> None:
+    grid = paper_grid("digits", ["s4"], ["pgd"], seeds=[0, 2])
+    plain = ["s4_pgd", "s4_pgd_ads-relu", "s4_pgd_ads-sigmoid", "s4_pgd_ads-tanh"]
+    assert [r.name for r in grid] == plain + [f"{name}_seed2" for name in plain]
+    args = grid[4].train_args(Path("runs"))
+    assert args[args.index("--seed") + 1] == "2"
+    assert args[args.index("--name") + 1] == "s4_pgd_seed2"
+    for bad in ([], [1, 1], [-1]):
+        with pytest.raises(ValueError, match="seeds"):
+            paper_grid("digits", seeds=bad)
+
+
+def test_evaluated_wants_every_attack_on_enough_samples(tmp_path: Path) -> None:
+    def write(results: dict[str, float | None], n: int = 360) -> None:
+        for which in ("best", "last"):
+            payload = {"n": n, "results": results}
+            (tmp_path / f"eval_{which}.json").write_text(json.dumps(payload))
+
+    assert not evaluated(tmp_path, 360)
+    write({"clean": 0.9, "pgd10": 0.8})
+    assert evaluated(tmp_path, 360, "pgd10") and not evaluated(tmp_path, 360, "pgd10,aa")
+    write({"clean": 0.9, "pgd10": 0.8, "aa": None})
+    assert not evaluated(tmp_path, 360)
+    write({"clean": 0.9, "pgd10": 0.8, "aa": 0.7}, n=100)
+    assert evaluated(tmp_path, 100) and not evaluated(tmp_path, 360)
 
 
 def test_select_by_name_and_pattern() -> None:

@@ -316,6 +316,37 @@ def test_ads_column_only_when_a_run_has_ads_and_seed_column_only_when_repeated(
     assert r"Dataset & Model & Method & Seed & Best" in paths["tex"].read_text(encoding="utf-8")
 
 
+def test_seed_summary_gives_mean_and_sample_std_over_seeds(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    pgd = [0.90, 0.92, 0.97]  # mean 93, sample std sqrt(13)
+    for seed, value in enumerate(pgd):
+        aa = {"aa": 0.85} if seed == 0 else {}  # AA of one seed only
+        write_run(root, f"s4_{seed}", seed=seed, best={"clean": 0.99, "pgd10": value} | aa)
+    write_run(root, "dss", model="dss", best=S4_ST[0], last=S4_ST[1])  # one seed: not summarised
+    frame = collect_runs(root)
+    summary = report.seed_summary(frame)
+    assert len(summary) == 1 and summary.loc[0, "model"] == "s4" and summary.loc[0, "seeds"] == 3
+    row = summary.loc[0]
+    assert row["pgd10_best_mean"] == pytest.approx(93.0)
+    assert row["pgd10_best_std"] == pytest.approx(math.sqrt(13.0))
+    assert (row["aa_best_mean"], row["aa_best_n"]) == (85.0, 1) and math.isnan(row["aa_best_std"])
+    assert row["clean_last_n"] == 0
+
+    paths = write_tables(frame, tmp_path)
+    header, _, *rows = markdown_rows(paths["seeds_md"].read_text(encoding="utf-8"))
+    assert header[:5] == ["Dataset", "Model", "Method", "Seeds", "Clean Best"]
+    cells = dict(zip(header, rows[0], strict=True))
+    assert cells["PGD-10 Best"] == f"93.00 ± {math.sqrt(13):.2f}"
+    assert (cells["AA Best"], cells["Clean Last"]) == ("85.00 (1)", "–")
+    csv = pd.read_csv(paths["seeds_csv"])
+    assert csv.loc[0, "pgd10_best_mean"] == pytest.approx(93.0)
+
+
+def test_no_seed_table_without_repeated_seeds(runs: Path, tmp_path: Path) -> None:
+    assert set(write_tables(collect_runs(runs), tmp_path)) == {"md", "csv", "tex"}
+    assert not (tmp_path / "table_seeds.md").exists()
+
+
 def test_tables_are_replaced_whole(runs: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
     paths = write_tables(collect_runs(runs), out)
