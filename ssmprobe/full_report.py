@@ -43,15 +43,17 @@ from .attacks import parse_attack
 from .io import write_json, write_text
 from .report import (
     EVAL_FILES,
+    KEY_COLUMNS,
     RunInfo,
     collect_runs,
     display,
     find_runs,
     read_eval,
     read_json,
+    setting_title,
     write_tables,
 )
-from .sanity import FOOTNOTE
+from .sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
 
 STATE_FILE = ".report_state.json"
 DISCREPANCY_FILE = "discrepancy.csv"
@@ -188,6 +190,7 @@ def zoo_runs(dest: str | Path) -> list[Path]:
         results = entry["accuracy"]
         record = {"checkpoint": f"{which}.pt", "dataset": entry["dataset"], "n": entry["n_test"]}
         record |= {"eps": entry["eps"], "results": results, "masking": masking_flags(results)}
+        record["autoattack_checks"] = entry.get("autoattack_checks", [])
         write_json(run / EVAL_FILES[which], record)
         cached = folder / "cache" / Path(name).stem  # the zoo's own discrepancy and bounds
         for path in sorted(cached.glob("*")) if cached.is_dir() else []:
@@ -322,6 +325,13 @@ def compute_findings(
         if len(flagged)
         else f"No row of {len(frame)} shows a gradient-masking pattern."
     )
+    checked = frame[frame["aa_checks"].fillna("") != ""]
+    if len(checked):
+        names = "; ".join(setting_title(*row[KEY_COLUMNS]) for _, row in checked.iterrows())
+        findings.append(
+            f"AutoAttack's own checks warned on {len(checked)} row(s) ({names}): its gradient "
+            "attacks missed adversarial inputs that Square found; AA counts them."
+        )
     return findings
 
 
@@ -426,13 +436,16 @@ def _sections(
     poison: list[Path],
 ) -> list[Section]:
     flagged = (frame["masking"].fillna("") != "").sum()
+    checked = (frame["aa_checks"].fillna("") != "").sum()
     sections = [
         Section(
             "Tables 1-2: accuracy at the best and last checkpoint",
             "Clean, PGD-10 and AutoAttack test accuracy of every run at its best epoch (highest "
             "PGD-10 among epochs that learned) and its last, and their difference (robust "
-            f"overfitting); {flagged} row(s) flagged for suspected gradient masking."
-            + (f" {FOOTNOTE}" if flagged else ""),
+            f"overfitting); {flagged} row(s) flagged for suspected gradient masking"
+            f" and {checked} where AutoAttack's own checks warned."
+            + (f" {FOOTNOTE}" if flagged else "")
+            + (f" {AA_CHECK_FOOTNOTE}" if checked else ""),
             table=tables["md"].read_text(encoding="utf-8"),
         )
     ]

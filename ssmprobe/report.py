@@ -13,7 +13,10 @@ row per run:
   `selection.best_epoch`, the trainer's rule for best.pt (highest test PGD-10 accuracy among
   epochs that have learned, the earliest on a tie; `best_rule` says whether that pool or, when
   no epoch learned, all epochs were searched), NA without it; `run`: the run's path relative
-  to the runs folder.
+  to the runs folder;
+- `masking`: the reasons to suspect gradient masking (`sanity.masking_flags`), and
+  `aa_checks`: the warnings of AutoAttack's own checks kept in the eval files (say, Square
+  still lowering accuracy after the gradient attacks), each prefixed by its checkpoint.
 
 Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, Mamba), method
 (ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
@@ -41,7 +44,7 @@ from typing import Any
 import pandas as pd
 
 from .io import write_text
-from .sanity import FOOTNOTE, MARK, masking_flags
+from .sanity import AA_CHECK_FOOTNOTE, AA_CHECK_MARK, FOOTNOTE, MARK, masking_flags
 from .selection import LEARNED_FACTOR, BestChoice
 from .selection import best_epoch as select_best
 
@@ -78,6 +81,7 @@ COLUMNS = [
     "best_epoch",
     "best_rule",
     "masking",
+    "aa_checks",
     "run",
 ]
 _HEADERS = {
@@ -90,6 +94,7 @@ _HEADERS = {
     "best_epoch": "Best epoch",
     "best_rule": "Best rule",
     "masking": "Suspected masking",
+    "aa_checks": "AutoAttack checks",
     "run": "Run",
     "seeds": "Seeds",
     **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
@@ -135,10 +140,13 @@ class RunInfo:
     @property
     def title(self) -> str:
         """E.g. "S4 · PGD-AT · MNIST", or "DSS + ReLU AdS · TRADES · Digits"."""
-        model = display("model", self.model)
-        if self.ads != "none":
-            model += f" + {display('ads', self.ads)} AdS"
-        return f"{model} · {display('method', self.method)} · {display('dataset', self.dataset)}"
+        return setting_title(self.dataset, self.model, self.method, self.ads)
+
+
+def setting_title(dataset: str, model: str, method: str, ads: str) -> str:
+    """A setting in the paper's names: "DSS + ReLU AdS · TRADES · Digits" ("none": no AdS)."""
+    name = display("model", model) + ("" if ads == "none" else f" + {display('ads', ads)} AdS")
+    return f"{name} · {display('method', method)} · {display('dataset', dataset)}"
 
 
 def display(column: str, key: str) -> str:
@@ -258,6 +266,18 @@ def read_eval(path: Path) -> dict[str, float]:
     return accuracies
 
 
+def read_aa_checks(path: Path) -> list[str]:
+    """The warnings of AutoAttack's own checks in an eval_*.json (`autoattack_checks`); [] if
+    the file or the field is absent (eval files older than the field)."""
+    if not path.is_file():
+        return []
+    payload = read_json(path)
+    checks = payload.get("autoattack_checks", []) if isinstance(payload, dict) else []
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise RunDirError(f'{path}: "autoattack_checks" must be a list of strings')
+    return checks
+
+
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """The per-epoch metrics of a run (metrics.jsonl), one row per epoch, sorted by epoch.
 
@@ -318,6 +338,11 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         row["masking"] = "; ".join(
             f"{c}: {flag}" for c, results in fractions.items() for flag in masking_flags(results)
         )
+        row["aa_checks"] = "; ".join(
+            f"{c}: {check}"
+            for c, name in EVAL_FILES.items()
+            for check in read_aa_checks(run.path / name)
+        )
         for attack in ATTACKS:
             best = percent["best"].get(attack, math.nan)
             last = percent["last"].get(attack, math.nan)
@@ -361,6 +386,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     for column, mark, flagged, note in (
         ("best_rule", FALLBACK_MARK, lambda c: c == "all", None),  # best.pt of an untrained run
         ("masking", MARK, lambda c: c.fillna("") != "", FOOTNOTE),
+        ("aa_checks", AA_CHECK_MARK, lambda c: c.fillna("") != "", AA_CHECK_FOOTNOTE),
     ):
         if column in df:
             rows = flagged(df[column])

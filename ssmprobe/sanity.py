@@ -23,6 +23,12 @@ FOOTNOTE = (
     f"{MARK} suspected gradient masking: PGD above clean, AutoAttack more than "
     f"{100 * AA_GAP:g} points below PGD-10, or PGD-20 above PGD-10."
 )
+AA_CHECK_MARK = "§"
+AA_CHECK_FOOTNOTE = (
+    f"{AA_CHECK_MARK} one of AutoAttack's own checks warned (e.g. Square, which needs no "
+    "gradients, still lowered accuracy after the gradient attacks); AA already counts what it "
+    "found, but the gradient attacks' figures may be optimistic (details in the CSV)."
+)
 _PGD = re.compile(r"pgd(l2-)?\d+$")  # the labels of `AttackConfig.label`
 
 

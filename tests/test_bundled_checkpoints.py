@@ -69,6 +69,7 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     runs = tmp_path / "runs"
     assert main(f"train --model s4 {tiny} --out {runs} --name r".split()) == 0
     record = {"checkpoint": "last.pt", "dataset": "digits", "n": 8, "eps": 0.1, "results": {}}
+    record["autoattack_checks"] = ["AutoAttack: Square Attack has decreased the robust accuracy"]
     (runs / "r" / "eval_last.json").write_text(json.dumps(record))
     old_cache = tmp_path / "cache" / Path(name).stem
     old_cache.mkdir(parents=True)
@@ -76,5 +77,6 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
     assert sorted(p.name for p in old_cache.iterdir()) == ["metrics.jsonl"]  # the new run's
     entry = json.loads((tmp_path / "manifest.json").read_text())[name]
+    assert entry["autoattack_checks"] == record["autoattack_checks"]
     assert entry["sha256"] == hashlib.sha256((runs / "r" / "last.pt").read_bytes()).hexdigest()
     checkpoint.load_checkpoint(tmp_path / name)  # verifies against the new entry

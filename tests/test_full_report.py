@@ -229,6 +229,8 @@ def test_the_zoo_becomes_run_directories_with_the_manifests_numbers(tmp_path: Pa
         stat = entry["checkpoint"]  # best after adversarial training, last after standard
         row = table.loc[f"zoo/{Path(name).stem}"]
         assert row[f"clean_{stat}"] == round(100 * entry["accuracy"]["clean"], 2)
+        checks = entry.get("autoattack_checks", [])
+        assert row["aa_checks"] == "; ".join(f"{stat}: {check}" for check in checks)
     before = files(tmp_path)
     zoo_runs(tmp_path / "zoo")
     assert files(tmp_path) == before  # nothing rewritten
@@ -264,10 +266,11 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
         [
             {"run": "zoo/s4_st", "dataset": "digits", "model": "s4", "method": "st",
              "ads": "none", "clean_last": 97.0, "pgd10_last": 11.0, "pgd10_best": None,
-             "clean_best": None, "aa_best": None, "masking": ""},
+             "clean_best": None, "aa_best": None, "masking": "", "aa_checks": ""},
             {"run": "zoo/s4_pgd", "dataset": "digits", "model": "s4", "method": "pgd",
              "ads": "none", "clean_last": None, "pgd10_last": None, "pgd10_best": 91.0,
-             "clean_best": 98.0, "aa_best": 90.0, "masking": ""},
+             "clean_best": 98.0, "aa_best": 90.0, "masking": "",
+             "aa_checks": "best: AutoAttack: Square Attack has decreased the robust accuracy"},
         ]
     )  # fmt: skip
     rate = {"zoo/s4_pgd_ads-relu/best.pt": ("relu", 19.0), "zoo/s4_pgd/best.pt": (None, 47.0)}
@@ -293,6 +296,7 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
         "Theorem 4.1.1's kernel-form upper bound held on 158 of 160 channels (S4, S5), failing "
         "on 2 of S5's 96; the spectral bound on 128 of 128."
     )
+    assert findings[-1].startswith("AutoAttack's own checks warned on 1 row(s) (S4 · PGD-AT · ")
 
 
 def test_per_position_figures_of_namesake_checkpoints_are_all_kept(tmp_path: Path) -> None:
@@ -336,7 +340,9 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
     assert set(summary["checkpoint"]) == {
         str(tmp_path / "zoo/s4_pgd/best.pt"), str(tmp_path / "s5_digits_pgd/best.pt"),
     }  # fmt: skip
-    no_runs = pd.DataFrame(columns=["run", "dataset", "model", "method", "ads", "masking"])
+    no_runs = pd.DataFrame(
+        columns=["run", "dataset", "model", "method", "ads", "masking", "aa_checks"]
+    )
     findings = compute_findings(no_runs, summary, [])
     assert findings[0].startswith("S5 PGD-AT, adversarial test inputs: the SSM raises KL")
 

@@ -204,18 +204,19 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
     lines = paths["csv"].read_text(encoding="utf-8").splitlines()
     assert lines[0] == (
         "Dataset,Model,Method,AdS,Seed,Clean Best,Clean Last,Clean Diff,PGD-10 Best,PGD-10 Last,"
-        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Best rule,Suspected masking,Run"
+        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Best rule,Suspected masking,"
+        "AutoAttack checks,Run"
     )
     dss = next(line for line in lines if line.endswith(",mnist/dss_pgd"))
     assert dss == (
         "MNIST,DSS,PGD-AT ‡,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,6,3,learned,"
         "best: pgd10 99.95% above clean 59.87%; best: aa 0.62% is 99.33 points below pgd10; "
-        "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,"
+        "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,,"
         "mnist/dss_pgd"
     )
     assert (
         "Digits,Mamba,TRADES ‡,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,6,3,learned,"
-        "best: pgd10 98.86% above clean 98.84%,digits/mamba_trades" in lines
+        "best: pgd10 98.86% above clean 98.84%,,digits/mamba_trades" in lines
     )
     back = pd.read_csv(paths["csv"])
     assert back["Clean Diff"].tolist()[:1] == [0.01]  # reads back as numbers
@@ -345,6 +346,25 @@ def test_seed_summary_gives_mean_and_sample_std_over_seeds(tmp_path: Path) -> No
 def test_no_seed_table_without_repeated_seeds(runs: Path, tmp_path: Path) -> None:
     assert set(write_tables(collect_runs(runs), tmp_path)) == {"md", "csv", "tex"}
     assert not (tmp_path / "table_seeds.md").exists()
+
+
+def test_autoattack_checks_are_kept_and_marked(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_run(root, "old", best=S4_ST[0], last=S4_ST[1])  # eval files from before the field
+    run = write_run(root, "warned", model="dss", best=DSS_PGD[0], last=DSS_PGD[1])
+    check = "AutoAttack: Square Attack has decreased the robust accuracy of 0.96%."
+    payload = json.loads((run / "eval_best.json").read_text()) | {"autoattack_checks": [check]}
+    (run / "eval_best.json").write_text(json.dumps(payload))
+    frame = collect_runs(root).set_index("run")
+    assert frame.loc["warned", "aa_checks"] == f"best: {check}"
+    assert frame.loc["old", "aa_checks"] == ""
+    md = write_tables(frame.reset_index(), tmp_path)["md"].read_text(encoding="utf-8")
+    assert "PGD-AT ‡ §" in md and "§ one of AutoAttack's own checks warned" in md
+    assert markdown_rows(md)[2][1:3] == ["S4", "PGD-AT"]  # the old run is not marked
+
+    (run / "eval_best.json").write_text(json.dumps(payload | {"autoattack_checks": "Square"}))
+    with pytest.raises(RunDirError, match="autoattack_checks"):
+        collect_runs(root)
 
 
 def test_tables_are_replaced_whole(runs: Path, tmp_path: Path, monkeypatch) -> None:
