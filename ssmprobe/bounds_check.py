@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -33,7 +32,7 @@ from .layer_bounds import (
 )
 from .models import build_model, model_config
 from .models.reference import Reference
-from .selective_bounds import DeltaStats
+from .selective_bounds import DeltaStats, load_deltas, save_deltas
 from .train import load_model
 
 PERTURB_CHOICES = ("uniform", "sign", "gaussian", "adversarial")
@@ -69,13 +68,7 @@ class BoundsCheck:
         written = [out, out.with_suffix(".json")]
         if self.deltas:
             payload["delta"] = {name: d.summary() for name, d in self.deltas.items()}
-            arrays = {
-                f"{layer}/{name}": values
-                for layer, stats in self.deltas.items()
-                for name, values in stats.to_numpy().items()
-            }
-            with atomic_file(_delta_file(out), "wb") as f:
-                np.savez_compressed(f, **arrays)
+            save_deltas(_delta_file(out), self.deltas)
             written.append(_delta_file(out))
         write_json(out.with_suffix(".json"), payload)
         return written
@@ -111,12 +104,7 @@ def load_check(cache: str | Path, ckpt: str | Path) -> BoundsCheck | None:
     if meta["model"] == "mamba":
         if not _delta_file(cache).is_file():
             return None
-        with np.load(_delta_file(cache), allow_pickle=False) as arrays:
-            by_layer: dict[str, dict[str, np.ndarray]] = {}
-            for name in arrays.files:
-                layer, key = name.split("/", 1)
-                by_layer.setdefault(layer, {})[key] = arrays[name]
-        deltas = {layer: DeltaStats.from_numpy(a) for layer, a in by_layer.items()}
+        deltas = load_deltas(_delta_file(cache))
     elif not meta.get("law"):
         return None
     model, _ = load_model(ckpt, "cpu")

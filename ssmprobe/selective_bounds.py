@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from .bounds import (
     kernel_bounds,
     spectral_bound_matrix,
 )
+from .io import atomic_file
 from .layer_bounds import BOUNDS, PerturbationLaw, bound_rows
 from .models import discretize
 from .models.mamba import Mamba, SelectiveSSM
@@ -120,16 +122,14 @@ class DeltaStats:
     def arrays(self, kind: str) -> dict[str, Tensor]:
         return {key: torch.cat(v) for key, v in self.points.get(kind, {}).items()}
 
-    def to_numpy(self) -> dict[str, np.ndarray]:
-        """The kept points and extremes as flat arrays (`kind.key` names), for an .npz file."""
+    def _arrays_out(self) -> dict[str, np.ndarray]:
         out = {"dt_range": np.array([self.dt_min, self.dt_max])}
         for kind in self.points:
             out |= {f"{kind}.{key}": v.numpy() for key, v in self.arrays(kind).items()}
         return out
 
     @classmethod
-    def from_numpy(cls, arrays: Mapping[str, np.ndarray]) -> DeltaStats:
-        """The inverse of `to_numpy`."""
+    def _from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> DeltaStats:
         stats = cls(dt_min=float(arrays["dt_range"][0]), dt_max=float(arrays["dt_range"][1]))
         for name, values in arrays.items():
             if "." in name:
@@ -208,6 +208,28 @@ def _samples(
 
 def _entries(features: dict[str, Features]) -> dict[str, Tensor]:
     return {name: f.entry for name, f in features.items()}
+
+
+def save_deltas(path: str | Path, deltas: Mapping[str, DeltaStats]) -> None:
+    """Writes each layer's kept Δ points and extremes into one compressed .npz at `path`
+    (arrays `layer/dt_range` and `layer/kind.key`), whole or not at all."""
+    arrays = {
+        f"{layer}/{name}": values
+        for layer, stats in deltas.items()
+        for name, values in stats._arrays_out().items()
+    }
+    with atomic_file(Path(path), "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_deltas(path: str | Path) -> dict[str, DeltaStats]:
+    """The inverse of `save_deltas`: {layer: DeltaStats}."""
+    by_layer: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as arrays:
+        for name in arrays.files:
+            layer, key = name.split("/", 1)
+            by_layer.setdefault(layer, {})[key] = arrays[name]
+    return {layer: DeltaStats._from_arrays(a) for layer, a in by_layer.items()}
 
 
 def selective_rows(
