@@ -6,12 +6,13 @@ PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
 Files already in the manifest and not named here keep their entries. The report's cached
 results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
-cache/BUNDLED_NAME/, replacing those of an earlier entry of that name. The manifest records,
-per file, its SHA-256, the run's model and training configs, dataset, method, ε, the seconds
-its training took (all epochs, from metrics.jsonl), the clean / PGD-10 / AA accuracy from
-the run's eval file and the warnings of AutoAttack's own checks there (eval files older than
-that field give none), so that a test can check that the bundled weights load and still score
-what they scored.
+cache/BUNDLED_NAME/, replacing those of an earlier entry of that name; bounds results only for
+the entries whose bounds the report draws (`full_report.pick_bounds_runs`: one per family).
+The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
+method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
+AA accuracy from the run's eval file and the warnings of AutoAttack's own checks there (eval
+files older than that field give none), so that a test can check that the bundled weights load
+and still score what they scored.
 
     python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
         s4_pgd_preset:s4_pgd dss_pgd_preset:dss_pgd
@@ -26,8 +27,9 @@ import shutil
 from pathlib import Path
 
 from ssmprobe.checkpoint import load_checkpoint
+from ssmprobe.full_report import pick_bounds_runs
 from ssmprobe.io import write_json
-from ssmprobe.report import read_metrics
+from ssmprobe.report import RunInfo, read_metrics
 
 CACHES = (
     "metrics.jsonl",
@@ -79,7 +81,23 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
                 shutil.copyfile(run / cache, folder / cache)
         copied.append(target)
     write_json(manifest_path, dict(sorted(manifest.items())))
+    _drop_unused_bounds(out, manifest)
     return copied
+
+
+def _drop_unused_bounds(out: Path, manifest: dict[str, dict]) -> None:
+    """Removes the bounds caches of entries whose bounds the report does not draw."""
+    entries = []
+    for name, e in sorted(manifest.items()):
+        ads = e["model"].get("ads") or "none"
+        setting = (e["dataset"], e["model"]["model"], e["method"], ads)
+        entries.append(RunInfo(Path(name), *setting, seed=e["train"].get("seed")))
+    used = {run.path.stem for run in pick_bounds_runs(entries)}
+    for entry in entries:
+        if entry.path.stem not in used:
+            for cache in CACHES:
+                if cache.startswith("bounds"):
+                    (out / "cache" / entry.path.stem / cache).unlink(missing_ok=True)
 
 
 def main() -> None:

@@ -74,7 +74,12 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     old_cache = tmp_path / "cache" / Path(name).stem
     old_cache.mkdir(parents=True)
     (old_cache / "bounds.csv").write_text("the old run's check\n")
+    for other in ("dss_st", "s4_pgd"):  # the report draws S4's bounds from s4_pgd only
+        (tmp_path / "cache" / other).mkdir()
+        (tmp_path / "cache" / other / "bounds.csv").write_text("a check\n")
     bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
+    assert not (tmp_path / "cache" / "dss_st" / "bounds.csv").exists()
+    assert (tmp_path / "cache" / "s4_pgd" / "bounds.csv").is_file()
     assert sorted(p.name for p in old_cache.iterdir()) == ["metrics.jsonl"]  # the new run's
     entry = json.loads((tmp_path / "manifest.json").read_text())[name]
     assert entry["autoattack_checks"] == record["autoattack_checks"]
