@@ -23,8 +23,8 @@ Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, M
 the known ones alphabetically. `write_tables` writes that table as Markdown, CSV and booktabs
 LaTeX, each file atomically (`io.atomic_file`), so an interrupted report never leaves a
 half-written table. When a setting was trained with several seeds, `seed_summary` gives its
-mean and sample standard deviation over them, which `write_tables` adds as `table_seeds.md` and
-`.csv`: one seed's gap between two settings means little at digits scale.
+mean and sample standard deviation over them, which `write_tables` adds as `table_seeds.md`,
+`.csv` and `.tex`: one seed's gap between two settings means little at digits scale.
 
 A file that is there but unreadable (invalid JSON, wrong fields, an accuracy outside [0, 1])
 raises `RunDirError` naming it: silently dropping a run would make a table look complete when
@@ -117,6 +117,7 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "–": "--",
+    "±": r"$\pm$",
 }
 
 
@@ -370,8 +371,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     has AdS), Seed (only when some setting was run with several seeds), then Best / Last / Diff
     under Clean, PGD-10 and AA, missing values as "–". The CSV has every column of the frame
     with the paper's names, empty cells for missing values, so it reads back as numbers.
-    Returns {"md": path, "csv": path, "tex": path}, and "seeds_md", "seeds_csv" when some
-    setting has several seeds (`seed_summary`).
+    Returns {"md": path, "csv": path, "tex": path}, and "seeds_md", "seeds_csv", "seeds_tex"
+    (table_seeds.*) when some setting has several seeds (`seed_summary`).
     """
     missing = [c for c in (*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS) if c not in df]
     if missing:
@@ -406,12 +407,18 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     paths = {name: out_dir / f"table.{name}" for name in ("md", "csv", "tex")}
     write_text(paths["md"], _markdown(shown, cells, notes))
     write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
-    write_text(paths["tex"], _latex(shown, cells, notes))
+    write_text(paths["tex"], _latex([_HEADERS[c] for c in shown], cells, notes))
     summary = seed_summary(df)
     if not summary.empty:
-        paths |= {f"seeds_{name}": out_dir / f"table_seeds.{name}" for name in ("md", "csv")}
-        write_text(paths["seeds_md"], _seeds_markdown(summary))
+        paths |= {f"seeds_{e}": out_dir / f"table_seeds.{e}" for e in ("md", "csv", "tex")}
+        headers, cells = _seed_cells(summary)
+        n_labels = len(headers) - len(SEED_STATS)
+        write_text(paths["seeds_md"], _markdown_table(SEEDS_CAPTION, headers, cells, n_labels, []))
         write_text(paths["seeds_csv"], summary.to_csv(index=False, float_format="%.2f"))
+        write_text(
+            paths["seeds_tex"],
+            _latex(headers[:n_labels], cells, [], SEEDS_CAPTION, ("best", "last")),
+        )
     return paths
 
 
@@ -438,7 +445,8 @@ def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _seeds_markdown(summary: pd.DataFrame) -> str:
+def _seed_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The seed table's headers and cells: labels, Seeds, then "mean ± std" per statistic."""
     shown = ["dataset", "model", "method", *(["ads"] if (summary["ads"] != "none").any() else [])]
 
     def cell(row: pd.Series, column: str) -> str:
@@ -455,7 +463,7 @@ def _seeds_markdown(summary: pd.DataFrame) -> str:
         for _, row in summary.iterrows()
     ]
     headers = [*(_HEADERS[c] for c in (*shown, "seeds")), *(_HEADERS[c] for c in SEED_STATS)]
-    return _markdown_table(SEEDS_CAPTION, headers, cells, len(shown) + 1, [])
+    return headers, cells
 
 
 def _rank(column: str, key: str) -> tuple[int, str]:
@@ -514,21 +522,29 @@ def _markdown_table(
     )
 
 
-def _latex(shown: Sequence[str], cells: list[list[str]], notes: Sequence[str]) -> str:
-    n = len(shown)
-    stats = [stat.capitalize() for stat in STATS]
+def _latex(
+    labels: Sequence[str],
+    cells: list[list[str]],
+    notes: Sequence[str],
+    caption: str = CAPTION,
+    stats: Sequence[str] = STATS,
+) -> str:
+    """A booktabs table: the `labels` columns' headers, then each attack's `stats` under a
+    spanning header; `cells` hold the label texts, then the numbers."""
+    n = len(labels)
+    k = len(stats)
     spans = "".join(
-        rf"\cmidrule(lr){{{n + 1 + 3 * i}-{n + 3 + 3 * i}}}" for i in range(len(ATTACKS))
+        rf"\cmidrule(lr){{{n + 1 + k * i}-{n + k * (i + 1)}}}" for i in range(len(ATTACKS))
     )
     lines = [
-        "% " + CAPTION,
-        rf"\begin{{tabular}}{{{'l' * n}{'r' * len(ACCURACY_COLUMNS)}}}",
+        "% " + caption,
+        rf"\begin{{tabular}}{{{'l' * n}{'r' * k * len(ATTACKS)}}}",
         r"\toprule",
         " & " * n
-        + " & ".join(rf"\multicolumn{{3}}{{c}}{{{name}}}" for name in ATTACKS.values())
+        + " & ".join(rf"\multicolumn{{{k}}}{{c}}{{{name}}}" for name in ATTACKS.values())
         + r" \\",
         spans,
-        " & ".join([*(_HEADERS[c] for c in shown), *stats * len(ATTACKS)]) + r" \\",
+        " & ".join([*labels, *[s.capitalize() for s in stats] * len(ATTACKS)]) + r" \\",
         r"\midrule",
     ]
     previous: list[str] = []

@@ -341,10 +341,14 @@ def test_seed_summary_gives_mean_and_sample_std_over_seeds(tmp_path: Path) -> No
     assert (cells["AA Best"], cells["Clean Last"]) == ("85.00 (1)", "–")
     csv = pd.read_csv(paths["seeds_csv"])
     assert csv.loc[0, "pgd10_best_mean"] == pytest.approx(93.0)
+    tex = paths["seeds_tex"].read_text(encoding="utf-8")
+    assert r"\multicolumn{2}{c}{PGD-10}" in tex and r"\cmidrule(lr){5-6}" in tex
+    assert rf"93.00 $\pm$ {math.sqrt(13):.2f}" in tex and "85.00 (1)" in tex
 
 
 def test_no_seed_table_without_repeated_seeds(runs: Path, tmp_path: Path) -> None:
     assert set(write_tables(collect_runs(runs), tmp_path)) == {"md", "csv", "tex"}
+    assert not (tmp_path / "table_seeds.tex").exists()
     assert not (tmp_path / "table_seeds.md").exists()
 
 
