@@ -208,7 +208,8 @@ def launch(
     log: Callable[[str], None] = print,
 ) -> list[str]:
     """Submits every pending run of `grid` as one job and waits for them; returns the run
-    paths. Finished runs are skipped without a job."""
+    paths. Finished runs are skipped without a job. A job that fails does not stop the others:
+    when all have ended, `GridError` names each failed run and its log."""
     import submitit
 
     runs = Path(runs)
@@ -233,19 +234,31 @@ def launch(
     # A cluster queues every job at once; this machine keeps `parallel` running, starting
     # the next as soon as one ends (a cheap run does not wait for an expensive neighbour).
     width = max(options.parallel, 1) if options.launcher == "local" else len(specs)
-    queue, running, done = list(specs), [], []
+    queue, running, done, failed = list(specs), {}, [], []
     while queue or running:
         while queue and len(running) < width:
             spec = queue.pop(0)
-            running.append(job := executor.submit(run_job, spec))
+            job = executor.submit(run_job, spec)
+            running[job] = spec.run.name
             log(f"job {job.job_id}: {spec.run.name}")
         ended = [job for job in running if job.done()]
         for job in ended:
-            running.remove(job)
-            done.append(job.result())  # raises the job's error
+            name = running.pop(job)
+            try:
+                done.append(job.result())
+            except Exception as err:  # any job error: the others go on
+                reason = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+                failed.append(f"{name} ({reason}; log: {job.paths.stderr})")
+                log(f"job {job.job_id}: {name} failed, see {job.paths.stderr}")
         if not ended:
             time.sleep(POLL_SECONDS)
+    if failed:
+        raise GridError(f"{len(failed)} of {len(specs)} run(s) failed: " + "; ".join(failed))
     return done
+
+
+class GridError(RuntimeError):
+    """Some jobs of a launch failed (the others ran to their end)."""
 
 
 def expected_hours(grid: Sequence[GridRun], epochs: Callable[[GridRun], int]) -> dict[str, Any]:
@@ -325,7 +338,10 @@ def main(
         args.launcher, args.gpus, args.timeout_min, 1, args.partition, str(runs / ".submitit"),
         args.parallel,
     )  # fmt: skip
-    launch(grid, runs, options, n_eval=args.n, attacks=args.attacks)
+    try:
+        launch(grid, runs, options, n_eval=args.n, attacks=args.attacks)
+    except GridError as err:
+        parser.exit(1, f"error: {err}\nrerun the same command to retry them\n")
     if args.out:
         from .cli import main as ssmprobe
 

@@ -143,6 +143,10 @@ def test_config_round_trip_and_errors() -> None:
         model_config("s4", "imagenet")
     with pytest.raises(ValueError, match="n_layers"):
         model_config("s4", n_layers=0)
+    for name in ("d_state", "d_qk", "d_conv", "expand", "d_ffn", "dt_rank"):
+        with pytest.raises(ValueError, match=f"{name} must be positive, got 0"):
+            model_config("mamba", **{name: 0})
+    assert model_config("mamba", d_state=None, dt_rank=None).dt_rank is None
 
 
 def test_wrong_input_shape_is_a_clear_error() -> None:

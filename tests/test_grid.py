@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ssmprobe.grid import (
+    GridError,
     GridRun,
     LaunchOptions,
     evaluated,
@@ -108,6 +109,16 @@ def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Pat
     assert 1 <= killed_at < 8 and not finished(runs / long.name)
     launch([long, *grid], runs, options, n_eval=16, attacks="pgd10", log=lambda _: None)
     assert epochs_of(runs / long.name) == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_a_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
+    good = GridRun("s5", "st", "digits", None, (*TINY, "--epochs", "1"))
+    bad = GridRun("dss", "st", "digits", None, (*TINY, "--epochs", "1", "--d-state", "0"))
+    options = LaunchOptions(logs=str(tmp_path / "logs"), parallel=1, timeout_min=10)
+    with pytest.raises(GridError, match=r"1 of 2 run\(s\) failed: dss_st \(.*log: "):
+        launch([bad, good], tmp_path / "runs", options, 16, "pgd10", log=lambda _: None)
+    assert finished(tmp_path / "runs" / "s5_st")  # queued after the failure, still ran
 
 
 def test_reproduce_digits_lists_its_own_options_and_the_dry_run(tmp_path: Path) -> None:

@@ -34,6 +34,12 @@ ARCHS: dict[str, dict[str, Any]] = {
 ARCH_DEFAULTS = {"mnist": "reference", "cifar10": "reference", "digits": "table3"}
 
 
+# Sizes that must be >= 1 where set (None: the family's default). d_state 0 used to build a
+# stateless model that trained to a constant prediction.
+SIZES = ("d_input", "n_classes", "d_model", "n_layers", "d_state", "d_qk", "d_ffn", "d_conv")
+SIZES += ("expand", "dt_rank")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model; stored in every checkpoint.
@@ -73,9 +79,10 @@ class ModelConfig:
             raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
         if self.ads is not None and self.ads not in ACTIVATIONS:
             raise ValueError(f"ads must be None or one of {sorted(ACTIVATIONS)}, got {self.ads!r}")
-        for name in ("d_input", "n_classes", "d_model", "n_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in SIZES:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
         for name, allowed in (
             ("ads_form", FORMS),
             ("layout", LAYOUTS),
