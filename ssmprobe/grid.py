@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -247,7 +248,8 @@ def launch(
             try:
                 done.append(job.result())
             except Exception as err:  # any job error: the others go on
-                reason = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+                raised = re.findall(r"^\w*(?:Error|Exception)\b.*$", str(err), re.MULTILINE)
+                reason = raised[-1] if raised else repr(err)  # the job's own error, not submitit's
                 failed.append(f"{name} ({reason}; log: {job.paths.stderr})")
                 log(f"job {job.job_id}: {name} failed, see {job.paths.stderr}")
         if not ended:

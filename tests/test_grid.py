@@ -116,7 +116,8 @@ def test_a_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
     good = GridRun("s5", "st", "digits", None, (*TINY, "--epochs", "1"))
     bad = GridRun("dss", "st", "digits", None, (*TINY, "--epochs", "1", "--d-state", "0"))
     options = LaunchOptions(logs=str(tmp_path / "logs"), parallel=1, timeout_min=10)
-    with pytest.raises(GridError, match=r"1 of 2 run\(s\) failed: dss_st \(.*log: "):
+    failure = r"1 of 2 run\(s\) failed: dss_st \(RuntimeError: ssmprobe train .* exit code 2; log: "
+    with pytest.raises(GridError, match=failure):
         launch([bad, good], tmp_path / "runs", options, 16, "pgd10", log=lambda _: None)
     assert finished(tmp_path / "runs" / "s5_st")  # queued after the failure, still ran
 
