@@ -772,10 +772,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(sub)
     _add_poison(sub)
     table = sub.add_parser(
-        "table", help="Tables 1-2: Best / Last / Diff of Clean, PGD-10, AA", formatter_class=_FORMAT
+        "table",
+        help="Tables 1-2: Best / Last / Diff of Clean, PGD-10, AA",
+        description="Tables 1-2 of every run under RUNS (table.md, .csv, .tex): Best / Last / "
+        "Diff of Clean, PGD-10 and AutoAttack accuracy; ‡ marks suspected gradient masking, § a "
+        "warning of AutoAttack's own checks. Settings trained with several seeds also get "
+        "table_seeds.md / .csv / .tex: mean ± sample standard deviation over the seeds.",
+        formatter_class=_FORMAT,
     )
     table.add_argument("runs", help="directory of run directories")
-    table.add_argument("--out", help="where table.md/.csv/.tex go (default: RUNS)")
+    table.add_argument("--out", help="where the tables go (default: RUNS)")
     table.set_defaults(func=_table)
     report = sub.add_parser(
         "report",
