@@ -10,8 +10,8 @@ cache/BUNDLED_NAME/, replacing those of an earlier entry of that name; bounds re
 the entries whose bounds the report draws (`full_report.pick_bounds_runs`: one per family).
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
-AA accuracy from the run's eval file and the warnings of AutoAttack's own checks there (eval
-files older than that field give none), so that a test can check that the bundled weights load
+AA accuracy from the run's eval file and the warnings of AutoAttack's own checks there (not
+from eval files older than that field), so that a test can check that the bundled weights load
 and still score what they scored.
 
     python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
@@ -71,8 +71,9 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
             "eps": evaluation["eps"],
             "n_test": evaluation["n"],
             "accuracy": evaluation["results"],
-            "autoattack_checks": evaluation.get("autoattack_checks", []),
         }
+        if "autoattack_checks" in evaluation:  # absent: evaluated before eval files kept them
+            manifest[target.name]["autoattack_checks"] = evaluation["autoattack_checks"]
         folder = out / "cache" / name  # a replaced entry keeps nothing of the old run's
         for cache in CACHES:  # the report's results, so `report --zoo` need not recompute them
             (folder / cache).unlink(missing_ok=True)

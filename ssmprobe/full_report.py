@@ -190,7 +190,8 @@ def zoo_runs(dest: str | Path) -> list[Path]:
         results = entry["accuracy"]
         record = {"checkpoint": f"{which}.pt", "dataset": entry["dataset"], "n": entry["n_test"]}
         record |= {"eps": entry["eps"], "results": results, "masking": masking_flags(results)}
-        record["autoattack_checks"] = entry.get("autoattack_checks", [])
+        if "autoattack_checks" in entry:  # entries bundled before it was kept lack it
+            record["autoattack_checks"] = entry["autoattack_checks"]
         write_json(run / EVAL_FILES[which], record)
         cached = folder / "cache" / Path(name).stem  # the zoo's own discrepancy and bounds
         for path in sorted(cached.glob("*")) if cached.is_dir() else []:
@@ -437,13 +438,19 @@ def _sections(
 ) -> list[Section]:
     flagged = (frame["masking"].fillna("") != "").sum()
     checked = (frame["aa_checks"].fillna("") != "").sum()
+    unknown = frame["aa_checks"].isna().sum()
     sections = [
         Section(
             "Tables 1-2: accuracy at the best and last checkpoint",
             "Clean, PGD-10 and AutoAttack test accuracy of every run at its best epoch (highest "
             "PGD-10 among epochs that learned) and its last, and their difference (robust "
             f"overfitting); {flagged} row(s) flagged for suspected gradient masking"
-            f" and {checked} where AutoAttack's own checks warned."
+            f" and {checked} where AutoAttack's own checks warned"
+            + (
+                f" (not recorded for {unknown}, evaluated before eval files kept them)."
+                if unknown
+                else "."
+            )
             + (f" {FOOTNOTE}" if flagged else "")
             + (f" {AA_CHECK_FOOTNOTE}" if checked else ""),
             table=tables["md"].read_text(encoding="utf-8"),

@@ -16,7 +16,8 @@ row per run:
   to the runs folder;
 - `masking`: the reasons to suspect gradient masking (`sanity.masking_flags`), and
   `aa_checks`: the warnings of AutoAttack's own checks kept in the eval files (say, Square
-  still lowering accuracy after the gradient attacks), each prefixed by its checkpoint.
+  still lowering accuracy after the gradient attacks), each prefixed by its checkpoint; NA
+  when AutoAttack ran before eval files kept them and nothing else says it warned.
 
 Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, Mamba), method
 (ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
@@ -267,13 +268,17 @@ def read_eval(path: Path) -> dict[str, float]:
     return accuracies
 
 
-def read_aa_checks(path: Path) -> list[str]:
-    """The warnings of AutoAttack's own checks in an eval_*.json (`autoattack_checks`); [] if
-    the file or the field is absent (eval files older than the field)."""
+def read_aa_checks(path: Path) -> list[str] | None:
+    """The warnings of AutoAttack's own checks in an eval_*.json (`autoattack_checks`): [] if
+    the file is absent or ran no AutoAttack, None if it ran AutoAttack but predates the field
+    (whether a check warned is not known)."""
     if not path.is_file():
         return []
     payload = read_json(path)
-    checks = payload.get("autoattack_checks", []) if isinstance(payload, dict) else []
+    if not isinstance(payload, dict) or "autoattack_checks" not in payload:
+        ran_aa = any(k.startswith("aa") for k in read_eval(path))
+        return None if ran_aa else []
+    checks = payload["autoattack_checks"]
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise RunDirError(f'{path}: "autoattack_checks" must be a list of strings')
     return checks
@@ -339,11 +344,9 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         row["masking"] = "; ".join(
             f"{c}: {flag}" for c, results in fractions.items() for flag in masking_flags(results)
         )
-        row["aa_checks"] = "; ".join(
-            f"{c}: {check}"
-            for c, name in EVAL_FILES.items()
-            for check in read_aa_checks(run.path / name)
-        )
+        checks = {c: read_aa_checks(run.path / name) for c, name in EVAL_FILES.items()}
+        warned = "; ".join(f"{c}: {check}" for c, found in checks.items() for check in found or [])
+        row["aa_checks"] = pd.NA if not warned and None in checks.values() else warned
         for attack in ATTACKS:
             best = percent["best"].get(attack, math.nan)
             last = percent["last"].get(attack, math.nan)

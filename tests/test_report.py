@@ -355,13 +355,15 @@ def test_no_seed_table_without_repeated_seeds(runs: Path, tmp_path: Path) -> Non
 def test_autoattack_checks_are_kept_and_marked(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     write_run(root, "old", best=S4_ST[0], last=S4_ST[1])  # eval files from before the field
+    write_run(root, "no_aa", model="mamba", best=MAMBA_NO_AA[0], last=MAMBA_NO_AA[1])
     run = write_run(root, "warned", model="dss", best=DSS_PGD[0], last=DSS_PGD[1])
     check = "AutoAttack: Square Attack has decreased the robust accuracy of 0.96%."
     payload = json.loads((run / "eval_best.json").read_text()) | {"autoattack_checks": [check]}
     (run / "eval_best.json").write_text(json.dumps(payload))
     frame = collect_runs(root).set_index("run")
     assert frame.loc["warned", "aa_checks"] == f"best: {check}"
-    assert frame.loc["old", "aa_checks"] == ""
+    assert pd.isna(frame.loc["old", "aa_checks"])  # AutoAttack ran, its checks were not kept
+    assert frame.loc["no_aa", "aa_checks"] == ""  # no AutoAttack, nothing to check
     md = write_tables(frame.reset_index(), tmp_path)["md"].read_text(encoding="utf-8")
     assert "PGD-AT ‡ §" in md and "§ one of AutoAttack's own checks warned" in md
     assert markdown_rows(md)[2][1:3] == ["S4", "PGD-AT"]  # the old run is not marked
