@@ -128,19 +128,18 @@ def finished(run_dir: Path) -> bool:
     return len(read_metrics(run_dir)) >= json.loads(config.read_text())["train"]["epochs"]
 
 
-def evaluated(run_dir: Path, n: int, attacks: str = "pgd10,aa") -> bool:
-    """Whether best.pt and last.pt have eval files with every attack of `attacks` (and the
-    clean accuracy) on at least `n` test samples."""
-    wanted = {"clean", *attacks.split(",")}
-    for which in ("best", "last"):
-        path = run_dir / f"eval_{which}.json"
-        if not path.is_file():
-            return False
-        payload = json.loads(path.read_text())
-        results = {k for k, v in payload.get("results", {}).items() if v is not None}
-        if payload.get("n", 0) < n or not wanted <= results:
-            return False
-    return True
+def evaluated(run_dir: Path, n: int, attacks: str = "pgd10,aa", which: str | None = None) -> bool:
+    """Whether the eval file of `which` checkpoint (best or last; None: both) holds every
+    attack of `attacks` (and the clean accuracy) on at least `n` test samples, and is not
+    older than the checkpoint."""
+    if which is None:
+        return all(evaluated(run_dir, n, attacks, w) for w in ("best", "last"))
+    path, ckpt = run_dir / f"eval_{which}.json", run_dir / f"{which}.pt"
+    if not path.is_file() or (ckpt.is_file() and ckpt.stat().st_mtime > path.stat().st_mtime):
+        return False
+    payload = json.loads(path.read_text())
+    results = {k for k, v in payload.get("results", {}).items() if v is not None}
+    return payload.get("n", 0) >= n and {"clean", *attacks.split(",")} <= results
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,8 @@ def run_job(spec: JobSpec) -> str:
             subprocess.run(command, check=True)
         elif code := ssmprobe(args):
             raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
-    if not evaluated(run_dir, spec.n_eval, spec.attacks):
-        for which in ("best", "last"):
+    for which in ("best", "last"):
+        if not evaluated(run_dir, spec.n_eval, spec.attacks, which):
             args = ["eval", "--ckpt", str(run_dir / f"{which}.pt"), "--attack", spec.attacks]
             if code := ssmprobe([*args, "--n", str(spec.n_eval), "--quiet"]):
                 raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")

@@ -4,6 +4,7 @@ killed one; the grid's shape and the dry run's hours."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,6 +75,10 @@ def test_evaluated_wants_every_attack_on_enough_samples(tmp_path: Path) -> None:
     assert not evaluated(tmp_path, 360)
     write({"clean": 0.9, "pgd10": 0.8, "aa": 0.7}, n=100)
     assert evaluated(tmp_path, 100) and not evaluated(tmp_path, 360)
+    (tmp_path / "last.pt").write_bytes(b"retrained")  # newer than its eval file
+    later = (tmp_path / "eval_last.json").stat().st_mtime + 5
+    os.utime(tmp_path / "last.pt", (later, later))
+    assert evaluated(tmp_path, 100, which="best") and not evaluated(tmp_path, 100, which="last")
 
 
 def test_select_by_name_and_pattern() -> None:
