@@ -245,8 +245,15 @@ def read_json(path: Path) -> Any:
 
 def read_eval(path: Path) -> dict[str, float]:
     """Accuracies (fractions) by attack name from an eval_*.json; {} if the file is absent."""
+    return read_eval_record(path)[0]
+
+
+def read_eval_record(path: Path) -> tuple[dict[str, float], list[str] | None]:
+    """Accuracies (fractions) by attack name from an eval_*.json and the warnings of
+    AutoAttack's own checks (`autoattack_checks`): ({}, []) if the file is absent; checks [] if
+    it ran no AutoAttack, None if it ran AutoAttack but predates the field (not known)."""
     if not path.is_file():
-        return {}
+        return {}, []
     payload = read_json(path)
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, dict):
@@ -265,23 +272,12 @@ def read_eval(path: Path) -> dict[str, float]:
                 "(accuracies are fractions, not percentages)"
             )
         accuracies[attack] = float(value)
-    return accuracies
-
-
-def read_aa_checks(path: Path) -> list[str] | None:
-    """The warnings of AutoAttack's own checks in an eval_*.json (`autoattack_checks`): [] if
-    the file is absent or ran no AutoAttack, None if it ran AutoAttack but predates the field
-    (whether a check warned is not known)."""
-    if not path.is_file():
-        return []
-    payload = read_json(path)
-    if not isinstance(payload, dict) or "autoattack_checks" not in payload:
-        ran_aa = any(k.startswith("aa") for k in read_eval(path))
-        return None if ran_aa else []
+    if "autoattack_checks" not in payload:
+        return accuracies, None if any(k.startswith("aa") for k in accuracies) else []
     checks = payload["autoattack_checks"]
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise RunDirError(f'{path}: "autoattack_checks" must be a list of strings')
-    return checks
+    return accuracies, checks
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -339,12 +335,13 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = []
     for run in find_runs(runs_dir):
         row: dict[str, Any] = {key: getattr(run, key) for key in (*KEY_COLUMNS, "seed")}
-        fractions = {c: read_eval(run.path / name) for c, name in EVAL_FILES.items()}
+        records = {c: read_eval_record(run.path / name) for c, name in EVAL_FILES.items()}
+        fractions = {c: results for c, (results, _) in records.items()}
+        checks = {c: found for c, (_, found) in records.items()}
         percent = {c: {k: round(100 * v, 2) for k, v in r.items()} for c, r in fractions.items()}
         row["masking"] = "; ".join(
             f"{c}: {flag}" for c, results in fractions.items() for flag in masking_flags(results)
         )
-        checks = {c: read_aa_checks(run.path / name) for c, name in EVAL_FILES.items()}
         warned = "; ".join(f"{c}: {check}" for c, found in checks.items() for check in found or [])
         row["aa_checks"] = pd.NA if not warned and None in checks.values() else warned
         for attack in ATTACKS:
