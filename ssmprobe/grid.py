@@ -326,10 +326,11 @@ def main(
         grid = select(grid, args.only.split(","))
     if args.dry_run:
         hours = expected_hours(grid, lambda r: train_config(r.dataset, r.model).epochs)
+        width = max(len(run.name) for run in grid) + 2
         for run, row in zip(grid, hours["rows"], strict=True):
             state = "finished" if finished(runs / run.name) else "to do"
             cost = "unmeasured" if row["gpu_hours"] is None else f"{row['gpu_hours']:.1f} GPU-h"
-            print(f"{run.name:<26}{row['epochs']:>5} epochs  {cost:<14}{state}")
+            print(f"{run.name:<{width}}{row['epochs']:>5} epochs  {cost:<14}{state}")
         print(
             f"{len(grid)} runs: {hours['measured_total']:.1f} GPU-hours from measured epoch "
             f"times (an AdS run at its model's), {hours['unmeasured']} run(s) unmeasured"
