@@ -140,3 +140,14 @@ def test_reproduce_digits_lists_its_own_options_and_the_dry_run(tmp_path: Path) 
         "s4_st", "mamba_st", "mamba_pgd", "mamba_trades",
     ]  # fmt: skip
     assert all(line.rstrip().endswith("to do") for line in listed[:4])
+
+
+def test_dry_run_columns_line_up_past_long_seed_names(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
+    listed = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--runs", str(tmp_path), "--seeds", "0,1",
+         "--only", "s4_st*,dss_trades_ads-sigmoid*"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()[:-1]  # fmt: skip
+    assert "dss_trades_ads-sigmoid_seed1" in listed[-1]
+    assert len({line.index(" epochs") for line in listed}) == 1
