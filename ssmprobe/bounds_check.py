@@ -116,7 +116,7 @@ def load_check(cache: str | Path, ckpt: str | Path) -> BoundsCheck | None:
 
 
 def check_model(
-    model_name: str,
+    model_name: str | None,
     ckpt: str | Path | None = None,
     *,
     init: bool = False,
@@ -133,7 +133,10 @@ def check_model(
 ) -> BoundsCheck:
     """Theorem 4.1.1 on the `model_name` at `ckpt` (default the bundled `<model>_pgd.pt`; with
     `init`, a fresh digits model) under `perturb` (module docstring); `eps` is the noise scale
-    (default 0.1) or, adversarially, the attack's budget (default: the run's)."""
+    (default 0.1) or, adversarially, the attack's budget (default: the run's). `model_name`
+    None takes the family from the checkpoint."""
+    if model_name is None and (init or ckpt is None):
+        raise ValueError("name the model family (--model) for --init or the bundled checkpoint")
     if L < 1:
         raise ValueError(f"L must be a positive sequence length, got {L}")
     if perturb not in PERTURB_CHOICES:
@@ -150,6 +153,7 @@ def check_model(
     else:
         ckpt = ckpt or bundled_dir() / f"{model_name}_pgd.pt"
         model, meta = load_model(ckpt, "cpu", reference)
+        model_name = model_name or meta["config"]["model"]
         if meta["config"]["model"] != model_name:
             raise ValueError(f"{ckpt} holds a {meta['config']['model']}, not a {model_name}")
         source = str(ckpt)

@@ -276,7 +276,7 @@ def _bounds(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         reference=_reference(args, own_model=True),
     )
-    print(f"{args.model} from {result.source}; L = {result.L}, {result.perturbation}")
+    print(f"{result.name} from {result.source}; L = {result.L}, {result.perturbation}")
     head = f"  {'layer':<14}{'view':<8}{'rows':>5}" + "".join(
         f"{name + ' lo/up holds':>22}{'med/max ratio':>18}"
         for name in ("kernel", "eigen", "spectral")
@@ -343,7 +343,12 @@ def _add_bounds(sub: argparse._SubParsersAction) -> None:
             "analysis of B-bar."
         ),
     )
-    p.add_argument("--model", required=True, choices=["s4", "dss", "s5", "mega", "mamba"])
+    p.add_argument(
+        "--model",
+        choices=["s4", "dss", "s5", "mega", "mamba"],
+        help="the family (default: the --ckpt's; needed with --init, without --ckpt and "
+        "with --from reference)",
+    )
     p.add_argument("--ckpt", help="checkpoint (default: the bundled MODEL_pgd.pt)")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
     p.add_argument("--L", type=int, default=64, help="sequence length")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ssmprobe.checkpoint import bundled_dir
 from ssmprobe.cli import main
 from ssmprobe.layer_bounds import (
     _state_errors,
@@ -150,6 +151,17 @@ def test_bounds_cli(tmp_path: Path, capsys) -> None:
     assert "fresh initialisation" in capsys.readouterr().out and len(pd.read_csv(out)) == 8
 
 
+def test_bounds_cli_takes_the_family_from_the_checkpoint(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b.csv"
+    ckpt = str(bundled_dir() / "dss_pgd.pt")
+    assert main(["bounds", "--ckpt", ckpt, "--channels", "0-1", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"dss from {ckpt}")
+    assert len(pd.read_csv(out)) == 2 * 2
+    for args in (["--init"], []):
+        assert main(["bounds", *args, "--out", str(out)]) == 2
+        assert "name the model family (--model)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -195,7 +207,6 @@ def test_a_saved_lti_check_draws_the_same_figures(tmp_path: Path) -> None:
     """The law is saved with the rows: `load_check` redraws the three figures (the sweep over L
     and the eigenvalues from the checkpoint) exactly as the fresh check does."""
     from ssmprobe.bounds_check import check_model, load_check
-    from ssmprobe.checkpoint import bundled_dir
 
     ckpt = bundled_dir() / "dss_pgd.pt"
     check = check_model("dss", ckpt, channels=[0, 1, 2], mu=0.05)
