@@ -6,7 +6,8 @@ PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 
 Files already in the manifest and not named here keep their entries. The report's cached
 results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
-cache/BUNDLED_NAME/, replacing those of an earlier entry of that name; bounds results only for
+cache/BUNDLED_NAME/, replacing those of an earlier entry of that name (the same weights bundled
+again keep the cached results their run folder lacks); bounds results only for
 the entries whose bounds the report draws (`full_report.pick_bounds_runs`: one per family).
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
@@ -56,11 +57,13 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
         run = Path(runs) / run_name
         target = out / f"{name}.pt"
         ckpt = load_checkpoint(run / f"{which}.pt")  # the source: the manifest is still old
+        sha256 = hashlib.sha256((run / f"{which}.pt").read_bytes()).hexdigest()
+        same_weights = manifest.get(target.name, {}).get("sha256") == sha256
         shutil.copyfile(run / f"{which}.pt", target)
         evaluation = json.loads((run / f"eval_{which}.json").read_text())
         history = read_metrics(run)
         manifest[target.name] = {
-            "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "sha256": sha256,
             "model": ckpt.config,
             "dataset": ckpt.meta["dataset"],
             "method": ckpt.meta["method"],
@@ -74,9 +77,13 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
         }
         if "autoattack_checks" in evaluation:  # absent: evaluated before eval files kept them
             manifest[target.name]["autoattack_checks"] = evaluation["autoattack_checks"]
-        folder = out / "cache" / name  # a replaced entry keeps nothing of the old run's
-        for cache in CACHES:  # the report's results, so `report --zoo` need not recompute them
-            (folder / cache).unlink(missing_ok=True)
+        # The report's results, so `report --zoo` need not recompute them. A replaced entry
+        # keeps nothing of the old run's; the same weights bundled again (say, re-evaluated)
+        # keep the results computed on the bundled copy that the run folder lacks.
+        folder = out / "cache" / name
+        for cache in CACHES:
+            if not (same_weights and not (run / cache).is_file()):
+                (folder / cache).unlink(missing_ok=True)
             if (run / cache).is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run / cache, folder / cache)

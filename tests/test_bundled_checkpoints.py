@@ -85,3 +85,7 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     assert entry["autoattack_checks"] == record["autoattack_checks"]
     assert entry["sha256"] == hashlib.sha256((runs / "r" / "last.pt").read_bytes()).hexdigest()
     checkpoint.load_checkpoint(tmp_path / name)  # verifies against the new entry
+    # The same weights bundled again (re-evaluated) keep what the report computed on the copy.
+    (old_cache / "discrepancy.csv").write_text("computed on the bundled copy\n")
+    bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
+    assert sorted(p.name for p in old_cache.iterdir()) == ["discrepancy.csv", "metrics.jsonl"]
