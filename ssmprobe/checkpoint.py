@@ -143,13 +143,15 @@ def verify_bundled(path: str | Path, data: bytes) -> None:
 
 
 def read_bytes(path: Path, what: str = "checkpoint") -> bytes:
-    """The content of `path`, or a CheckpointError naming the bundled checkpoints."""
+    """The content of `path`, or a CheckpointError (naming the bundled checkpoints when an
+    ssmprobe checkpoint is missing: they are what such a path can point at instead)."""
     if not path.is_file():
         kind = "a folder, not a file" if path.is_dir() else "no such file"
-        shipped = ", ".join(sorted(p.name for p in bundled_dir().glob("*.pt")))
-        raise CheckpointError(
-            f"{what} not found: {path} ({kind}); bundled checkpoints: {shipped or 'none'}"
-        )
+        message = f"{what} not found: {path} ({kind})"
+        if what == "checkpoint":
+            shipped = ", ".join(sorted(p.name for p in bundled_dir().glob("*.pt")))
+            message += f"; bundled checkpoints: {shipped or 'none'}"
+        raise CheckpointError(message)
     return path.read_bytes()
 
 
