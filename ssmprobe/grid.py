@@ -319,11 +319,14 @@ def main(
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
-    grid = paper_grid(
-        args.dataset, args.models.split(","), args.methods.split(","), args.extra.split(), seeds
-    )
-    if args.only:
-        grid = select(grid, args.only.split(","))
+    try:
+        grid = paper_grid(
+            args.dataset, args.models.split(","), args.methods.split(","), args.extra.split(), seeds
+        )
+        if args.only:
+            grid = select(grid, args.only.split(","))
+    except ValueError as err:  # unknown model or method, a pattern that matches nothing
+        parser.error(str(err))
     if args.dry_run:
         hours = expected_hours(grid, lambda r: train_config(r.dataset, r.model).epochs)
         width = max(len(run.name) for run in grid) + 2

@@ -151,3 +151,21 @@ def test_dry_run_columns_line_up_past_long_seed_names(tmp_path: Path) -> None:
     ).stdout.splitlines()[:-1]  # fmt: skip
     assert "dss_trades_ads-sigmoid_seed1" in listed[-1]
     assert len({line.index(" epochs") for line in listed}) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "nomatch"], "no run of the grid matches ['nomatch']"),
+        (["--models", "s4,foo"], "unknown models or methods ['foo']"),
+        (["--seeds", "1,1"], "seeds must be distinct"),
+    ],
+)
+def test_grid_options_give_one_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
+    script = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--runs", str(tmp_path), *args],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in done.stderr.strip().splitlines()[-1]
