@@ -82,9 +82,10 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
         # keep the results computed on the bundled copy that the run folder lacks.
         folder = out / "cache" / name
         for cache in CACHES:
-            if not (same_weights and not (run / cache).is_file()):
+            fresh = (run / cache).is_file()
+            if not fresh and not same_weights:
                 (folder / cache).unlink(missing_ok=True)
-            if (run / cache).is_file():
+            if fresh:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run / cache, folder / cache)
         copied.append(target)
