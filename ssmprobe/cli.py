@@ -76,6 +76,8 @@ def _train(args: argparse.Namespace) -> int:
             f"{run_dir} already holds a run; pass --resume to continue it "
             "or --name to start another"
         )
+    if args.resume and not (run_dir / "last.pt").is_file():  # say, a mistyped --name
+        raise ValueError(f"nothing to resume: {run_dir / 'last.pt'} not found; drop --resume")
     device = resolve_device(args.device)
     history = fit(
         mconfig,
@@ -531,7 +533,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_data_and_device(p)
     p.add_argument("--out", default="runs", help="directory that holds run directories")
     p.add_argument("--name", help="run directory name (default MODEL[_ADS]_DATASET_METHOD)")
-    p.add_argument("--resume", action="store_true", help="continue from NAME/last.pt")
+    p.add_argument("--resume", action="store_true", help="continue from NAME/last.pt (must exist)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     p.set_defaults(func=_train)
 

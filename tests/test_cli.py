@@ -34,6 +34,10 @@ def test_train_writes_a_checkpoint_that_rebuilds_the_model(tmp_path: Path, capsy
     # The same run again without --resume would overwrite it: refused.
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
+    # --resume of a run that does not exist (a mistyped name) would start afresh: refused.
+    assert main([*args, "--resume", "--name", "dss_tanh_digits_sst"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "dss_tanh_digits_sst").exists()
 
 
 def test_bad_input_gives_one_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:
