@@ -113,8 +113,11 @@ def _eval(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         reference=_reference(args),
+        out=args.out,
     )
     print(format_results(results))
+    if args.out:
+        print(f"written: {args.out}")
     return 0
 
 
@@ -545,7 +548,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         formatter_class=_FORMAT,
         description=(
             "Evaluate a checkpoint on the first N test samples of its dataset "
-            "and save eval_<checkpoint>.json next to it."
+            "and save eval_<checkpoint>.json next to it (or --out)."
         ),
     )
     p.add_argument("--ckpt", required=True, help="checkpoint file (best.pt, last.pt)")
@@ -558,6 +561,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=1000, help="number of test samples")
     p.add_argument("--eps", type=float, help="ℓ∞ budget (default: the run's training eps)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--out", help="where the JSON record goes (default: eval_<checkpoint>.json next to it)"
+    )
     _add_data_and_device(p)
     _add_reference(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

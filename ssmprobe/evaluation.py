@@ -53,8 +53,10 @@ def evaluate_checkpoint(
     progress: bool = True,
     seed: int = 0,
     reference: Reference | None = None,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...).
+    """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...), saved to
+    `out` (default eval_<checkpoint>.json next to it).
 
     ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
     Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...},
@@ -98,7 +100,7 @@ def evaluate_checkpoint(
         "masking": masking_flags(results),
         "autoattack_checks": checks,
     }
-    write_json(path.with_name(f"eval_{path.stem}.json"), record)
+    write_json(Path(out) if out else path.with_name(f"eval_{path.stem}.json"), record)
     return record
 
 

@@ -120,3 +120,15 @@ def test_train_ads_form_reference(tmp_path: Path) -> None:
     assert meta["config"]["ads_form"] == "reference"
     names = {name for name, _ in model.named_parameters()}
     assert {"layers.0.ads.scale.bias", "layers.0.ads.bias.weight"} <= names
+
+
+def test_eval_out_keeps_the_record_away_from_the_checkpoint(tmp_path: Path, capsys) -> None:
+    from ssmprobe.checkpoint import bundled_dir
+
+    out = tmp_path / "records" / "s5_st.json"
+    args = ["eval", "--ckpt", str(bundled_dir() / "s5_st.pt"), "--attack", "fgsm", "--n", "8"]
+    assert main([*args, "--quiet", "--out", str(out)]) == 0
+    assert f"written: {out}" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert record["checkpoint"] == "s5_st.pt" and set(record["results"]) == {"clean", "fgsm"}
+    assert not (bundled_dir() / "eval_s5_st.json").exists()
