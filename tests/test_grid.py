@@ -27,6 +27,7 @@ from ssmprobe.grid import (
 
 pytest.importorskip("submitit")
 
+REPRODUCE_DIGITS = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
 TINY = (
     "--d-model", "8", "--n-layers", "1", "--d-state", "4", "--batch-size", "256", "--steps", "1",
     "--train-eval-size", "16", "--test-eval-size", "16",
@@ -128,8 +129,7 @@ def test_a_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
 
 
 def test_reproduce_digits_lists_its_own_options_and_the_dry_run(tmp_path: Path) -> None:
-    script = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
-    run = [sys.executable, str(script)]
+    run = [sys.executable, str(REPRODUCE_DIGITS)]
     usage = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
     assert "--bundle" in usage and "--dry-run" in usage
     listed = subprocess.run(
@@ -143,10 +143,9 @@ def test_reproduce_digits_lists_its_own_options_and_the_dry_run(tmp_path: Path) 
 
 
 def test_dry_run_columns_line_up_past_long_seed_names(tmp_path: Path) -> None:
-    script = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
     listed = subprocess.run(
-        [sys.executable, str(script), "--dry-run", "--runs", str(tmp_path), "--seeds", "0,1",
-         "--only", "s4_st*,dss_trades_ads-sigmoid*"],
+        [sys.executable, str(REPRODUCE_DIGITS), "--dry-run", "--runs", str(tmp_path),
+         "--seeds", "0,1", "--only", "s4_st*,dss_trades_ads-sigmoid*"],
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()[:-1]  # fmt: skip
     assert "dss_trades_ads-sigmoid_seed1" in listed[-1]
@@ -162,9 +161,8 @@ def test_dry_run_columns_line_up_past_long_seed_names(tmp_path: Path) -> None:
     ],
 )
 def test_grid_options_give_one_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
-    script = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--dry-run", "--runs", str(tmp_path), *args],
+        [sys.executable, str(REPRODUCE_DIGITS), "--dry-run", "--runs", str(tmp_path), *args],
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
