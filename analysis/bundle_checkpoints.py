@@ -27,10 +27,10 @@ import json
 import shutil
 from pathlib import Path
 
-from ssmprobe.checkpoint import load_checkpoint
+from ssmprobe.checkpoint import CheckpointError, checkpoint_from_bytes, read_bytes
 from ssmprobe.full_report import pick_bounds_runs
-from ssmprobe.io import write_json
-from ssmprobe.report import RunInfo, read_metrics
+from ssmprobe.io import write_bytes, write_json
+from ssmprobe.report import RunInfo, read_eval_record, read_metrics
 
 CACHES = (
     "metrics.jsonl",
@@ -44,39 +44,18 @@ CACHES = (
 
 def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") -> list[Path]:
     """Copies each RUN_NAME:BUNDLED_NAME[:best|last] of `runs` into `out` and updates its
-    manifest.json (entries of other files are kept); returns the copied files."""
+    manifest.json (entries of other files are kept); returns the copied files. Every pair is
+    read and checked before anything is written, so a bad one leaves the bundle as it was."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    copied = []
-    for pair in pairs:
-        run_name, name, which = (pair + ":best").split(":")[:3]
-        if which not in ("best", "last"):
-            raise ValueError(f"{pair}: the checkpoint must be best or last, got {which!r}")
-        run = Path(runs) / run_name
+    entries = [_entry(Path(runs), pair) for pair in pairs]
+    out.mkdir(parents=True, exist_ok=True)
+    for run, name, data, entry in entries:
         target = out / f"{name}.pt"
-        ckpt = load_checkpoint(run / f"{which}.pt")  # the source: the manifest is still old
-        sha256 = hashlib.sha256((run / f"{which}.pt").read_bytes()).hexdigest()
-        same_weights = manifest.get(target.name, {}).get("sha256") == sha256
-        shutil.copyfile(run / f"{which}.pt", target)
-        evaluation = json.loads((run / f"eval_{which}.json").read_text())
-        history = read_metrics(run)
-        manifest[target.name] = {
-            "sha256": sha256,
-            "model": ckpt.config,
-            "dataset": ckpt.meta["dataset"],
-            "method": ckpt.meta["method"],
-            "checkpoint": which,
-            "epoch": ckpt.meta["epoch"],
-            "train": json.loads((run / "config.json").read_text())["train"],
-            "train_seconds": round(float(history["seconds"].sum()), 1),
-            "eps": evaluation["eps"],
-            "n_test": evaluation["n"],
-            "accuracy": evaluation["results"],
-        }
-        if "autoattack_checks" in evaluation:  # absent: evaluated before eval files kept them
-            manifest[target.name]["autoattack_checks"] = evaluation["autoattack_checks"]
+        same_weights = manifest.get(target.name, {}).get("sha256") == entry["sha256"]
+        write_bytes(target, data)
+        manifest[target.name] = entry
         # The report's results, so `report --zoo` need not recompute them. A replaced entry
         # keeps nothing of the old run's; the same weights bundled again (say, re-evaluated)
         # keep the results computed on the bundled copy that the run folder lacks.
@@ -88,10 +67,39 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
             if fresh:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run / cache, folder / cache)
-        copied.append(target)
     write_json(manifest_path, dict(sorted(manifest.items())))
     _drop_unused_bounds(out, manifest)
-    return copied
+    return [out / f"{name}.pt" for _, name, _, _ in entries]
+
+
+def _entry(runs: Path, pair: str) -> tuple[Path, str, bytes, dict]:
+    """The run folder, bundled name, checkpoint bytes and manifest entry of one pair."""
+    run_name, name, which = (pair + ":best").split(":")[:3]
+    if which not in ("best", "last"):
+        raise ValueError(f"{pair}: the checkpoint must be best or last, got {which!r}")
+    run = runs / run_name
+    source = run / f"{which}.pt"
+    data = read_bytes(source)  # read once: parsed, hashed and copied
+    ckpt = checkpoint_from_bytes(data, source)  # the source: the manifest is still old
+    if not (run / f"eval_{which}.json").is_file():
+        raise ValueError(f"{run}: no eval_{which}.json: run `ssmprobe eval` on it first")
+    evaluation = read_eval_record(run / f"eval_{which}.json")
+    entry = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "model": ckpt.config,
+        "dataset": ckpt.meta["dataset"],
+        "method": ckpt.meta["method"],
+        "checkpoint": which,
+        "epoch": ckpt.meta["epoch"],
+        "train": json.loads((run / "config.json").read_text())["train"],
+        "train_seconds": round(float(read_metrics(run)["seconds"].sum()), 1),
+        "eps": evaluation.eps,
+        "n_test": evaluation.n,
+        "accuracy": evaluation.accuracies,
+    }
+    if evaluation.checks is not None:  # None: evaluated before eval files kept them
+        entry["autoattack_checks"] = evaluation.checks
+    return run, name, data, entry
 
 
 def _drop_unused_bounds(out: Path, manifest: dict[str, dict]) -> None:
@@ -119,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         bundle(args.runs, args.pairs, args.out)
-    except ValueError as err:
+    except (ValueError, CheckpointError) as err:
         parser.error(str(err))
 
 

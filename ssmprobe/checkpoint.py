@@ -116,7 +116,13 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """Reads a checkpoint written by `save_checkpoint` without executing anything from it; a
     bundled one only after its SHA-256 matches the manifest (`verify_bundled`)."""
     path = Path(path)
-    data = read_bytes(path, "checkpoint")
+    return checkpoint_from_bytes(read_bytes(path, "checkpoint"), path, map_location)
+
+
+def checkpoint_from_bytes(data: bytes, path: str | Path, map_location: Any = "cpu") -> Checkpoint:
+    """The checkpoint in `data`, the content of `path` (named in errors), read as
+    `load_checkpoint` reads it; for callers that also need the bytes (to hash or copy them)."""
+    path = Path(path)
     verify_bundled(path, data)  # the bytes read once serve the hash and the unpickling
     return _parse(load_bytes(data, path, map_location, "checkpoint"), path)
 

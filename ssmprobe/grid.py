@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import METRICS_FILE, read_metrics
+from .report import METRICS_FILE, read_eval_record, read_metrics
 
 POLL_SECONDS = 2.0  # how often a local launch looks for ended jobs
 
@@ -137,9 +137,8 @@ def evaluated(run_dir: Path, n: int, attacks: str = "pgd10,aa", which: str | Non
     path, ckpt = run_dir / f"eval_{which}.json", run_dir / f"{which}.pt"
     if not path.is_file() or (ckpt.is_file() and ckpt.stat().st_mtime > path.stat().st_mtime):
         return False
-    payload = json.loads(path.read_text())
-    results = {k for k, v in payload.get("results", {}).items() if v is not None}
-    return payload.get("n", 0) >= n and {"clean", *attacks.split(",")} <= results
+    record = read_eval_record(path)
+    return record.n >= n and {"clean", *attacks.split(",")} <= set(record.accuracies)
 
 
 @dataclass(frozen=True)

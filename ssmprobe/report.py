@@ -245,15 +245,27 @@ def read_json(path: Path) -> Any:
 
 def read_eval(path: Path) -> dict[str, float]:
     """Accuracies (fractions) by attack name from an eval_*.json; {} if the file is absent."""
-    return read_eval_record(path)[0]
+    return read_eval_record(path).accuracies
 
 
-def read_eval_record(path: Path) -> tuple[dict[str, float], list[str] | None]:
-    """Accuracies (fractions) by attack name from an eval_*.json and the warnings of
-    AutoAttack's own checks (`autoattack_checks`): ({}, []) if the file is absent; checks [] if
-    it ran no AutoAttack, None if it ran AutoAttack but predates the field (not known)."""
+@dataclass(frozen=True)
+class EvalRecord:
+    """What an eval_*.json says: accuracies (fractions) by attack name, attacks that were not
+    run left out; the test samples `n` (0 if absent) and `eps` (None if absent); `checks`, the
+    warnings of AutoAttack's own checks (`autoattack_checks`): [] if it ran no AutoAttack, None
+    if it ran AutoAttack but predates the field (not known)."""
+
+    accuracies: dict[str, float]
+    n: int = 0
+    eps: float | None = None
+    checks: list[str] | None = None
+
+
+def read_eval_record(path: Path) -> EvalRecord:
+    """The EvalRecord of an eval_*.json, empty (no accuracies, checks []) if the file is
+    absent; RunDirError naming the file and field if it is there but malformed."""
     if not path.is_file():
-        return {}, []
+        return EvalRecord({}, checks=[])
     payload = read_json(path)
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, dict):
@@ -272,12 +284,18 @@ def read_eval_record(path: Path) -> tuple[dict[str, float], list[str] | None]:
                 "(accuracies are fractions, not percentages)"
             )
         accuracies[attack] = float(value)
+    n, eps = payload.get("n", 0), payload.get("eps")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise RunDirError(f'{path}: "n" must be a number of test samples, got {n!r}')
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float)):
+        raise RunDirError(f'{path}: "eps" must be a number, got {eps!r}')
     if "autoattack_checks" not in payload:
-        return accuracies, None if any(k.startswith("aa") for k in accuracies) else []
+        known = None if any(k.startswith("aa") for k in accuracies) else []
+        return EvalRecord(accuracies, n, eps, known)
     checks = payload["autoattack_checks"]
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise RunDirError(f'{path}: "autoattack_checks" must be a list of strings')
-    return accuracies, checks
+    return EvalRecord(accuracies, n, eps, checks)
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -336,8 +354,8 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     for run in find_runs(runs_dir):
         row: dict[str, Any] = {key: getattr(run, key) for key in (*KEY_COLUMNS, "seed")}
         records = {c: read_eval_record(run.path / name) for c, name in EVAL_FILES.items()}
-        fractions = {c: results for c, (results, _) in records.items()}
-        checks = {c: found for c, (_, found) in records.items()}
+        fractions = {c: record.accuracies for c, record in records.items()}
+        checks = {c: record.checks for c, record in records.items()}
         percent = {c: {k: round(100 * v, 2) for k, v in r.items()} for c, r in fractions.items()}
         row["masking"] = "; ".join(
             f"{c}: {flag}" for c, results in fractions.items() for flag in masking_flags(results)

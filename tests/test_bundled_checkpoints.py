@@ -89,3 +89,11 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     (old_cache / "discrepancy.csv").write_text("computed on the bundled copy\n")
     bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
     assert sorted(p.name for p in old_cache.iterdir()) == ["discrepancy.csv", "metrics.jsonl"]
+    # A run not yet evaluated is refused before anything of the bundle changes, even the
+    # file of a good pair named before it.
+    assert main(f"train --model s4 {tiny} --out {runs} --name new --seed 1".split()) == 0
+    (runs / "r" / "eval_last.json").rename(runs / "new" / "eval_last.json")
+    before = (tmp_path / "manifest.json").read_bytes(), (tmp_path / name).read_bytes()
+    with pytest.raises(ValueError, match=r"r: no eval_last\.json: run `ssmprobe eval`"):
+        bundle(runs, [f"new:{Path(name).stem}:last", "r:other:last"], tmp_path)
+    assert ((tmp_path / "manifest.json").read_bytes(), (tmp_path / name).read_bytes()) == before
