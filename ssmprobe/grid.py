@@ -58,9 +58,14 @@ class GridRun:
     seed: int = 0
 
     @property
+    def setting(self) -> str:
+        """The name of what is trained, the same for every seed: s4_pgd_ads-relu."""
+        return f"{self.model}_{self.method}" + (f"_ads-{self.ads}" if self.ads else "")
+
+    @property
     def name(self) -> str:
-        ads = f"_ads-{self.ads}" if self.ads else ""
-        return f"{self.model}_{self.method}{ads}" + (f"_seed{self.seed}" if self.seed else "")
+        """The run folder's name: the setting, then _seed<n> for seeds other than 0."""
+        return self.setting + (f"_seed{self.seed}" if self.seed else "")
 
     def train_args(self, runs: Path) -> list[str]:
         resume = ["--resume"] if (runs / self.name / "last.pt").exists() else []
@@ -111,13 +116,17 @@ def _cheapest_first(run: GridRun) -> tuple:
 
 
 def select(grid: Sequence[GridRun], patterns: Sequence[str]) -> list[GridRun]:
-    """The runs of `grid` whose name matches one of `patterns` (shell-style, `fnmatch`)."""
+    """The runs of `grid` whose name or setting (the name without _seed<n>: every seed of
+    it) matches one of `patterns` (shell-style, `fnmatch`)."""
     from fnmatch import fnmatchcase
 
-    unmatched = [p for p in patterns if not any(fnmatchcase(r.name, p) for r in grid)]
+    def matches(run: GridRun, pattern: str) -> bool:
+        return fnmatchcase(run.name, pattern) or fnmatchcase(run.setting, pattern)
+
+    unmatched = [p for p in patterns if not any(matches(r, p) for r in grid)]
     if unmatched:
         raise ValueError(f"no run of the grid matches {unmatched}")
-    return [r for r in grid if any(fnmatchcase(r.name, p) for p in patterns)]
+    return [r for r in grid if any(matches(r, p) for p in patterns)]
 
 
 def finished(run_dir: Path) -> bool:
@@ -308,7 +317,9 @@ def main(
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time per job")
     parser.add_argument("--partition", help="SLURM partition")
     parser.add_argument(
-        "--only", help="run names or shell patterns, comma-separated, e.g. 'mamba_*,*_ads-*'"
+        "--only",
+        help="run names, settings (every seed: s4_pgd) or shell patterns, comma-separated, "
+        "e.g. 'mamba_*,*_ads-*'",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the runs and GPU-hours")
     parser.add_argument("--extra", default="", help="more train options, e.g. '--data-dir D'")

@@ -89,6 +89,9 @@ def test_select_by_name_and_pattern() -> None:
     assert len(select(grid, ["*_ads-*"])) == 12
     with pytest.raises(ValueError, match="transformer"):
         select(grid, ["s4_st", "transformer_*"])
+    seeds = paper_grid("digits", seeds=(0, 3, 4))
+    chosen = [r.name for r in select(seeds, ["dss_trades", "s4_pgd_seed3"])]
+    assert chosen == ["dss_trades", "s4_pgd_seed3", "dss_trades_seed3", "dss_trades_seed4"]
 
 
 @pytest.mark.slow
