@@ -379,3 +379,19 @@ def test_causal_conv_matches_conv1d_with_both_sides_padded(k, length, use_bias):
         strict=True,
     ):
         torch.testing.assert_close(g_got, g_exp, rtol=1e-12, atol=1e-12)
+
+
+def test_the_scan_benchmark_compares_backends_with_the_float64_scan() -> None:
+    import re
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scan_speed.py"
+    args = [sys.executable, str(script), "--preset", "digits", "--device", "cpu", "--batch", "2"]
+    args += ["--repeat", "1", "--backends", "chunked,full_state,mamba_ssm"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert "batch 2, D 128, N 16, L 64" in out and "mamba_ssm  not available on cpu" in out
+    errors = [float(e) for e in re.findall(r"   error (\S+)", out)]
+    assert len(errors) == 2 and max(errors) < 1e-5  # float32 against float64
+    bad = subprocess.run([*args[:-1], "chunked,cuda"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown backend 'cuda'" in bad.stderr
