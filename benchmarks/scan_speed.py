@@ -3,10 +3,9 @@
 Backends: `chunked` (pure PyTorch, checkpointed: the CPU path), `full_state` (pure PyTorch with
 the whole state stored: the GPU path without Triton), `triton` (`triton_scan`: the GPU path
 without mamba-ssm; on the CPU in Triton's interpreter with TRITON_INTERPRET=1) and `mamba_ssm`
-(its fused CUDA kernel, where installed). The inputs are
-those of a fresh Mamba block at a preset's shapes (batch, D = expand · d_model channels, N
-states, L steps) on random images. Each backend's output and the gradients of all eight inputs
-are compared with the `chunked` scan in float64 on the same device; the error printed is the
+(its fused CUDA kernel, where installed). The inputs are those a fresh Mamba block at a preset's
+shapes (batch, D = expand · d_model channels, N states, L steps) computes from random hidden
+states. Each backend's output and the gradients of all eight inputs are compared with the `chunked` scan in float64 on the same device; the error printed is the
 largest of max|x - ref| / max|ref| over those nine tensors. Issue 13's goal: Triton within 2x of
 mamba_ssm's time.
 
