@@ -5,8 +5,9 @@ the whole state stored: the GPU path without Triton), `triton` (`triton_scan`: t
 without mamba-ssm; on the CPU in Triton's interpreter with TRITON_INTERPRET=1) and `mamba_ssm`
 (its fused CUDA kernel, where installed). The inputs are those a fresh Mamba block at a preset's
 shapes (batch, D = expand · d_model channels, N states, L steps) computes from random hidden
-states. Each backend's output and the gradients of all eight inputs are compared with the `chunked` scan in float64 on the same device; the error printed is the
-largest of max|x - ref| / max|ref| over those nine tensors. Issue 13's goal: Triton within 2x of
+states. Each backend's output and the gradients of all eight inputs are compared with the
+`chunked` scan in float64 on the same device; the error printed is the largest of
+max|x - ref| / max|ref| over those nine tensors. Issue 13's goal: Triton within 2x of
 mamba_ssm's time.
 
     python benchmarks/scan_speed.py [--preset mnist] [--device cuda] [--batch 256]
@@ -52,7 +53,8 @@ def backend(name: str, device: torch.device) -> Callable[..., Tensor] | None:
 
 
 def scan_inputs(preset: str, batch: int | None, device: torch.device) -> list[Tensor]:
-    """u, delta, A, B, C, D, z, delta_bias of a fresh Mamba block at `preset`, float32 leaves."""
+    """u, delta, A, B, C, D, z, delta_bias of a fresh Mamba block at `preset`, in float32
+    (`run` makes its own leaves of them)."""
     config = model_config("mamba", preset)
     block = Mamba(config.d_model, config.d_state or 16, expand=config.expand).to(device)
     batch = batch or train_config(preset, "mamba").batch_size
@@ -60,7 +62,7 @@ def scan_inputs(preset: str, batch: int | None, device: torch.device) -> list[Te
     with torch.no_grad():
         x, z, dt, b, c = block._ssm_inputs(hidden)
         tensors = [x, dt, block.A, b, c, block.D, z, block.dt_proj.bias]
-    return [t.detach().float().contiguous().requires_grad_() for t in tensors]
+    return [t.detach().float().contiguous() for t in tensors]
 
 
 def run(scan: Callable[..., Tensor], inputs: list[Tensor], weight: Tensor) -> list[Tensor]:
