@@ -113,6 +113,9 @@ def _scan_backward(
         c = n_chunks - 1 - back
         start = start_ptr + ((seq * n_chunks + c) * dim + d[:, None]) * n_state + n[None, :]
         h = tl.load(start, mask=tile, other=0.0)
+        # scratch is written and read back by the program's threads: the barriers keep a thread
+        # from reading a state before another has written it, or overwriting one still unread
+        tl.debug_barrier()
         for i in range(0, CHUNK):  # the chunk's states again, h_{k-1} kept for each step
             t = c * CHUNK + i
             row = (seq * length + t) * dim + d
@@ -123,6 +126,7 @@ def _scan_backward(
             u = tl.load(u_ptr + row, mask=step_ok, other=0.0)
             bn = tl.load(b_ptr + (seq * length + t) * n_state + n, mask=n_step, other=0.0)
             h = tl.exp(dt[:, None] * a) * h + (dt * u)[:, None] * bn[None, :]
+        tl.debug_barrier()
         for j in range(0, CHUNK):
             i = CHUNK - 1 - j
             t = c * CHUNK + i
