@@ -1,5 +1,5 @@
 """The Triton selective scan, run in Triton's interpreter on the CPU, against the sequential
-scan: values and the gradients of every input."""
+scan: values and the gradients of every input; and compiled for NVIDIA GPUs by Triton on the CPU."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ def test_gpu_inputs_without_mamba_ssm_use_the_triton_scan(monkeypatch) -> None:
     assert mamba._gpu_scan() is triton_selective_scan
     monkeypatch.setitem(sys.modules, "ssmprobe.models.triton_scan", None)  # import fails
     assert mamba._gpu_scan() is full_state_scan
+
+
+def test_the_kernels_compile_for_nvidia_gpus_without_spills(tmp_path) -> None:
+    """Triton's compiler and bundled ptxas, on the CPU: PTX and cubin for sm_80 and sm_90."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_compile.py"
+    env = {**os.environ, "TRITON_CACHE_DIR": str(tmp_path)}  # compile, not a cached cubin
+    args = [sys.executable, str(script), "--capability", "80,90"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    usage = re.findall(r"sm_(\d+) (\w+): (\d+) registers, \d+ B shared, (\d+) B local", out.stdout)
+    assert [(sm, kernel) for sm, kernel, _, _ in usage] == [
+        (sm, kernel) for sm in ("80", "90") for kernel in ("_scan_forward", "_scan_backward")
+    ]
+    assert all(int(local) == 0 for *_, local in usage)  # the state stays in registers
