@@ -7,7 +7,7 @@ PGD-10 accuracy being noise around 10%) and its eval_CHECKPOINT.json.
 Files already in the manifest and not named here keep their entries. The report's cached
 results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
 cache/BUNDLED_NAME/, replacing those of an earlier entry of that name (the same weights bundled
-again keep the cached results their run folder lacks); bounds results only for
+again keep the cached results their run folder lacks or holds older); bounds results only for
 the entries whose bounds the report draws (`full_report.pick_bounds_runs`: one per family).
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
@@ -58,15 +58,20 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
         manifest[target.name] = entry
         # The report's results, so `report --zoo` need not recompute them. A replaced entry
         # keeps nothing of the old run's; the same weights bundled again (say, re-evaluated)
-        # keep the results computed on the bundled copy that the run folder lacks.
+        # keep the results computed on the bundled copy that the run folder lacks or has in
+        # an older version (one the report has since recomputed in a newer format).
         folder = out / "cache" / name
         for cache in CACHES:
-            fresh = (run / cache).is_file()
-            if not fresh and not same_weights:
-                (folder / cache).unlink(missing_ok=True)
-            if fresh:
-                folder.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(run / cache, folder / cache)
+            source, bundled = run / cache, folder / cache
+            if not source.is_file():
+                if not same_weights:
+                    bundled.unlink(missing_ok=True)
+                continue
+            newer = bundled.is_file() and bundled.stat().st_mtime >= source.stat().st_mtime
+            if same_weights and newer:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, bundled)
     write_json(manifest_path, dict(sorted(manifest.items())))
     _drop_unused_bounds(out, manifest)
     return [out / f"{name}.pt" for _, name, _, _ in entries]

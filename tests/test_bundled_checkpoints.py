@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -85,10 +86,21 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     assert entry["autoattack_checks"] == record["autoattack_checks"]
     assert entry["sha256"] == hashlib.sha256((runs / "r" / "last.pt").read_bytes()).hexdigest()
     checkpoint.load_checkpoint(tmp_path / name)  # verifies against the new entry
-    # The same weights bundled again (re-evaluated) keep what the report computed on the copy.
+    # The same weights bundled again (re-evaluated) keep what the report computed on the copy:
+    # what the run lacks, and what the run holds older; a newer one of the run's replaces it.
     (old_cache / "discrepancy.csv").write_text("computed on the bundled copy\n")
+    (runs / "r" / "discrepancy.json").write_text("computed in the run folder\n")
+    for cache, age in (("discrepancy.json", 100), ("metrics.jsonl", -100)):
+        (old_cache / cache).write_text("computed on the bundled copy\n")
+        stamp = (runs / "r" / cache).stat().st_mtime + age
+        os.utime(old_cache / cache, (stamp, stamp))
     bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
-    assert sorted(p.name for p in old_cache.iterdir()) == ["discrepancy.csv", "metrics.jsonl"]
+    kept = {p.name: p.read_text() for p in old_cache.iterdir()}
+    assert kept == {
+        "discrepancy.csv": "computed on the bundled copy\n",
+        "discrepancy.json": "computed on the bundled copy\n",
+        "metrics.jsonl": (runs / "r" / "metrics.jsonl").read_text(),
+    }
     # A run not yet evaluated is refused before anything of the bundle changes, even the
     # file of a good pair named before it.
     assert main(f"train --model s4 {tiny} --out {runs} --name new --seed 1".split()) == 0
