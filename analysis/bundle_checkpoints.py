@@ -67,8 +67,8 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
                 if not same_weights:
                     bundled.unlink(missing_ok=True)
                 continue
-            newer = bundled.is_file() and bundled.stat().st_mtime >= source.stat().st_mtime
-            if same_weights and newer:
+            up_to_date = bundled.is_file() and bundled.stat().st_mtime >= source.stat().st_mtime
+            if same_weights and up_to_date:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, bundled)

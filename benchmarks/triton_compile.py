@@ -37,7 +37,7 @@ def compile_kernel(fn: triton.JITFunction, capability: int, n_state: int) -> byt
     constants = {
         "CHUNK": triton_scan.CHUNK,
         "BLOCK_D": triton_scan.BLOCK_D,
-        "BLOCK_N": triton.next_power_of_2(n_state),
+        "BLOCK_N": triton_scan._launch_shape(1, 1, 1, n_state)["BLOCK_N"],  # as launched
     }
     signature = {
         name: "constexpr" if name in constants else "i32" if name in INT_ARGS else "*fp32"
