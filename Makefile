@@ -21,11 +21,19 @@ $(STAMP): pyproject.toml constraints.txt
 # zoo's bounds figures were drawn from their caches and the S5 sweep's Lanczos runs stopped per
 # channel; S5 PGD-AT: 93 / 78 / AA 76 on 100 digits).
 DEMO_N ?= 100
+DEMO_PROBE ?= 200
+DEMO_EPOCHS ?= 15
+DEMO_RUNS ?= runs/demo
+# --resume only where the run exists (train refuses it otherwise): a first run starts fresh, a
+# second continues an interrupted one or, finished, reuses it.
+resume = $(if $(wildcard $(DEMO_RUNS)/$(1)/last.pt),--resume)
 demo: $(STAMP)
-	$(BIN)/ssmprobe train --model s5 --method st --epochs 15 --out runs/demo --resume --quiet
-	$(BIN)/ssmprobe train --model s5 --method pgd --epochs 15 --out runs/demo --resume --quiet
-	$(BIN)/ssmprobe report --runs runs/demo --zoo --out runs/demo/report --n-eval $(DEMO_N) \
-		--n-probe 200 --quiet
+	$(BIN)/ssmprobe train --model s5 --method st --epochs $(DEMO_EPOCHS) --out $(DEMO_RUNS) \
+		$(call resume,s5_digits_st) --quiet
+	$(BIN)/ssmprobe train --model s5 --method pgd --epochs $(DEMO_EPOCHS) --out $(DEMO_RUNS) \
+		$(call resume,s5_digits_pgd) --quiet
+	$(BIN)/ssmprobe report --runs $(DEMO_RUNS) --zoo --out $(DEMO_RUNS)/report \
+		--n-eval $(DEMO_N) --n-probe $(DEMO_PROBE) --quiet
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
