@@ -28,9 +28,9 @@ import shutil
 from pathlib import Path
 
 from ssmprobe.checkpoint import CheckpointError, checkpoint_from_bytes, read_bytes
-from ssmprobe.full_report import pick_bounds_runs
 from ssmprobe.io import write_bytes, write_json
-from ssmprobe.report import RunInfo, read_eval_record, read_metrics
+from ssmprobe.report.build import pick_bounds_runs
+from ssmprobe.report.tables import RunInfo, read_eval_record, read_metrics
 
 CACHES = (
     "metrics.jsonl",

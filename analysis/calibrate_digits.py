@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ssmprobe.cli import main as ssmprobe
 from ssmprobe.io import write_text
-from ssmprobe.report import METRICS_FILE, read_metrics
-from ssmprobe.selection import best_epoch, learned
+from ssmprobe.report.tables import METRICS_FILE, read_metrics
+from ssmprobe.training.selection import best_epoch, learned
 
 
 @dataclass(frozen=True)

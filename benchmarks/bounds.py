@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import torch
 
-from ssmprobe.bounds import spectral_norm_sq
-from ssmprobe.layer_bounds import model_rows, perturbation_law, summarise_rows
+from ssmprobe.bounds.lti import model_rows, perturbation_law, summarise_rows
+from ssmprobe.bounds.theorem import spectral_norm_sq
+from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
-from ssmprobe.train import load_model
 
 
 def seconds(fn: Callable[[], object]) -> float:

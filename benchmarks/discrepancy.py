@@ -21,11 +21,10 @@ import time
 
 import torch
 
-from ssmprobe.attacks import run_attack
+from ssmprobe.attacks import checkpoint_attack, run_attack
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation import checkpoint_attack
+from ssmprobe.loading import load_model
 from ssmprobe.probe.discrepancy import collect
-from ssmprobe.train import load_model
 
 
 def loader(dataset: str, n: int, batch_size: int):

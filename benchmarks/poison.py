@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from ssmprobe.poison import (
+from ssmprobe.poison.experiment import (
     LinearStudent,
     PoisonConfig,
     init_student,

@@ -27,7 +27,7 @@ from torch import Tensor
 from ssmprobe.models import model_config
 from ssmprobe.models.mamba import Mamba, _cuda_selective_scan
 from ssmprobe.models.selective_scan import chunked_selective_scan, full_state_scan
-from ssmprobe.train import train_config
+from ssmprobe.training.fit import train_config
 
 LENGTH = {"mnist": 784, "cifar10": 1024, "digits": 64}
 BACKENDS = ("chunked", "full_state", "triton", "mamba_ssm")

@@ -15,7 +15,7 @@ import time
 import torch
 
 from ssmprobe.models import MODELS, build_model, model_config
-from ssmprobe.train import _autocast, train_config, training_loss
+from ssmprobe.training.fit import _autocast, train_config, training_loss
 
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "digits": 1437}
 

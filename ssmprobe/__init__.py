@@ -11,6 +11,6 @@ def load_reference(path: Any, model: str, dataset: str, ads: str | None = None) 
     """A checkpoint of the paper's reference code as an ssmprobe model and its metadata
     (`ssmprobe.models.reference.load_reference`; imported lazily to keep `import ssmprobe`
     light)."""
-    from .models.reference import load_reference as load
+    from ssmprobe.interop.reference import load_reference as load
 
     return load(path, model, dataset, ads)

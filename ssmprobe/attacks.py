@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -590,3 +591,23 @@ def evaluate_attack(
     if count == 0:
         raise ValueError("the loader gave no samples")
     return {"acc": correct / count, "loss": loss_sum / count, "n": count}
+
+
+def checkpoint_attack(spec: str, meta: dict[str, Any], eps: float | None = None) -> AttackConfig:
+    """The attack `spec` (pgd10, aa, ...) against a checkpoint: ℓ∞ attacks use `eps` (in
+    (0, 1]), else the run's training eps and α, else the dataset's preset budget; ℓ2 attacks use
+    `eps` (> 0) or the dataset's preset radius."""
+    dataset, train = meta["dataset"], meta.get("train", {})
+    config = parse_attack(spec, dataset)
+    if eps is not None:
+        top = 1.0 if config.norm == "Linf" else math.inf
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= top:
+            bound = "(0, 1]" if config.norm == "Linf" else "(0, inf)"
+            raise ValueError(f"eps of an {config.norm} attack must be in {bound}, got {eps!r}")
+    if config.norm != "Linf":  # the run's ε is an ℓ∞ budget: an ℓ2 attack keeps its own
+        return config if eps is None else parse_attack(spec, dataset, eps=eps)
+    linf_eps = eps if eps is not None else train.get("eps")
+    if linf_eps is not None:
+        alpha = train.get("alpha") if eps is None else None
+        config = parse_attack(spec, dataset, eps=linf_eps, alpha=alpha)
+    return config

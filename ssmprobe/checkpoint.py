@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .io import atomic_file
+from ssmprobe.io import atomic_file
 
 FORMAT_NAME = "ssmprobe.checkpoint"
 FORMAT_VERSION = 1

@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
-from .checkpoint import CheckpointError
-from .data import DATASETS, DatasetError, load_dataset
-from .models import MODELS, PRESETS, model_config
-from .models.reference import FAMILIES, Reference, import_reference
-from .models.registry import ARCH_DEFAULTS, ARCHS
-from .train import METHODS, TrainingDiverged, fit, load_model, resolve_device, train_config
+from ssmprobe.checkpoint import CheckpointError
+from ssmprobe.data import DATASETS, DatasetError, load_dataset
+from ssmprobe.interop.reference import FAMILIES, Reference, import_reference
+from ssmprobe.loading import load_model, resolve_device
+from ssmprobe.models import MODELS, PRESETS, model_config
+from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS
+from ssmprobe.training.fit import METHODS, TrainingDiverged, fit, train_config
+from ssmprobe.version import __version__
 
 
 class _FORMAT(argparse.ArgumentDefaultsHelpFormatter):
@@ -100,7 +101,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_checkpoint, format_results
+    from ssmprobe.evaluation.evaluate import evaluate_checkpoint, format_results
 
     attacks = [a.strip() for a in args.attack.split(",") if a.strip()]
     results = evaluate_checkpoint(
@@ -122,7 +123,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from .report import collect_runs, write_tables
+    from ssmprobe.report.tables import collect_runs, write_tables
 
     table = collect_runs(args.runs)
     paths = write_tables(table, Path(args.out or args.runs))
@@ -134,7 +135,7 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .full_report import ReportOptions, build_report
+    from ssmprobe.report.build import ReportOptions, build_report
 
     options = ReportOptions(
         attacks=tuple(a.strip() for a in args.attack.split(",") if a.strip()),
@@ -144,7 +145,7 @@ def _report(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if args.zoo:
-        from .full_report import zoo_runs
+        from ssmprobe.report.build import zoo_runs
 
         zoo_runs(Path(args.runs) / "zoo")
     result = build_report(args.runs, args.out, options)
@@ -158,7 +159,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _discrepancy(args: argparse.Namespace) -> int:
-    from .probe.discrepancy import discrepancy, format_summary, save
+    from ssmprobe.probe.discrepancy import discrepancy, format_summary, save
 
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     reference = _reference(args)
@@ -187,7 +188,7 @@ def _discrepancy(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .probe.plots import plot_discrepancy
+    from ssmprobe.probe.plots import plot_discrepancy
 
     paths = plot_discrepancy(args.results, args.out, norm=args.norm)
     print("written: " + ", ".join(str(p) for p in paths))
@@ -195,8 +196,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _attribute(args: argparse.Namespace) -> int:
-    from .io import write_json
-    from .probe.attribution import attribute_checkpoint, plot_input_attributions
+    from ssmprobe.io import write_json
+    from ssmprobe.probe.attribution import attribute_checkpoint, plot_input_attributions
 
     result = attribute_checkpoint(
         args.ckpt,
@@ -264,7 +265,7 @@ def _add_attribute(sub: argparse._SubParsersAction) -> None:
 
 
 def _bounds(args: argparse.Namespace) -> int:
-    from .bounds_check import check_model
+    from ssmprobe.bounds.check import check_model
 
     result = check_model(
         args.model,
@@ -624,9 +625,9 @@ def _import(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoint import load_checkpoint
-    from .io import atomic_file
-    from .models.reference import export_reference
+    from ssmprobe.checkpoint import load_checkpoint
+    from ssmprobe.interop.reference import export_reference
+    from ssmprobe.io import atomic_file
 
     ckpt = load_checkpoint(args.ckpt)
     dataset = DATASETS.get(ckpt.meta.get("dataset"))
@@ -675,9 +676,15 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
 def _poison(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .io import atomic_file, write_json
-    from .poison import SEEDS, PoisonConfig, config_dict, result_rows, run_seeds_in_parallel
-    from .poison_figures import dynamics_title, write_dynamics_figure
+    from ssmprobe.io import atomic_file, write_json
+    from ssmprobe.poison.experiment import (
+        SEEDS,
+        PoisonConfig,
+        config_dict,
+        result_rows,
+        run_seeds_in_parallel,
+    )
+    from ssmprobe.poison.figures import dynamics_title, write_dynamics_figure
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be positive, got {args.seeds}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import METRICS_FILE, read_eval_record, read_metrics
+from ssmprobe.report.tables import METRICS_FILE, read_eval_record, read_metrics
 
 POLL_SECONDS = 2.0  # how often a local launch looks for ended jobs
 
@@ -164,14 +164,14 @@ class JobSpec:
 def run_job(spec: JobSpec) -> str:
     """Trains (or resumes) the run and evaluates best.pt and last.pt; returns the run's path.
     With more than one GPU the training runs under torchrun, one process per GPU."""
-    from .cli import main as ssmprobe
+    from ssmprobe.cli import main as ssmprobe
 
     runs = Path(spec.runs)
     run_dir = runs / spec.run.name
     if not finished(run_dir):
         args = spec.run.train_args(runs)
         if spec.gpus > 1:
-            command = ["torchrun", f"--nproc_per_node={spec.gpus}", "-m", "ssmprobe.cli", *args]
+            command = ["torchrun", f"--nproc_per_node={spec.gpus}", "-m", "ssmprobe", *args]
             subprocess.run(command, check=True)
         elif code := ssmprobe(args):
             raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
@@ -292,7 +292,7 @@ def main(
     """The command line of analysis/reproduce_*.py: lists (`--dry-run`) or launches the grid,
     then writes the report; returns the grid, its runs folder and whether it was launched.
     `parents` add a script's own options (parsed by the script) to this `--help`."""
-    from .train import train_config
+    from ssmprobe.training.fit import train_config
 
     parser = argparse.ArgumentParser(
         description=description,
@@ -358,7 +358,7 @@ def main(
     except GridError as err:
         parser.exit(1, f"error: {err}\nrerun the same command to retry them\n")
     if args.out:
-        from .cli import main as ssmprobe
+        from ssmprobe.cli import main as ssmprobe
 
         ssmprobe(["report", "--runs", str(runs), "--out", args.out, "--n-eval", str(args.n)])
     return grid, runs, True

@@ -1,17 +1,25 @@
-"""Atomic file output: a crash mid-write leaves the previous file (or none), never half of one."""
+"""Atomic file output: a crash mid-write leaves the previous file (or none), never half of one.
+Figures are written the same way, without a creation date, so the same figure gives the same
+bytes and a rerun with nothing new rewrites nothing."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from io import BytesIO
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _UMASK = os.umask(0)  # read once: new files get the usual permissions, not mkstemp's 0600
 os.umask(_UMASK)
+FIGURE_FORMATS = (".png", ".pdf")
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "ps": {"CreationDate": None}}
 
 
 @contextmanager
@@ -52,6 +60,21 @@ def write_text(path: str | Path, text: str) -> bool:
 
 def write_json(path: str | Path, value: Any) -> bool:
     return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def save_figure(
+    fig: Figure, stem: str | Path, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """Writes `fig` atomically as `stem` + each suffix in `formats` (once each, 150 dpi for
+    raster ones), leaving a file that already holds the same image untouched; returns the
+    paths. Files carry no creation date, so the same figure gives the same bytes."""
+    paths = [Path(f"{stem}{suffix.lower()}") for suffix in dict.fromkeys(formats)]
+    for target in paths:
+        kind = target.suffix[1:]
+        buffer = BytesIO()
+        fig.savefig(buffer, format=kind, dpi=150, metadata=_NO_DATE.get(kind))
+        write_bytes(target, buffer.getvalue())
+    return paths
 
 
 def _fsync_dir(folder: Path) -> None:

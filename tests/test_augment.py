@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssmprobe.augment import crop_flip
-from ssmprobe.train import train_config
+from ssmprobe.training.augment import crop_flip
+from ssmprobe.training.fit import train_config
 
 
 def candidates(image: torch.Tensor, pad: int) -> list[torch.Tensor]:

@@ -7,11 +7,13 @@ import torch
 from torch import nn
 
 from ssmprobe.data import load_dataset, make_loader
+from ssmprobe.evaluation.evaluate import evaluate
+from ssmprobe.loading import load_model
 from ssmprobe.models import MODELS, build_model, model_config
 from ssmprobe.models.ads import AdS
 from ssmprobe.models.base import LTISSM
 from ssmprobe.models.mamba import Mamba
-from ssmprobe.train import TrainConfig, evaluate, fit, load_model
+from ssmprobe.training.fit import TrainConfig, fit
 
 FAMILIES = sorted(MODELS)
 TINY = {"d_model": 16, "n_layers": 2, "d_state": 4, "d_qk": 8, "d_ffn": 16}

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from ssmprobe.bounds import (
+from ssmprobe.bounds.theorem import (
     c1_c2,
     causal_conv,
     check,

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.train import evaluate, load_model
+from ssmprobe.evaluation.evaluate import evaluate
+from ssmprobe.loading import load_model
 
 BUNDLE = Path(__file__).resolve().parent.parent / "checkpoints"
 MANIFEST = json.loads((BUNDLE / "manifest.json").read_text())

@@ -13,8 +13,9 @@ from ssmprobe import data
 from ssmprobe.checkpoint import load_checkpoint, load_into
 from ssmprobe.cli import main
 from ssmprobe.data import load_dataset, make_loader
+from ssmprobe.evaluation.evaluate import evaluate
+from ssmprobe.loading import load_model
 from ssmprobe.models import build_model
-from ssmprobe.train import evaluate, load_model
 
 
 def test_train_writes_a_checkpoint_that_rebuilds_the_model(tmp_path: Path, capsys) -> None:
@@ -55,7 +56,7 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, capsys, monkeypatch) ->
 
 def test_console_script_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ssmprobe.cli", "train", "--help"],
+        [sys.executable, "-m", "ssmprobe", "train", "--help"],
         capture_output=True,
         text=True,
         check=True,

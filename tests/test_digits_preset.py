@@ -12,7 +12,7 @@ import pytest
 
 from ssmprobe.data import load_dataset
 from ssmprobe.models import model_config
-from ssmprobe.train import fit, train_config
+from ssmprobe.training.fit import fit, train_config
 
 
 @pytest.fixture(scope="module")

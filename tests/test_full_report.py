@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ssmprobe.cli import main
-from ssmprobe.full_report import ReportOptions, build_report
+from ssmprobe.report.build import ReportOptions, build_report
 
 OPTIONS = ReportOptions(attacks=("pgd10", "aa-fast"), n_eval=24, n_probe=16, progress=False)
 TINY = "--d-model 16 --n-layers 1 --d-state 4 --batch-size 128 --steps 2 --epochs 2 --quiet"
@@ -110,12 +110,12 @@ def test_a_lost_output_is_rewritten_and_nothing_else(built: tuple[Path, Path]) -
 def test_a_lost_bounds_figure_is_drawn_from_the_cached_check(
     built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ssmprobe.bounds_check
+    import ssmprobe.bounds.check
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached check was computed again")
 
-    monkeypatch.setattr(ssmprobe.bounds_check, "check_model", refuse)
+    monkeypatch.setattr(ssmprobe.bounds.check, "check_model", refuse)
     runs, out = built
     lost = [out / "bounds" / f"{stem}_s5_digits_pgd.png" for stem in ("bounds", "bounds_vs_L")]
     before, before_runs = {p: p.read_bytes() for p in lost}, files(runs)
@@ -220,8 +220,8 @@ def test_the_zoo_becomes_run_directories_with_the_manifests_numbers(tmp_path: Pa
     import pandas as pd
 
     from ssmprobe.checkpoint import bundled_dir
-    from ssmprobe.full_report import zoo_runs
-    from ssmprobe.report import collect_runs
+    from ssmprobe.report.build import zoo_runs
+    from ssmprobe.report.tables import collect_runs
 
     manifest = json.loads((bundled_dir() / "manifest.json").read_text())
     made = zoo_runs(tmp_path / "zoo")
@@ -265,7 +265,7 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
     family where it failed."""
     import pandas as pd
 
-    from ssmprobe.full_report import compute_findings
+    from ssmprobe.report.build import compute_findings
 
     frame = pd.DataFrame(
         [
@@ -332,7 +332,7 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
     import pandas as pd
 
     from ssmprobe.checkpoint import bundled_dir
-    from ssmprobe.full_report import _discrepancy_outputs, compute_findings
+    from ssmprobe.report.build import _discrepancy_outputs, compute_findings
 
     csvs = []
     for name, run in (("s4_pgd", "zoo/s4_pgd"), ("s5_pgd", "s5_digits_pgd")):
@@ -355,8 +355,8 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
 def test_settings_with_several_seeds_get_the_seed_table(tmp_path: Path, capsys) -> None:
     from run_fixtures import write_run
 
-    from ssmprobe.full_report import _sections
-    from ssmprobe.report import collect_runs, write_tables
+    from ssmprobe.report.build import _sections
+    from ssmprobe.report.tables import collect_runs, write_tables
 
     runs = tmp_path / "runs"
     for seed, pgd in enumerate((0.8, 0.9)):

@@ -107,7 +107,7 @@ def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Pat
 
     # A run killed after its first epoch: the next launch resumes it from last.pt.
     long = GridRun("s5", "pgd", "digits", None, (*TINY, "--epochs", "8"))
-    command = [sys.executable, "-m", "ssmprobe.cli", *long.train_args(runs)]
+    command = [sys.executable, "-m", "ssmprobe", *long.train_args(runs)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = runs / long.name / "metrics.jsonl"
     while process.poll() is None and not (metrics.is_file() and metrics.read_text().strip()):

@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ssmprobe.checkpoint import bundled_dir
-from ssmprobe.cli import main
-from ssmprobe.layer_bounds import (
+from ssmprobe.bounds.lti import (
     _state_errors,
     modal_form,
     model_rows,
@@ -20,8 +18,10 @@ from ssmprobe.layer_bounds import (
     state_rows,
     summarise_rows,
 )
+from ssmprobe.checkpoint import bundled_dir
+from ssmprobe.cli import main
+from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
-from ssmprobe.train import load_model
 
 TINY = {"d_model": 6, "n_layers": 2, "d_state": 4}
 
@@ -206,7 +206,7 @@ def test_adversarial_perturbation_measured_at_each_ssm(tmp_path: Path, capsys) -
 def test_a_saved_lti_check_draws_the_same_figures(tmp_path: Path) -> None:
     """The law is saved with the rows: `load_check` redraws the three figures (the sweep over L
     and the eigenvalues from the checkpoint) exactly as the fresh check does."""
-    from ssmprobe.bounds_check import check_model, load_check
+    from ssmprobe.bounds.check import check_model, load_check
 
     ckpt = bundled_dir() / "dss_pgd.pt"
     check = check_model("dss", ckpt, channels=[0, 1, 2], mu=0.05)

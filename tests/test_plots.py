@@ -13,8 +13,13 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from run_fixtures import metrics_rows, write_run
 
-from ssmprobe.plots import make_training_figure, plot_training_curves, read_metrics, write_figures
-from ssmprobe.report import RunDirError
+from ssmprobe.report.curves import (
+    make_training_figure,
+    plot_training_curves,
+    read_metrics,
+    write_figures,
+)
+from ssmprobe.report.tables import RunDirError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SERIES = ["train clean", "train PGD-10", "test clean", "test PGD-10"]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssmprobe.cli import main
-from ssmprobe.poison import (
+from ssmprobe.poison.experiment import (
     LayerStudent,
     PoisonConfig,
     effective_rank,

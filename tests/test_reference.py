@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from ssmprobe.checkpoint import CheckpointError
 from ssmprobe.cli import main
-from ssmprobe.models.reference import load_reference
-from ssmprobe.train import load_model
+from ssmprobe.interop.reference import load_reference
+from ssmprobe.loading import load_model
 
 D, HALF, CIN, SIDE, LAYERS = 6, 4, 3, 4, 2
 LS = SIDE * SIDE
@@ -392,7 +392,7 @@ def test_a_trained_reference_model_exports_to_the_reference_names(
 ) -> None:
     """Round trip: train --arch reference, export to the reference code's key names, import."""
     from ssmprobe.checkpoint import load_checkpoint
-    from ssmprobe.models.reference import export_reference
+    from ssmprobe.interop.reference import export_reference
 
     tiny = "--d-model 8 --n-layers 2 --d-state 4 --epochs 1 --steps 1 --quiet --batch-size 256"
     tiny += " --train-eval-size 16 --test-eval-size 16 --arch reference --method st"

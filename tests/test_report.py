@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from run_fixtures import write_run
 
-from ssmprobe import report
-from ssmprobe.report import (
+from ssmprobe.evaluation.sanity import FOOTNOTE
+from ssmprobe.report import tables as report
+from ssmprobe.report.tables import (
     ACCURACY_COLUMNS,
     COLUMNS,
     RunDirError,
@@ -23,7 +24,6 @@ from ssmprobe.report import (
     read_metrics,
     write_tables,
 )
-from ssmprobe.sanity import FOOTNOTE
 
 # Numbers from the paper's Tables 1-2 (as fractions, the way `ssmprobe eval` writes them).
 S4_ST = (

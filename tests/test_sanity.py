@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from run_fixtures import write_run
 
-from ssmprobe.evaluation import format_results
-from ssmprobe.report import collect_runs, write_tables
-from ssmprobe.sanity import AA_GAP, FOOTNOTE, MARK, masking_flags
+from ssmprobe.evaluation.evaluate import format_results
+from ssmprobe.evaluation.sanity import AA_GAP, FOOTNOTE, MARK, masking_flags
+from ssmprobe.report.tables import collect_runs, write_tables
 
 # The pattern the issue names from the paper's MNIST PGD-AT rows: PGD-10 99.9% against AA 0.3%.
 PAPER_MASKED = {"clean": 0.9912, "pgd10": 0.999, "aa": 0.003}
@@ -85,7 +85,7 @@ def test_autoattacks_own_checks_are_kept_in_the_eval_record(tmp_path: Path, monk
     import shutil
     import warnings
 
-    import ssmprobe.evaluation
+    import ssmprobe.evaluation.evaluate
     from ssmprobe.attacks import AutoAttackWarning
     from ssmprobe.checkpoint import bundled_dir
 
@@ -96,10 +96,10 @@ def test_autoattacks_own_checks_are_kept_in_the_eval_record(tmp_path: Path, monk
         warnings.warn("something else", UserWarning, stacklevel=2)
         return {"acc": 0.5}
 
-    monkeypatch.setattr(ssmprobe.evaluation, "evaluate_attack", attack)
+    monkeypatch.setattr(ssmprobe.evaluation.evaluate, "evaluate_attack", attack)
     shutil.copy(bundled_dir() / "s4_st.pt", tmp_path / "last.pt")
     with pytest.warns(UserWarning, match="something else"):
-        record = ssmprobe.evaluation.evaluate_checkpoint(tmp_path / "last.pt", ["aa"], n=8)
+        record = ssmprobe.evaluation.evaluate.evaluate_checkpoint(tmp_path / "last.pt", ["aa"], n=8)
     assert record["autoattack_checks"] == ["AutoAttack: Square Attack has decreased ..."]
     saved = json.loads((tmp_path / "eval_last.json").read_text())
     assert saved["autoattack_checks"] == record["autoattack_checks"]

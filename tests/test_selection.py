@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from run_fixtures import write_run
 
-from ssmprobe.report import collect_runs, read_metrics, write_tables
-from ssmprobe.selection import LEARNED_FACTOR, BestChoice, best_epoch
-from ssmprobe.train import TrainConfig
+from ssmprobe.report.tables import collect_runs, read_metrics, write_tables
+from ssmprobe.training.fit import TrainConfig
+from ssmprobe.training.selection import LEARNED_FACTOR, BestChoice, best_epoch
 
 
 def row(epoch: int, clean: float, pgd: float) -> dict:

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ssmprobe.bounds import (
+from ssmprobe.bounds.lti import perturbation_law, summarise_rows
+from ssmprobe.bounds.selective import naive_zoh_error, selective_rows, transfer_matrix
+from ssmprobe.bounds.theorem import (
     causal_conv,
     eigen_bounds,
     eigen_bounds_time_varying,
@@ -22,10 +24,8 @@ from ssmprobe.bounds import (
 from ssmprobe.checkpoint import save_checkpoint
 from ssmprobe.cli import main
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.layer_bounds import perturbation_law, summarise_rows
 from ssmprobe.models import build_model, model_config
 from ssmprobe.models.mamba import Mamba
-from ssmprobe.selective_bounds import naive_zoh_error, selective_rows, transfer_matrix
 
 TINY = {"d_model": 4, "n_layers": 2, "d_state": 3}
 
@@ -155,9 +155,9 @@ def test_mamba_adversarial_error_is_measured_with_moving_parameters(
 def test_mamba_adversarial_error_equals_the_recurrence(mamba_checkpoint: Path) -> None:
     """Independently of H: the adversarial rows' exact error is E||y'(x', Δ', B', C') - y||² of
     the plain recurrence on the recorded SSM inputs."""
-    from ssmprobe.evaluation import checkpoint_attack
-    from ssmprobe.probe.discrepancy import adversarial_features
-    from ssmprobe.train import load_model
+    from ssmprobe.attacks import checkpoint_attack
+    from ssmprobe.loading import load_model
+    from ssmprobe.probe.recorder import adversarial_features
 
     model, meta = load_model(mamba_checkpoint, "cpu")
     model.double()
@@ -197,7 +197,7 @@ def test_mamba_law_cli_and_bad_input(mamba_checkpoint: Path, tmp_path: Path, cap
 def test_a_saved_mamba_check_draws_the_same_figures(mamba_checkpoint: Path, tmp_path: Path) -> None:
     """`load_check` brings back the rows and the Δ points from the cache: the report draws a
     cached check's figures without redoing it, and they are the fresh ones byte for byte."""
-    from ssmprobe.bounds_check import check_model, load_check
+    from ssmprobe.bounds.check import check_model, load_check
 
     check = check_model("mamba", mamba_checkpoint, n=4)
     written = check.save(tmp_path / "bounds.csv")

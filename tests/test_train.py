@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssmprobe import checkpoint, train
+from ssmprobe import checkpoint
 from ssmprobe.checkpoint import load_checkpoint
 from ssmprobe.data import load_dataset
 from ssmprobe.models import model_config
-from ssmprobe.train import TrainConfig, TrainingDiverged, fit, train_config
+from ssmprobe.training import fit as train
+from ssmprobe.training.fit import TrainConfig, TrainingDiverged, fit, train_config
 
 METRIC_KEYS = {"epoch", "lr", "seconds", "train_loss"} | {
     f"{split}_{kind}_{what}"
@@ -207,7 +208,7 @@ def test_ddp_two_cpu_processes_write_one_set_of_metrics(tmp_path: Path) -> None:
         "--nproc_per_node",
         "2",
         "-m",
-        "ssmprobe.cli",
+        "ssmprobe",
         "train",
         "--model",
         "dss",

@@ -1,7 +1,7 @@
 """The five SSM families, AdS, and the classifier that stacks them."""
 
-from .base import LTISSM, Component, DiscreteSSM, Site
-from .registry import MODELS, PRESETS, ModelConfig, build_model, model_config
+from ssmprobe.models.base import LTISSM, Component, DiscreteSSM, Site
+from ssmprobe.models.registry import MODELS, PRESETS, ModelConfig, build_model, model_config
 
 __all__ = [
     "LTISSM",

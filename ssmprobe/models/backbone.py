@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ads import AdS
-from .base import Component, Site, module_component
-from .mamba import Mamba
-from .mega import EMA, GatedAttention
+from ssmprobe.models.ads import AdS
+from ssmprobe.models.base import Component, Site, module_component
+from ssmprobe.models.mamba import Mamba
+from ssmprobe.models.mega import EMA, GatedAttention
 
 INPUT_ORDERS = ("pixel", "view")
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import discretize, hippo
-from .base import (
+from ssmprobe.models import discretize, hippo
+from ssmprobe.models.base import (
     LTISSM,
     DiscreteSSM,
     as_complex,

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import discretize, hippo
-from .selective_scan import chunked_selective_scan, full_state_scan, step_size
+from ssmprobe.models import discretize, hippo
+from ssmprobe.models.selective_scan import chunked_selective_scan, full_state_scan, step_size
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _gpu_scan() -> Callable[..., Tensor]:
     """The Triton kernels (`triton_scan`; Triton ships with CUDA builds of PyTorch), else
     `full_state_scan`."""
     try:
-        from .triton_scan import triton_selective_scan
+        from ssmprobe.models.triton_scan import triton_selective_scan
     except ImportError:
         return full_state_scan
     return triton_selective_scan

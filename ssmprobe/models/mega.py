@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import LTISSM, DiscreteSSM, fft_causal_conv
+from ssmprobe.models.base import LTISSM, DiscreteSSM, fft_causal_conv
 
 
 class EMA(LTISSM):

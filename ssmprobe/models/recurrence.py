@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import DiscreteSSM
+from ssmprobe.models.base import DiscreteSSM
 
 
 def run_recurrence(ssm: DiscreteSSM, u: Tensor) -> Tensor:

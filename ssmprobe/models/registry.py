@@ -8,12 +8,18 @@ from typing import Any
 
 from torch import nn
 
-from .ads import ACTIVATIONS, FORMS, AdS
-from .backbone import INPUT_ORDERS, MambaBlock, MegaBlock, SequenceClassifier, SSMBlock
-from .dss import DSS
-from .mamba import Mamba
-from .s4 import S4
-from .s5 import S5
+from ssmprobe.models.ads import ACTIVATIONS, FORMS, AdS
+from ssmprobe.models.backbone import (
+    INPUT_ORDERS,
+    MambaBlock,
+    MegaBlock,
+    SequenceClassifier,
+    SSMBlock,
+)
+from ssmprobe.models.dss import DSS
+from ssmprobe.models.mamba import Mamba
+from ssmprobe.models.s4 import S4
+from ssmprobe.models.s5 import S5
 
 LAYOUTS = ("table3", "reference")
 

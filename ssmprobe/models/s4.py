@@ -36,8 +36,8 @@ import math
 import torch
 from torch import Tensor
 
-from . import hippo
-from .base import (
+from ssmprobe.models import hippo
+from ssmprobe.models.base import (
     LTISSM,
     DiscreteSSM,
     as_complex,

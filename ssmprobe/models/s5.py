@@ -18,8 +18,8 @@ import math
 import torch
 from torch import Tensor
 
-from . import discretize, hippo
-from .base import (
+from ssmprobe.models import discretize, hippo
+from ssmprobe.models.base import (
     LTISSM,
     DiscreteSSM,
     as_complex,
@@ -27,7 +27,7 @@ from .base import (
     stable_eigenvalues,
     vandermonde_kernel,
 )
-from .scan import linear_scan
+from ssmprobe.models.scan import linear_scan
 
 
 class S5(LTISSM):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .scan import linear_scan
+from ssmprobe.models.scan import linear_scan
 
 # Steps per chunk: the states of one chunk are recomputed in backward, so memory is
 # 4 · CHUNK · batch · N · D, independent of L.

@@ -213,7 +213,7 @@ def triton_selective_scan(
     """`mamba.selective_scan` with the state work in the Triton kernels: u, delta, z
     (batch, D, L); A (D, N); B, C (batch, N, L); D, delta_bias (D,). Computes in float32 and
     returns y (batch, D, L) in u's dtype; differentiable in every tensor argument."""
-    from .selective_scan import skip_and_gate, step_size
+    from ssmprobe.models.selective_scan import skip_and_gate, step_size
 
     def time_major(t: Tensor) -> Tensor:
         return t.float().transpose(1, 2).contiguous()

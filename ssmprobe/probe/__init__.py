@@ -4,8 +4,8 @@ from ssmprobe.probe import record, discrepancy, summarise
 result = discrepancy("s4_pgd.pt", splits=("test",), n=200)
 """
 
-from .discrepancy import DiscrepancyResult, DiscrepancyStats, discrepancy, summarise
-from .recorder import Features, Recording, record
+from ssmprobe.probe.discrepancy import DiscrepancyResult, DiscrepancyStats, discrepancy, summarise
+from ssmprobe.probe.recorder import Features, Recording, record
 
 __all__ = [
     "DiscrepancyResult",

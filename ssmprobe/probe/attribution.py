@@ -60,12 +60,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ..attacks import _attack_mode, parse_attack, run_attack
-from ..data import DATASETS, load_dataset
-from ..evaluation import checkpoint_attack
-from ..models.reference import Reference
-from ..plots import save_figure
-from ..train import load_model
+from ssmprobe.attacks import _attack_mode, checkpoint_attack, parse_attack, run_attack
+from ssmprobe.data import DATASETS, load_dataset
+from ssmprobe.interop.reference import Reference
+from ssmprobe.io import save_figure
+from ssmprobe.loading import load_model
 
 __all__ = [
     "METHODS",

@@ -15,7 +15,7 @@ before and after. Only float64 running sums are kept, so memory does not grow wi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..attacks import AttackConfig, run_attack
-from ..data import SPLITS, load_dataset, make_loader
-from ..evaluation import checkpoint_attack
-from ..io import atomic_file, write_json
-from ..models.base import Component
-from ..models.reference import Reference
-from ..train import load_model
-from .metrics import METRICS, kl, mse_from_steps, per_step_sq_error, rate, relative
-from .recorder import Features, record
+from ssmprobe.attacks import AttackConfig, checkpoint_attack
+from ssmprobe.data import SPLITS, load_dataset, make_loader
+from ssmprobe.interop.reference import Reference
+from ssmprobe.io import atomic_file, write_json
+from ssmprobe.loading import load_model
+from ssmprobe.probe.metrics import METRICS, kl, mse_from_steps, per_step_sq_error, rate, relative
+from ssmprobe.probe.recorder import Features, adversarial_features
 
 NORMS = ("none", "relative")
 SIDES = ("before", "after")
@@ -97,25 +95,6 @@ class DiscrepancyResult:
     meta: dict[str, Any]
     rows: list[dict[str, Any]]
     steps: list[dict[str, Any]]
-
-
-def adversarial_features(
-    model: nn.Module,
-    batches: Iterable[tuple[Tensor, Tensor]],
-    attack: AttackConfig,
-    components: Sequence[Component] | None = None,
-    seed: int = 0,
-) -> Iterator[tuple[dict[str, Features], dict[str, Features], int]]:
-    """Per batch: attack it (hooks idle, one generator seeded with `seed` for the whole
-    stream), then record the clean and the adversarial forward of `components` (default all);
-    yields (clean features, adversarial features, batch size)."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with record(model, components) as recording:
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
-            yield recording.capture(x), recording.capture(x_adv), len(y)
 
 
 def collect(

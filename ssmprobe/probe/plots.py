@@ -26,9 +26,9 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..models import MODELS
-from ..plots import save_figure
-from .discrepancy import load_rows, summarise
+from ssmprobe.io import save_figure
+from ssmprobe.models import MODELS
+from ssmprobe.probe.discrepancy import load_rows, summarise
 
 KINDS_SHOWN = ("ssm", "ads", "attention", "linear")
 METRIC_TITLES = {"kl": "KL divergence", "mse": "MSE"}

@@ -14,7 +14,7 @@ The hooks are removed when the block ends, also when it ends with an exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.base import Component, Site
+from ssmprobe.attacks import AttackConfig, run_attack
+from ssmprobe.models.base import Component, Site
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,22 @@ def record(model: nn.Module, components: Sequence[Component] | None = None) -> I
     finally:
         for handle in handles:
             handle.remove()
+
+
+def adversarial_features(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    attack: AttackConfig,
+    components: Sequence[Component] | None = None,
+    seed: int = 0,
+) -> Iterator[tuple[dict[str, Features], dict[str, Features], int]]:
+    """Per batch: attack it (hooks idle, one generator seeded with `seed` for the whole
+    stream), then record the clean and the adversarial forward of `components` (default all);
+    yields (clean features, adversarial features, batch size)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with record(model, components) as recording:
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            x_adv = run_attack(model, x, y, attack, generator=generator, seed=seed)
+            yield recording.capture(x), recording.capture(x_adv), len(y)

@@ -7,39 +7,38 @@ beside the checkpoint in the run-directory format that `report.collect_runs` rea
 
 from __future__ import annotations
 
-import math
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from .attacks import AttackConfig, AutoAttackWarning, evaluate_attack, parse_attack
-from .data import load_dataset, make_loader
-from .io import write_json
-from .models.reference import Reference
-from .sanity import masking_flags
-from .train import evaluate, load_model
+from ssmprobe.attacks import AutoAttackWarning, checkpoint_attack, evaluate_attack
+from ssmprobe.data import load_dataset, make_loader
+from ssmprobe.evaluation.sanity import masking_flags
+from ssmprobe.interop.reference import Reference
+from ssmprobe.io import write_json
+from ssmprobe.loading import load_model
 
 
-def checkpoint_attack(spec: str, meta: dict[str, Any], eps: float | None = None) -> AttackConfig:
-    """The attack `spec` (pgd10, aa, ...) against a checkpoint: ℓ∞ attacks use `eps` (in
-    (0, 1]), else the run's training eps and α, else the dataset's preset budget; ℓ2 attacks use
-    `eps` (> 0) or the dataset's preset radius."""
-    dataset, train = meta["dataset"], meta.get("train", {})
-    config = parse_attack(spec, dataset)
-    if eps is not None:
-        top = 1.0 if config.norm == "Linf" else math.inf
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= top:
-            bound = "(0, 1]" if config.norm == "Linf" else "(0, inf)"
-            raise ValueError(f"eps of an {config.norm} attack must be in {bound}, got {eps!r}")
-    if config.norm != "Linf":  # the run's ε is an ℓ∞ budget: an ℓ2 attack keeps its own
-        return config if eps is None else parse_attack(spec, dataset, eps=eps)
-    linf_eps = eps if eps is not None else train.get("eps")
-    if linf_eps is not None:
-        alpha = train.get("alpha") if eps is None else None
-        config = parse_attack(spec, dataset, eps=linf_eps, alpha=alpha)
-    return config
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` over `batches`, in eval mode."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+        count += len(y)
+    model.train(was_training)
+    return loss_sum / count, correct / count
 
 
 def evaluate_checkpoint(

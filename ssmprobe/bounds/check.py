@@ -19,21 +19,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .checkpoint import bundled_dir
-from .data import load_dataset, make_loader
-from .evaluation import checkpoint_attack
-from .io import atomic_file, write_json
-from .layer_bounds import (
+from ssmprobe.attacks import checkpoint_attack
+from ssmprobe.bounds.lti import (
     PerturbationLaw,
     measure_adversarial,
     model_rows,
     perturbation_law,
     summarise_rows,
 )
-from .models import build_model, model_config
-from .models.reference import Reference
-from .selective_bounds import DeltaStats, load_deltas, save_deltas
-from .train import load_model
+from ssmprobe.bounds.selective import DeltaStats, load_deltas, save_deltas
+from ssmprobe.checkpoint import bundled_dir
+from ssmprobe.data import load_dataset, make_loader
+from ssmprobe.interop.reference import Reference
+from ssmprobe.io import atomic_file, write_json
+from ssmprobe.loading import load_model
+from ssmprobe.models import build_model, model_config
 
 PERTURB_CHOICES = ("uniform", "sign", "gaussian", "adversarial")
 
@@ -77,7 +77,7 @@ class BoundsCheck:
         """Mamba: the bounds across channels and the Δ figure; an LTI model under an i.i.d.
         law: the bounds across channels, against L and the eigenvalues; else none (the
         length sweep needs a law). `name` (default the family) goes into the file names."""
-        from .bounds_figures import write_bounds_figures, write_mamba_figures
+        from ssmprobe.bounds.figures import write_bounds_figures, write_mamba_figures
 
         name = name or self.name
         if self.deltas:
@@ -166,7 +166,7 @@ def check_model(
         return loader, data.seq_len, f"{count} {meta['dataset']} test samples"
 
     if model_name == "mamba":  # time-varying: H depends on real inputs, whatever the law
-        from .selective_bounds import selective_rows
+        from ssmprobe.bounds.selective import selective_rows
 
         loader, L, on = test_loader(50)
         rows, deltas = selective_rows(

@@ -37,20 +37,19 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .attacks import AttackConfig
-from .bounds import (
+from ssmprobe.attacks import AttackConfig
+from ssmprobe.bounds.lti import BOUNDS, PerturbationLaw, bound_rows
+from ssmprobe.bounds.theorem import (
     check,
     eigen_bounds_time_varying,
     exact_error_matrix,
     kernel_bounds,
     spectral_bound_matrix,
 )
-from .io import atomic_file
-from .layer_bounds import BOUNDS, PerturbationLaw, bound_rows
-from .models import discretize
-from .models.mamba import Mamba, SelectiveSSM
-from .probe.discrepancy import adversarial_features
-from .probe.recorder import Features, record
+from ssmprobe.io import atomic_file
+from ssmprobe.models import discretize
+from ssmprobe.models.mamba import Mamba, SelectiveSSM
+from ssmprobe.probe.recorder import Features, adversarial_features, record
 
 POINTS = 20_000  # Δ-analysis points kept per layer and input kind, for figures and quantiles
 

@@ -58,7 +58,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .models.base import fft_causal_conv
+from ssmprobe.models.base import fft_causal_conv
 
 Scalar = float | Tensor
 

@@ -27,9 +27,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from .layer_bounds import PerturbationLaw, model_rows
-from .plots import save_figure
-from .selective_bounds import DeltaStats, naive_zoh_error
+from ssmprobe.bounds.lti import PerturbationLaw, model_rows
+from ssmprobe.bounds.selective import DeltaStats, naive_zoh_error
+from ssmprobe.io import save_figure
 
 LENGTHS = (16, 32, 64, 128, 256, 512, 1024)
 _SERIES = {  # key: (label, line style, colour), the same in every figure

@@ -44,10 +44,16 @@ from typing import Any
 
 import pandas as pd
 
-from .io import write_text
-from .sanity import AA_CHECK_FOOTNOTE, AA_CHECK_MARK, FOOTNOTE, MARK, masking_flags
-from .selection import LEARNED_FACTOR, BestChoice
-from .selection import best_epoch as select_best
+from ssmprobe.evaluation.sanity import (
+    AA_CHECK_FOOTNOTE,
+    AA_CHECK_MARK,
+    FOOTNOTE,
+    MARK,
+    masking_flags,
+)
+from ssmprobe.io import write_text
+from ssmprobe.training.selection import LEARNED_FACTOR, BestChoice
+from ssmprobe.training.selection import best_epoch as select_best
 
 MODEL_NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
 METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import AttackConfig
-from .bounds import (
+from ssmprobe.attacks import AttackConfig
+from ssmprobe.bounds.theorem import (
     c1_c2,
     check,
     eigen_bounds,
@@ -39,9 +39,9 @@ from .bounds import (
     spectral_bound,
     spectral_norm_sq,
 )
-from .models.base import LTISSM, DiscreteSSM
-from .models.scan import linear_scan
-from .probe.discrepancy import adversarial_features
+from ssmprobe.models.base import LTISSM, DiscreteSSM
+from ssmprobe.models.scan import linear_scan
+from ssmprobe.probe.recorder import adversarial_features
 
 PERTURBATIONS = ("uniform", "sign", "gaussian")
 BOUNDS = ("kernel", "eigen", "spectral")

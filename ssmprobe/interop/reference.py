@@ -34,12 +34,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import __version__
-from ..checkpoint import CheckpointError, load_bytes, read_bytes, save_checkpoint
-from ..data import DATASETS
-from .backbone import SequenceClassifier
-from .registry import ARCHS, ModelConfig, _state, build_model, model_config
-from .s4 import S4, _deficit_power
+from ssmprobe.checkpoint import CheckpointError, load_bytes, read_bytes, save_checkpoint
+from ssmprobe.data import DATASETS
+from ssmprobe.models.backbone import SequenceClassifier
+from ssmprobe.models.registry import ARCHS, ModelConfig, _state, build_model, model_config
+from ssmprobe.models.s4 import S4, _deficit_power
+from ssmprobe.version import __version__
 
 FAMILIES = ("s4", "mamba")
 

@@ -267,8 +267,8 @@ class LayerStudent:
     autograd. Its output is the layer's (y = K * u + D u) at the last step."""
 
     def __init__(self, family: str, runs: Sequence[tuple[str, int]], config: PoisonConfig) -> None:
-        from .models.dss import DSS
-        from .models.s4 import S4
+        from ssmprobe.models.dss import DSS
+        from ssmprobe.models.s4 import S4
 
         layers = {"dss": DSS, "s4": S4}
         if family not in layers:

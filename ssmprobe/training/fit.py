@@ -34,14 +34,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .attacks import PRESET_BUDGETS, pgd_linf, trades_adversary, trades_loss
-from .augment import AUGMENTS, crop_flip
-from .checkpoint import load_checkpoint, load_into, resolve_checkpoint, save_checkpoint
-from .data import SequenceDataset, make_loader
-from .io import write_json, write_text
-from .models import ModelConfig, build_model
-from .models.reference import Reference
-from .selection import best_epoch
+from ssmprobe.attacks import PRESET_BUDGETS, pgd_linf, trades_adversary, trades_loss
+from ssmprobe.checkpoint import load_checkpoint, load_into, save_checkpoint
+from ssmprobe.data import SequenceDataset, make_loader
+from ssmprobe.evaluation.evaluate import evaluate
+from ssmprobe.io import write_json, write_text
+from ssmprobe.loading import default_device
+from ssmprobe.models import ModelConfig, build_model
+from ssmprobe.training.augment import AUGMENTS, crop_flip
+from ssmprobe.training.selection import best_epoch
 
 METHODS = ("st", "pgd", "trades")
 METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
@@ -153,33 +154,11 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is left intact."""
 
 
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _autocast(device: torch.device, amp: bool):
     """bfloat16 autocast on CUDA when asked (no loss scaling needed); a no-op elsewhere."""
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` over `batches`, in eval mode."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        count += len(y)
-    model.train(was_training)
-    return loss_sum / count, correct / count
 
 
 def evaluate_pgd(
@@ -415,32 +394,3 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """`name` as a device (None: `default_device()`); a CUDA device on a machine without CUDA
-    is a ValueError that says so (rather than a failure deep inside loading or training)."""
-    if name is None:
-        return default_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
-    return device
-
-
-def load_model(
-    path: str | Path, device: torch.device | str | None = "cpu", reference: Reference | None = None
-) -> tuple[nn.Module, dict]:
-    """The model stored in a checkpoint (a path, or a bundled name like `s4_pgd.pt`), in eval
-    mode, and the checkpoint's metadata with its model config under "config". With `reference`,
-    `path` is a state dict of the paper's reference code, converted in memory."""
-    device = resolve_device(device)
-    if reference is not None:
-        model, meta = reference.load(path)
-        return model.to(device).eval(), meta
-    ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
-    model = load_into(build_model(ckpt.config).to(device), ckpt)
-    return model.eval(), {**ckpt.meta, "config": ckpt.config}

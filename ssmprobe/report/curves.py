@@ -13,7 +13,6 @@ figure is freed with its last reference. Files are written atomically.
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .io import write_bytes
-from .report import (
+from ssmprobe.io import FIGURE_FORMATS, save_figure
+from ssmprobe.report.tables import (
     CONFIG_FILE,
     METRICS_FILE,
     RunInfo,
@@ -46,11 +45,9 @@ __all__ = [
 SPLITS = ("train", "test")
 KINDS = ("clean", "pgd")
 PANELS = {"loss": ("Loss", "Cross-entropy loss"), "acc": ("Accuracy", "Accuracy (%)")}
-FORMATS = (".png", ".pdf")
 _PALETTE = sns.color_palette("deep")
 _COLORS = {"train": _PALETTE[0], "test": _PALETTE[1]}
 _LINESTYLES = {"clean": "-", "pgd": "--"}
-_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "ps": {"CreationDate": None}}
 _MARKERS_UP_TO = 30  # with few epochs, markers keep single points visible
 
 
@@ -82,25 +79,12 @@ def plot_training_curves(run_dirs: Sequence[str | Path] | str | Path, out_path: 
     """Writes `make_training_figure(run_dirs)` as a PNG, plus a PDF if `out_path` ends in .pdf
     (the PNG then goes beside it); returns `out_path`."""
     out_path = Path(out_path)
-    if out_path.suffix.lower() not in FORMATS:
-        raise ValueError(f"out_path must end in {' or '.join(FORMATS)}, got {out_path}")
+    if out_path.suffix.lower() not in FIGURE_FORMATS:
+        raise ValueError(f"out_path must end in {' or '.join(FIGURE_FORMATS)}, got {out_path}")
     fig = make_training_figure(run_dirs)
     png = out_path.with_suffix(".png")
     save_figure(fig, out_path.with_suffix(""), [png.suffix, out_path.suffix])
     return out_path
-
-
-def save_figure(fig: Figure, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Writes `fig` atomically as `stem` + each suffix in `formats` (once each, 150 dpi for
-    raster ones), leaving a file that already holds the same image untouched; returns the
-    paths. Files carry no creation date, so the same figure gives the same bytes."""
-    paths = [Path(f"{stem}{suffix.lower()}") for suffix in dict.fromkeys(formats)]
-    for target in paths:
-        kind = target.suffix[1:]
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=kind, dpi=150, metadata=_NO_DATE.get(kind))
-        write_bytes(target, buffer.getvalue())
-    return paths
 
 
 def write_figures(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:

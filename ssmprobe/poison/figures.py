@@ -16,8 +16,8 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .plots import save_figure
-from .poison import Trajectory
+from ssmprobe.io import save_figure
+from ssmprobe.poison.experiment import Trajectory
 
 _COLOURS = {"baseline": "C0", "poisoned": "C3"}
 

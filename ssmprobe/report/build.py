@@ -38,10 +38,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .attacks import parse_attack
-from .io import write_json, write_text
-from .report import (
+from ssmprobe.attacks import parse_attack
+from ssmprobe.evaluation.sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
+from ssmprobe.io import write_json, write_text
+from ssmprobe.report.tables import (
     EVAL_FILES,
     KEY_COLUMNS,
     RunInfo,
@@ -53,7 +53,7 @@ from .report import (
     setting_title,
     write_tables,
 )
-from .sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
+from ssmprobe.version import __version__
 
 STATE_FILE = ".report_state.json"
 DISCREPANCY_FILE = "discrepancy.csv"
@@ -135,7 +135,7 @@ def build_report(
     before = _snapshot(out)
     frame = collect_runs(runs_dir)
     tables = write_tables(frame, out)
-    from .plots import write_figures
+    from ssmprobe.report.curves import write_figures
 
     curves = write_figures(runs_dir, out)
     discrepancy, summary = _discrepancy_outputs(list(probes.values()), out / "discrepancy")
@@ -165,9 +165,9 @@ def zoo_runs(dest: str | Path) -> list[Path]:
     its eval file from the manifest's accuracies, and what the bundle's cache/ folder ships:
     the run's metrics.jsonl (curves) and the discrepancy and bounds results. Unchanged files
     are left as they are."""
-    from .checkpoint import bundled_dir, load_checkpoint
-    from .io import write_bytes
-    from .sanity import masking_flags
+    from ssmprobe.checkpoint import bundled_dir, load_checkpoint
+    from ssmprobe.evaluation.sanity import masking_flags
+    from ssmprobe.io import write_bytes
 
     folder = bundled_dir()
     manifest = read_json(folder / "manifest.json")
@@ -203,7 +203,7 @@ def zoo_runs(dest: str | Path) -> list[Path]:
 def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> None:
     """eval_best.json / eval_last.json of `run`, computed where missing, older than the
     checkpoint or lacking one of the attacks."""
-    from .evaluation import evaluate_checkpoint, format_results
+    from ssmprobe.evaluation.evaluate import evaluate_checkpoint, format_results
 
     labels = {parse_attack(spec, run.dataset).label for spec in options.attacks}
     for which, name in EVAL_FILES.items():
@@ -228,7 +228,7 @@ def ensure_discrepancy(
 ) -> Path | None:
     """The run's cached discrepancy CSV (computed when missing or stale); None without a
     probed checkpoint."""
-    from .probe.discrepancy import discrepancy, save
+    from ssmprobe.probe.discrepancy import discrepancy, save
 
     ckpt = _probed(run)
     if ckpt is None:
@@ -534,8 +534,8 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
     """The combined CSV and Figures 3-4 of the probed runs, and the summary the findings use."""
     if not csvs:
         return [], pd.DataFrame()
-    from .probe.discrepancy import load_rows, summarise
-    from .probe.plots import plot_rates, plot_steps
+    from ssmprobe.probe.discrepancy import load_rows, summarise
+    from ssmprobe.probe.plots import plot_rates, plot_steps
 
     frames = []
     for csv in csvs:  # each checkpoint where it lies now: a zoo cache names the run it came from
@@ -555,7 +555,7 @@ def _bounds_outputs(
     """The run's bounds figures, kept while newer than its cached check, else drawn from the
     cache; the check is recomputed (and re-cached) when the cache is stale or lacks what the
     figures need."""
-    from .bounds_check import check_model, load_check
+    from ssmprobe.bounds.check import check_model, load_check
 
     name = run.path.name
     figures = [out / f"{stem}_{name}.png" for stem in _bounds_stems(run.model)]
@@ -586,8 +586,8 @@ def _read_bounds(run_dir: Path) -> dict[str, Any] | None:
 
 def _poison_figure(path: Path, out: Path) -> list[Path]:
     """The dynamics figure of one saved `ssmprobe poison` result; [] for another JSON."""
-    from .poison import Trajectory
-    from .poison_figures import dynamics_title, write_dynamics_figure
+    from ssmprobe.poison.experiment import Trajectory
+    from ssmprobe.poison.figures import dynamics_title, write_dynamics_figure
 
     payload = read_json(path)
     if not isinstance(payload, dict) or not {"config", "student", "runs"} <= set(payload):

@@ -1,0 +1,49 @@
+"""Models from checkpoints: a path or a bundled name, on a device that exists.
+
+Every analysis (evaluation, attacks, probes, bounds) loads through here; the trainer keeps its
+own resume logic. A reference-code state dict is converted in memory (`ssmprobe.interop`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ssmprobe.checkpoint import load_checkpoint, load_into, resolve_checkpoint
+from ssmprobe.interop.reference import Reference
+from ssmprobe.models import build_model
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """`name` as a device (None: `default_device()`); a CUDA device on a machine without CUDA
+    is a ValueError that says so (rather than a failure deep inside loading or training)."""
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def load_model(
+    path: str | Path, device: torch.device | str | None = "cpu", reference: Reference | None = None
+) -> tuple[nn.Module, dict]:
+    """The model stored in a checkpoint (a path, or a bundled name like `s4_pgd.pt`), in eval
+    mode, and the checkpoint's metadata with its model config under "config". With `reference`,
+    `path` is a state dict of the paper's reference code, converted in memory."""
+    device = resolve_device(device)
+    if reference is not None:
+        model, meta = reference.load(path)
+        return model.to(device).eval(), meta
+    ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
+    model = load_into(build_model(ckpt.config).to(device), ckpt)
+    return model.eval(), {**ckpt.meta, "config": ckpt.config}
