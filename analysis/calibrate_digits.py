@@ -1,9 +1,9 @@
 """The measured sweep the `digits` training preset was chosen from.
 
 Trains every (model, method, setting) on digits and tabulates the last epoch's test clean and
-PGD-10 accuracy, the best epoch's (by `selection.best_epoch`), the epoch at which test clean
-accuracy first reached 3x chance, and the seconds of training. Settings vary epochs, batch
-size, learning rate and the ε warm-up; `preset` is the one `ssmprobe train` uses by default.
+PGD-10 accuracy, the best epoch's (by `training.selection.best_epoch`), the epoch at which
+test clean accuracy first reached 3x chance, and the seconds of training. Settings vary epochs,
+batch size, learning rate and the ε warm-up; `preset` is the one `ssmprobe train` uses by default.
 Finished runs are skipped, killed ones resume, and the table is rewritten after every run, so
 the sweep can be stopped and started again and shows what has been measured so far.
 
@@ -76,7 +76,7 @@ def train(runs: Path, model: str, method: str, setting: str) -> None:
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    """The run's per-epoch rows (`report.read_metrics`); [] before its first epoch."""
+    """The run's per-epoch rows (`report.tables.read_metrics`); [] before its first epoch."""
     if not (run_dir / METRICS_FILE).is_file():
         return []
     return read_metrics(run_dir).to_dict("records")
@@ -109,7 +109,8 @@ def table(
     )
     lines = [
         "Digits test set (360), PGD-10 at ε = 0.1; `learned at` = first epoch with test clean "
-        ">= 3x chance; best = `selection.best_epoch`; seconds are training only, one thread on a "
+        ">= 3x chance; best = `training.selection.best_epoch`; seconds are training only, one "
+        "thread on a "
         "2-core CPU that may have been shared. Written by analysis/calibrate_digits.py.",
         "",
         head,

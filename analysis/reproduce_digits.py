@@ -2,7 +2,7 @@
 
 The runs of `ssmprobe.grid.paper_grid` (S4, DSS, S5, Mega, Mamba x ST, PGD-AT, TRADES; S4 and
 DSS x AdS ReLU, Tanh, Sigmoid x PGD-AT, TRADES) at the digits preset with each family's
-departures (`registry.FAMILY_PRESETS`, `train.FAMILY_TRAIN_PRESETS`), cheapest first, each a
+departures (`registry.FAMILY_PRESETS`, `training.fit.FAMILY_TRAIN_PRESETS`), cheapest first, each a
 submitit job on this machine (`--parallel 2` on two cores): training, resumed when a job was
 killed, then PGD-10 and AutoAttack of best.pt and last.pt on all 360 test digits. Finished runs
 are skipped. With `--out`, `ssmprobe report` then writes the tables, figures and report there;
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bundle_checkpoints import bundle
 
-from ssmprobe.grid import finished, main
+from ssmprobe.cli.grid import main
+from ssmprobe.grid import finished
 
 if __name__ == "__main__":
     extra = argparse.ArgumentParser(add_help=False)

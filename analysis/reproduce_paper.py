@@ -13,7 +13,7 @@ a job that fails leaves the others running, and the same command retries it.
         --partition gpu --extra "--data-dir /data" --out figures/cifar10
 """
 
-from ssmprobe.grid import main
+from ssmprobe.cli.grid import main
 
 if __name__ == "__main__":
     main(None, ("mnist", "cifar10"), __doc__)

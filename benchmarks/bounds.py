@@ -1,5 +1,5 @@
 """Time of `ssmprobe bounds` on one model at length L: every channel, kernel, eigenvalue and
-spectral forms and the exact error (`layer_bounds.model_rows`, without S5's per-state rows),
+spectral forms and the exact error (`bounds.lti.model_rows`, without S5's per-state rows),
 then the spectral factor λ_max(HᵀH) of every kernel alone, with each channel's Lanczos run
 stopping when it converges (the default) and with all of them running `iters` steps (`tol` 0,
 the cost before per-channel stopping). Default: a 4-layer d = 128 S4 at the CIFAR-10 preset.
@@ -19,6 +19,7 @@ from ssmprobe.bounds.lti import model_rows, perturbation_law, summarise_rows
 from ssmprobe.bounds.theorem import spectral_norm_sq
 from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
+from ssmprobe.vocab import FAMILIES
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -29,7 +30,7 @@ def seconds(fn: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="s4", choices=["s4", "dss", "s5", "mega"])
+    parser.add_argument("--model", default="s4", choices=[f for f in FAMILIES if f != "mamba"])
     parser.add_argument("--preset", default="cifar10", choices=["digits", "mnist", "cifar10"])
     parser.add_argument("--ckpt", help="a trained checkpoint instead (its own model and size)")
     parser.add_argument("--L", type=int, default=1024)

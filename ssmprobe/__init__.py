@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ssmprobe.version import __version__
+
+__all__ = ["__version__", "load_reference"]
 
 
 def load_reference(path: Any, model: str, dataset: str, ads: str | None = None) -> Any:
     """A checkpoint of the paper's reference code as an ssmprobe model and its metadata
-    (`ssmprobe.models.reference.load_reference`; imported lazily to keep `import ssmprobe`
+    (`ssmprobe.interop.reference.load_reference`; imported lazily to keep `import ssmprobe`
     light)."""
     from ssmprobe.interop.reference import load_reference as load
 

@@ -205,6 +205,11 @@ class SequenceDataset(Dataset):
             split=self.split,
         )
 
+    def head(self, n: int | None) -> SequenceDataset:
+        """The first `n` samples (all of them when `n` is None or exceeds the size): the fixed
+        evaluation subset every analysis uses, so best and last are scored on the same ones."""
+        return self.subset(torch.arange(len(self) if n is None else min(n, len(self))))
+
     def __repr__(self) -> str:
         return (
             f"SequenceDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "

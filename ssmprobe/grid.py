@@ -2,39 +2,36 @@
 
 `paper_grid(dataset)` lists the runs of Tables 1-2: S4, DSS, S5, Mega, Mamba x ST, PGD-AT,
 TRADES, and S4, DSS x AdS (ReLU, Tanh, Sigmoid) x PGD-AT, TRADES, cheapest first. Each run is
-one job: `ssmprobe train` into RUNS/NAME (resuming from last.pt when a previous job was killed
-or preempted), then `ssmprobe eval` of best.pt and last.pt. `launch` skips finished runs and
-submits the rest through submitit: its local executor runs them as processes on this machine
-(and in the tests), its SLURM executor spreads them over a cluster with the GPUs and time each
-job asks for; a job with more than one GPU runs the training under `torchrun`. A preempted SLURM
-job is simply submitted again: it resumes.
+one job: `training.run.train` into RUNS/NAME (resuming from last.pt when a previous job was
+killed or preempted), then `evaluation.evaluate.evaluate_checkpoint` of best.pt and last.pt.
+`launch` skips finished runs and submits the rest through submitit: its local executor runs them as
+processes on this machine (and in the tests), its SLURM executor spreads them over a cluster
+with the GPUs and time each job asks for; a job with more than one GPU runs the training under
+`torchrun`. A preempted SLURM job is simply submitted again: it resumes.
 
 `--seeds 0,1,2` repeats every run with each seed; seed 0 keeps the plain name, others add
 `_seed<n>` (`s4_pgd_seed1`), so a grid run once can gain seeds later without retraining.
 
 `expected_hours` turns measured seconds per epoch (`SECONDS_PER_EPOCH`) into GPU-hours for
-`--dry-run`.
+`--dry-run`. The command line of analysis/reproduce_*.py is `ssmprobe.cli.grid`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ssmprobe.report.tables import METRICS_FILE, read_eval_record, read_metrics
+from ssmprobe.vocab import ADS_ACTIVATIONS, FAMILIES, METHODS
 
 POLL_SECONDS = 2.0  # how often a local launch looks for ended jobs
 
-FAMILIES = ("s4", "dss", "s5", "mega", "mamba")
-METHODS = ("st", "pgd", "trades")
-ADS = ("relu", "tanh", "sigmoid")
 ADS_FAMILIES = ("s4", "dss")
 _COST = {"s5": 0, "s4": 1, "dss": 2, "mega": 3, "mamba": 4}  # benchmarks/train_speed.py order
 
@@ -54,7 +51,7 @@ class GridRun:
     method: str
     dataset: str
     ads: str | None = None
-    extra: tuple[str, ...] = field(default=())  # more `ssmprobe train` options
+    options: tuple[tuple[str, Any], ...] = field(default=())  # more `training.run.train` options
     seed: int = 0
 
     @property
@@ -67,23 +64,27 @@ class GridRun:
         """The run folder's name: the setting, then _seed<n> for seeds other than 0."""
         return self.setting + (f"_seed{self.seed}" if self.seed else "")
 
-    def train_args(self, runs: Path) -> list[str]:
-        resume = ["--resume"] if (runs / self.name / "last.pt").exists() else []
-        return [
-            "train",
-            *("--model", self.model, "--method", self.method, "--dataset", self.dataset),
-            *(["--ads", self.ads] if self.ads else []),
-            *("--out", str(runs), "--name", self.name, "--seed", str(self.seed), "--quiet"),
-            *resume,
-            *self.extra,
-        ]
+    def train_kwargs(self, runs: Path) -> dict[str, Any]:
+        """The arguments of `training.run.train` for this run, resuming where last.pt exists."""
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "method": self.method,
+            "ads": self.ads,
+            "out": str(runs),
+            "name": self.name,
+            "seed": self.seed,
+            "resume": (runs / self.name / "last.pt").exists(),
+            "progress": False,
+            **dict(self.options),
+        }
 
 
 def paper_grid(
     dataset: str,
     models: Sequence[str] = FAMILIES,
     methods: Sequence[str] = METHODS,
-    extra: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
 ) -> list[GridRun]:
     """Every run of Tables 1-2 on `dataset` among `models` and `methods`, once per seed,
@@ -100,10 +101,10 @@ def paper_grid(
         if m in ADS_FAMILIES
         for method in methods
         if method != "st"
-        for ads in ADS
+        for ads in ADS_ACTIVATIONS
     ]
     runs = [
-        GridRun(model, method, dataset, ads, tuple(extra), seed)
+        GridRun(model, method, dataset, ads, tuple((options or {}).items()), seed)
         for model, method, ads in settings
         for seed in seeds
     ]
@@ -164,22 +165,27 @@ class JobSpec:
 def run_job(spec: JobSpec) -> str:
     """Trains (or resumes) the run and evaluates best.pt and last.pt; returns the run's path.
     With more than one GPU the training runs under torchrun, one process per GPU."""
-    from ssmprobe.cli import main as ssmprobe
+    from ssmprobe.evaluation.evaluate import evaluate_checkpoint
+    from ssmprobe.training.run import train
 
     runs = Path(spec.runs)
     run_dir = runs / spec.run.name
+    kwargs = spec.run.train_kwargs(runs)
     if not finished(run_dir):
-        args = spec.run.train_args(runs)
         if spec.gpus > 1:
-            command = ["torchrun", f"--nproc_per_node={spec.gpus}", "-m", "ssmprobe", *args]
-            subprocess.run(command, check=True)
-        elif code := ssmprobe(args):
-            raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
+            entry = ["-m", "ssmprobe.training.run", json.dumps(kwargs)]
+            subprocess.run(["torchrun", f"--nproc_per_node={spec.gpus}", *entry], check=True)
+        else:
+            train(**kwargs)
     for which in ("best", "last"):
         if not evaluated(run_dir, spec.n_eval, spec.attacks, which):
-            args = ["eval", "--ckpt", str(run_dir / f"{which}.pt"), "--attack", spec.attacks]
-            if code := ssmprobe([*args, "--n", str(spec.n_eval), "--quiet"]):
-                raise RuntimeError(f"ssmprobe {' '.join(args)} failed with exit code {code}")
+            evaluate_checkpoint(
+                run_dir / f"{which}.pt",
+                spec.attacks.split(","),
+                n=spec.n_eval,
+                data_dir=kwargs.get("data_dir"),
+                progress=False,
+            )
     return str(run_dir)
 
 
@@ -280,85 +286,3 @@ def expected_hours(grid: Sequence[GridRun], epochs: Callable[[GridRun], int]) ->
         rows.append({"run": run.name, "epochs": epochs(run), "gpu_hours": hours})
     known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
     return {"rows": rows, "measured_total": sum(known), "unmeasured": len(rows) - len(known)}
-
-
-def main(
-    argv: Sequence[str] | None,
-    datasets: Sequence[str],
-    description: str,
-    n_eval: int = 1000,
-    parents: Sequence[argparse.ArgumentParser] = (),
-) -> tuple[list[GridRun], Path, bool]:
-    """The command line of analysis/reproduce_*.py: lists (`--dry-run`) or launches the grid,
-    then writes the report; returns the grid, its runs folder and whether it was launched.
-    `parents` add a script's own options (parsed by the script) to this `--help`."""
-    from ssmprobe.training.fit import train_config
-
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=list(parents),
-    )
-    parser.add_argument("--dataset", choices=datasets, default=datasets[0])
-    parser.add_argument("--runs", help="where the runs go (default runs/DATASET)")
-    parser.add_argument("--out", help="where the report goes (default: no report)")
-    parser.add_argument("--models", default=",".join(FAMILIES))
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--n", type=int, default=n_eval, help="test samples per evaluation")
-    parser.add_argument(
-        "--attacks", default="pgd10,aa", help="attacks of each evaluation (pgd10: a quick pass)"
-    )
-    parser.add_argument(
-        "--seeds", default="0", help="comma-separated training seeds; seed n > 0 adds _seed<n>"
-    )
-    parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
-    parser.add_argument("--parallel", type=int, default=1, help="local: jobs at once")
-    parser.add_argument("--gpus", type=int, default=0, help="GPUs per job (>1: torchrun)")
-    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time per job")
-    parser.add_argument("--partition", help="SLURM partition")
-    parser.add_argument(
-        "--only",
-        help="run names, settings (every seed: s4_pgd) or shell patterns, comma-separated, "
-        "e.g. 'mamba_*,*_ads-*'",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and GPU-hours")
-    parser.add_argument("--extra", default="", help="more train options, e.g. '--data-dir D'")
-    args = parser.parse_args(argv)
-    runs = Path(args.runs or f"runs/{args.dataset}")
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
-    try:
-        grid = paper_grid(
-            args.dataset, args.models.split(","), args.methods.split(","), args.extra.split(), seeds
-        )
-        if args.only:
-            grid = select(grid, args.only.split(","))
-    except ValueError as err:  # unknown model or method, a pattern that matches nothing
-        parser.error(str(err))
-    if args.dry_run:
-        hours = expected_hours(grid, lambda r: train_config(r.dataset, r.model).epochs)
-        width = max(len(run.name) for run in grid) + 2
-        for run, row in zip(grid, hours["rows"], strict=True):
-            state = "finished" if finished(runs / run.name) else "to do"
-            cost = "unmeasured" if row["gpu_hours"] is None else f"{row['gpu_hours']:.1f} GPU-h"
-            print(f"{run.name:<{width}}{row['epochs']:>5} epochs  {cost:<14}{state}")
-        print(
-            f"{len(grid)} runs: {hours['measured_total']:.1f} GPU-hours from measured epoch "
-            f"times (an AdS run at its model's), {hours['unmeasured']} run(s) unmeasured"
-        )
-        return grid, runs, False
-    options = LaunchOptions(
-        args.launcher, args.gpus, args.timeout_min, 1, args.partition, str(runs / ".submitit"),
-        args.parallel,
-    )  # fmt: skip
-    try:
-        launch(grid, runs, options, n_eval=args.n, attacks=args.attacks)
-    except GridError as err:
-        parser.exit(1, f"error: {err}\nrerun the same command to retry them\n")
-    if args.out:
-        from ssmprobe.cli import main as ssmprobe
-
-        ssmprobe(["report", "--runs", str(runs), "--out", args.out, "--n-eval", str(args.n)])
-    return grid, runs, True

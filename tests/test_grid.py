@@ -28,10 +28,14 @@ from ssmprobe.grid import (
 pytest.importorskip("submitit")
 
 REPRODUCE_DIGITS = Path(__file__).resolve().parents[1] / "analysis" / "reproduce_digits.py"
-TINY = (
-    "--d-model", "8", "--n-layers", "1", "--d-state", "4", "--batch-size", "256", "--steps", "1",
-    "--train-eval-size", "16", "--test-eval-size", "16",
-)  # fmt: skip
+TINY = {
+    "d_model": 8, "n_layers": 1, "d_state": 4, "batch_size": 256, "steps": 1,
+    "train_eval_size": 16, "test_eval_size": 16,
+}  # fmt: skip
+
+
+def tiny(**options: object) -> tuple[tuple[str, object], ...]:
+    return tuple((TINY | options).items())
 
 
 def epochs_of(run: Path) -> list[int]:
@@ -55,9 +59,9 @@ def test_seeds_repeat_every_run_and_name_all_but_seed_zero() -> None:
     grid = paper_grid("digits", ["s4"], ["pgd"], seeds=[0, 2])
     plain = ["s4_pgd", "s4_pgd_ads-relu", "s4_pgd_ads-sigmoid", "s4_pgd_ads-tanh"]
     assert [r.name for r in grid] == plain + [f"{name}_seed2" for name in plain]
-    args = grid[4].train_args(Path("runs"))
-    assert args[args.index("--seed") + 1] == "2"
-    assert args[args.index("--name") + 1] == "s4_pgd_seed2"
+    kwargs = grid[4].train_kwargs(Path("runs"))
+    assert kwargs["seed"] == 2
+    assert kwargs["name"] == "s4_pgd_seed2"
     for bad in ([], [1, 1], [-1]):
         with pytest.raises(ValueError, match="seeds"):
             paper_grid("digits", seeds=bad)
@@ -97,7 +101,7 @@ def test_select_by_name_and_pattern() -> None:
 @pytest.mark.slow
 def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    grid = [GridRun(m, "st", "digits", None, (*TINY, "--epochs", "1")) for m in ("s5", "dss")]
+    grid = [GridRun(m, "st", "digits", None, tiny(epochs=1)) for m in ("s5", "dss")]
     options = LaunchOptions(logs=str(tmp_path / "logs"), parallel=2, timeout_min=10)
     done = launch(grid, runs, options, n_eval=16, attacks="pgd10", log=lambda _: None)
     assert sorted(Path(p).name for p in done) == ["dss_st", "s5_st"]
@@ -106,8 +110,9 @@ def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Pat
     assert launch(grid, runs, options, n_eval=16, attacks="pgd10", log=lambda _: None) == []
 
     # A run killed after its first epoch: the next launch resumes it from last.pt.
-    long = GridRun("s5", "pgd", "digits", None, (*TINY, "--epochs", "8"))
-    command = [sys.executable, "-m", "ssmprobe", *long.train_args(runs)]
+    long = GridRun("s5", "pgd", "digits", None, tiny(epochs=8))
+    entry = json.dumps(long.train_kwargs(runs))  # what torchrun starts
+    command = [sys.executable, "-m", "ssmprobe.training.run", entry]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = runs / long.name / "metrics.jsonl"
     while process.poll() is None and not (metrics.is_file() and metrics.read_text().strip()):
@@ -122,10 +127,10 @@ def test_local_launch_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Pat
 
 @pytest.mark.slow
 def test_a_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
-    good = GridRun("s5", "st", "digits", None, (*TINY, "--epochs", "1"))
-    bad = GridRun("dss", "st", "digits", None, (*TINY, "--epochs", "1", "--d-state", "0"))
+    good = GridRun("s5", "st", "digits", None, tiny(epochs=1))
+    bad = GridRun("dss", "st", "digits", None, tiny(epochs=1, d_state=0))
     options = LaunchOptions(logs=str(tmp_path / "logs"), parallel=1, timeout_min=10)
-    failure = r"1 of 2 run\(s\) failed: dss_st \(RuntimeError: ssmprobe train .* exit code 2; log: "
+    failure = r"1 of 2 run\(s\) failed: dss_st \(ValueError: d_state must be positive, got 0; log: "
     with pytest.raises(GridError, match=failure):
         launch([bad, good], tmp_path / "runs", options, 16, "pgd10", log=lambda _: None)
     assert finished(tmp_path / "runs" / "s5_st")  # queued after the failure, still ran

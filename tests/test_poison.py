@@ -171,7 +171,7 @@ def test_poison_cli_end_to_end(tmp_path: Path, capsys) -> None:
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["config"]["seeds"] == [200] and len(record["runs"]) == 2
     assert (tmp_path / "poison_dynamics.png").stat().st_size > 10_000
-    dss = ["--model", "dss", "--max-steps", "20", "--student-dim", "4"]
+    dss = ["--student", "dss", "--max-steps", "20", "--student-dim", "4"]
     assert main([*args, *dss, "--figures", str(tmp_path)]) == 0
     assert (tmp_path / "poison_dynamics_dss.png").exists()
     assert main([*args, "--mlp", "--max-steps", "50"]) == 0

@@ -338,7 +338,7 @@ def test_bundled_names_resolve_after_a_plain_install(tmp_path: Path) -> None:
     )  # fmt: skip
     code = (
         "import ssmprobe, sys; from ssmprobe.checkpoint import resolve_checkpoint;"
-        "from ssmprobe.train import load_model;"
+        "from ssmprobe.loading import load_model;"
         "p = resolve_checkpoint('dss_pgd.pt'); load_model('dss_pgd.pt');"
         "print(ssmprobe.__file__); print(p)"
     )
@@ -357,7 +357,7 @@ def test_bundled_names_resolve_after_a_plain_install(tmp_path: Path) -> None:
 def test_attribute_cli_writes_its_figure_and_shares(
     tiny_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
-    args = ["attribute", "--ckpt", str(tiny_checkpoint), "--n", "2", "--steps", "16"]
+    args = ["attribute", "--ckpt", str(tiny_checkpoint), "--n", "2", "--ig-steps", "16"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "IG completeness" in out and "layers.0.attention" in out

@@ -303,7 +303,7 @@ def test_commands_analyse_a_reference_state_dict(tmp_path: Path) -> None:
     disc = ["discrepancy", *common, "--split", "test", "--n", "4", "--quiet", "--out", str(csv)]
     assert main(disc) == 0
     assert "layers.0.ssm" in csv.read_text()
-    assert main(["attribute", *common, "--n", "2", "--steps", "4", "--out", str(tmp_path)]) == 0
+    assert main(["attribute", *common, "--n", "2", "--ig-steps", "4", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "attributions_their_mamba_ig.png").exists()
 
     out = ["--channels", "0-1", "--out", str(tmp_path / "bounds.csv")]

@@ -2,8 +2,8 @@
 
 `check_model` loads a checkpoint (or a fresh digits model), chooses the perturbation (an i.i.d.
 law, or what PGD-10 changes at each SSM layer's input on `n` test samples), and returns the
-per-layer, per-channel rows of `layer_bounds.model_rows` (LTI layers) or
-`selective_bounds.selective_rows` (Mamba, over the generalised H of real test inputs, with the
+per-layer, per-channel rows of `bounds.lti.model_rows` (LTI layers) or
+`bounds.selective.selective_rows` (Mamba, over the generalised H of real test inputs, with the
 Δ → 0 statistics). `BoundsCheck.save` writes the rows as CSV and everything as JSON beside it;
 `BoundsCheck.figures` draws them.
 """
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from torch import nn
 
 from ssmprobe.attacks import checkpoint_attack
@@ -36,6 +35,7 @@ from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
 
 PERTURB_CHOICES = ("uniform", "sign", "gaussian", "adversarial")
+_FORMS = ("kernel", "eigen", "spectral")  # the bounds the summary compares
 
 
 @dataclass
@@ -72,6 +72,43 @@ class BoundsCheck:
             written.append(_delta_file(out))
         write_json(out.with_suffix(".json"), payload)
         return written
+
+    def format(self) -> str:
+        """The summary as a table: per layer and view, how many rows each bound holds on and
+        its median / max ratio to the measured error; for Mamba, the Δ analysis per layer."""
+        lines = [f"{self.name} from {self.source}; L = {self.L}, {self.perturbation}"]
+        head = f"  {'layer':<14}{'view':<8}{'rows':>5}" + "".join(
+            f"{form + ' lo/up holds':>22}{'med/max ratio':>18}" for form in _FORMS
+        )
+        lines.append(head + f"{'eigen viol.':>12}")
+        for s in self.summary:
+            cells = "".join(
+                f"{s[f'{n}_lower_holds']:>10}/{s[f'{n}_upper_holds']:<11}"
+                f"{s[f'{n}_median_ratio']:>9.3g}/{s[f'{n}_max_ratio']:<8.3g}"
+                if f"{n}_upper_holds" in s
+                else f"{'-':>22}{'':>18}"
+                for n in _FORMS
+            )
+            lines.append(
+                f"  {s['layer']:<14}{s['view']:<8}{s['channels']:>5}{cells}"
+                f"{s['eigen_violated']:>10}"
+            )
+        for layer, stats in self.deltas.items():
+            d = stats.summary()
+            dt = f"  {layer}: Delta_k in [{d['dt_min']:.3g}, {d['dt_max']:.3g}]"
+            for kind in ("clean", "adversarial"):
+                if kind in d:
+                    k = d[kind]
+                    dt += (
+                        f"; {kind}: ||B_k|| ~ Delta^{k['b_norm_vs_dt_slope']:.2f}, "
+                        f"|C_k B_k| median {k['cb_median']:.3g} max {k['cb_max']:.3g}"
+                    )
+            naive = d["clean"]
+            lines.append(
+                dt + f"; naive ZOH rel. error {naive['naive_rel_error_float32']:.2g} (float32), "
+                f"{naive['naive_rel_error_float64']:.2g} (float64)"
+            )
+        return "\n".join(lines)
 
     def figures(self, out_dir: str | Path, name: str | None = None) -> list[Path]:
         """Mamba: the bounds across channels and the Δ figure; an LTI model under an i.i.d.
@@ -160,10 +197,9 @@ def check_model(
     attack = checkpoint_attack("pgd10", meta, eps) if adversarial else None
 
     def test_loader(batch_size: int) -> tuple[Any, int, str]:
-        data = load_dataset(meta["dataset"], "test", data_dir)
-        count = min(n, len(data))
-        loader = make_loader(data.subset(torch.arange(count)), batch_size)
-        return loader, data.seq_len, f"{count} {meta['dataset']} test samples"
+        data = load_dataset(meta["dataset"], "test", data_dir).head(n)
+        loader = make_loader(data, batch_size)
+        return loader, data.seq_len, f"{len(data)} {meta['dataset']} test samples"
 
     if model_name == "mamba":  # time-varying: H depends on real inputs, whatever the law
         from ssmprobe.bounds.selective import selective_rows

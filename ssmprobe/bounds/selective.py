@@ -13,11 +13,12 @@ linearised pass) changes y by exactly Hε.
 `selective_rows` streams real inputs through the model and, per SSM layer and inner channel,
 averages over samples: |λ|max/min over steps and states, C̄_0 B̄_0, ||h1||² (H's first column),
 the exact error, the kernel-form bounds on h1, the time-varying eigenvalue form
-(`bounds.eigen_bounds_time_varying`) and the spectral bound M·L·λ_max(HᵀH). For an i.i.d. law
-at the SSM input the exact error is σ²||H||_F² + μ²||H1||² per sample, and `*_fail_rate` is the
-share of samples whose own bound fails. For `adversarial` (PGD on the inputs) the error is the
-measured E||y' - y||² with everything (x, Δ, B, C) moved by the attack, `linearised` the part
-E||Hε||² that the fixed-parameter theory describes, and μ, M are measured per channel.
+(`bounds.theorem.eigen_bounds_time_varying`) and the spectral bound M·L·λ_max(HᵀH). For an
+i.i.d. law at the SSM input the exact error is σ²||H||_F² + μ²||H1||² per sample, and
+`*_fail_rate` is the share of samples whose own bound fails. For `adversarial` (PGD on the
+inputs) the error is the measured E||y' - y||² with everything (x, Δ, B, C) moved by the
+attack, `linearised` the part E||Hε||² that the fixed-parameter theory describes, and μ, M are
+measured per channel.
 
 `DeltaStats` collects the Δ → 0 picture on the same inputs: ||B̄_k|| (exact ZOH, over the N
 states) against Δ_k, |C̄_k B̄_k| for clean and adversarial inputs, and the relative error of the
@@ -194,7 +195,7 @@ def _samples(
     seed: int,
 ) -> Iterable[tuple[dict[str, Tensor], dict[str, Tensor] | None, int]]:
     """Per batch the clean (and, with `attack`, adversarial) input of each named Mamba layer;
-    attacked through `probe.discrepancy.adversarial_features`, the stream the LTI bounds use."""
+    attacked through `probe.recorder.adversarial_features`, the stream the LTI bounds use."""
     components = [c for c in model.components() if c.name in names]
     if attack is not None:
         for clean, adv, size in adversarial_features(model, batches, attack, components, seed):

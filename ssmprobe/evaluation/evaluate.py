@@ -2,7 +2,7 @@
 
 Runs on the first `n` samples of the checkpoint's test set (a fixed subset, so best and last
 are scored on the same images), streams over batches, and saves `eval_<checkpoint>.json`
-beside the checkpoint in the run-directory format that `report.collect_runs` reads.
+beside the checkpoint in the run-directory format that `report.tables.collect_runs` reads.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def evaluate_checkpoint(
 
     ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
     Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...},
-    "masking": [reasons to suspect gradient masking (`sanity.masking_flags`)],
+    "masking": [reasons to suspect gradient masking (`evaluation.sanity.masking_flags`)],
     "autoattack_checks": [AutoAttack's own check warnings, e.g. Square still succeeding after
     the gradient attacks, which its AA accuracy already counts]}.
     With `reference`, `path` is a state dict of the paper's reference code (`Reference`).
@@ -74,8 +74,7 @@ def evaluate_checkpoint(
         (c.eps for c in configs if c.norm == "Linf"),
         eps if eps is not None else meta.get("train", {}).get("eps"),
     )
-    test = load_dataset(dataset, "test", data_dir)
-    test = test.subset(torch.arange(min(n, len(test))))
+    test = load_dataset(dataset, "test", data_dir).head(n)
     loader = make_loader(test, batch_size)
     results = {"clean": evaluate(model, loader)[1]}
     with warnings.catch_warnings(record=True) as caught:

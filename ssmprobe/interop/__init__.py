@@ -1,0 +1,1 @@
+"""Checkpoints of other code bases: the paper's reference code (`reference`)."""

@@ -34,14 +34,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ssmprobe.checkpoint import CheckpointError, load_bytes, read_bytes, save_checkpoint
+from ssmprobe.checkpoint import (
+    CheckpointError,
+    load_bytes,
+    load_checkpoint,
+    read_bytes,
+    save_checkpoint,
+)
 from ssmprobe.data import DATASETS
+from ssmprobe.io import atomic_file
 from ssmprobe.models.backbone import SequenceClassifier
 from ssmprobe.models.registry import ARCHS, ModelConfig, _state, build_model, model_config
 from ssmprobe.models.s4 import S4, _deficit_power
 from ssmprobe.version import __version__
 
-FAMILIES = ("s4", "mamba")
+REFERENCE_FAMILIES = ("s4", "mamba")
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,8 @@ def load_reference(
     `dataset` is the data it was trained on (its ε and input shape); `ads` the AdS activation
     (relu, tanh, sigmoid) when the file has AdS weights. Loading executes nothing from the file.
     """
-    if model not in FAMILIES:
-        raise ValueError(f"reference checkpoints exist for {FAMILIES}, not {model!r}")
+    if model not in REFERENCE_FAMILIES:
+        raise ValueError(f"reference checkpoints exist for {REFERENCE_FAMILIES}, not {model!r}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     data = read_bytes(Path(path), "reference state dict")  # read once: content and hash
@@ -239,8 +246,8 @@ def export_reference(
     back into the same model. S4 stores C̃ = C̄ (I - Ā^L) for the sequence `length` L of its
     data (required for S4); its Λ, P, B must be shared across channels (`shared_nplr`)."""
     config = ModelConfig.from_dict(config)
-    if config.model not in FAMILIES:
-        raise ValueError(f"the reference code has {FAMILIES}, not {config.model}")
+    if config.model not in REFERENCE_FAMILIES:
+        raise ValueError(f"the reference code has {REFERENCE_FAMILIES}, not {config.model}")
     wanted = {k: ARCHS["reference"][k] for k in ("layout", "input_order", "residual")}
     found = {k: getattr(config, k) for k in wanted}
     if found != wanted or (config.ads is not None and config.ads_form != "reference"):
@@ -314,3 +321,14 @@ def import_reference(
     classifier, meta = load_reference(path, model, dataset, ads)
     config = meta.pop("config")
     return save_checkpoint(out, config, classifier.state_dict(), meta)
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path) -> int:
+    """Writes the weights of a native `--arch reference` checkpoint as a plain state dict in
+    the reference code's layout at `out` (atomically); returns how many tensors it holds."""
+    native = load_checkpoint(ckpt)
+    dataset = DATASETS.get(native.meta.get("dataset"))
+    state = export_reference(native.config, native.state_dict, dataset and dataset.seq_len)
+    with atomic_file(out, "wb") as f:
+        torch.save(state, f)
+    return len(state)

@@ -2,7 +2,7 @@
 
 W is a d×d linear map without bias (`form="paper"`). The paper's public code computes instead
 σ(W_s y_k + b_s) ⊙ y_k + σ(W_b y_k + b_b), two d×d maps with biases named `scale` and `bias`
-(`form="reference"`), which `ssmprobe.models.reference` needs to import its checkpoints.
+(`form="reference"`), which `ssmprobe.interop.reference` needs to import its checkpoints.
 Inserted right after an SSM, AdS lets the model rescale each step of the SSM output from the
 output itself, the property the paper credits for attention's robustness gains, at the cost of
 one matrix.
@@ -10,11 +10,10 @@ one matrix.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor, nn
 
-Activation = Literal["relu", "tanh", "sigmoid"]
+from ssmprobe.vocab import Activation
+
 FORMS = ("paper", "reference")
 ACTIVATIONS: dict[str, nn.Module] = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}
 

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-ComponentKind = Literal["ssm", "linear", "attention", "ads", "norm", "act"]
+from ssmprobe.vocab import ComponentKind
 
 
 @dataclass(frozen=True)

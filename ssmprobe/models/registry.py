@@ -55,7 +55,7 @@ class ModelConfig:
     `residual` adds a skip around the S4, DSS, S5 and Mamba blocks (Mega has its own).
     `dt_rank` is Mamba's (None: ceil(d_model / 16)). `ads_form` picks AdS's formula (`ads.FORMS`).
     `layout="reference"` and `input_order="view"` reproduce models of the paper's public code
-    (`models.reference`): no GELUs around the S4/DSS block's linear map, Mamba's AdS after the
+    (`interop.reference`): no GELUs around the S4/DSS block's linear map, Mamba's AdS after the
     residual sum, and the (B, C, H, W) -> (B, HW, C) `view` of the input instead of the pixel
     order (`backbone.SequenceClassifier`).
     """

@@ -35,12 +35,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from ssmprobe.io import atomic_file, write_json
 
 SETTINGS = ("baseline", "poisoned")
 SEEDS = (200, 201, 204, 205)
@@ -450,6 +454,44 @@ def config_dict(config: PoisonConfig) -> dict[str, Any]:
     return {**asdict(config), "seeds": list(config.seeds)}
 
 
+def first_seeds(count: int) -> tuple[int, ...]:
+    """The paper's seeds (`SEEDS`), then the next integers, `count` in all."""
+    if count < 1:
+        raise ValueError(f"--seeds must be positive, got {count}")
+    return (*SEEDS, *range(SEEDS[-1] + 1, SEEDS[-1] + count))[:count]
+
+
+def format_results(rows: Sequence[dict[str, Any]]) -> str:
+    """Training and extension loss per setting and seed, then each setting's mean."""
+    lines = [f"{'setting':<10}{'seed':>6}{'train loss':>13}{'ext. loss':>13}{'steps':>9}"]
+    for r in rows:
+        flag = "" if r["fitted"] else "  (not fitted)"
+        lines.append(
+            f"{r['setting']:<10}{r['seed']:>6}{r['train_loss']:>13.3g}{r['ext_loss']:>13.3g}"
+            f"{r['steps']:>9}{flag}"
+        )
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        train = np.array([r["train_loss"] for r in rows if r["setting"] == setting])
+        ext = np.array([r["ext_loss"] for r in rows if r["setting"] == setting])
+        lines.append(
+            f"{setting:<10}{'mean':>6}{train.mean():>13.3g}{ext.mean():>13.3g}"
+            f"   (ext. loss sd {ext.std():.3g})"
+        )
+    return "\n".join(lines)
+
+
+def save_results(
+    trajectories: Sequence[Trajectory], config: PoisonConfig, student: str, out: str | Path
+) -> list[Path]:
+    """The rows as CSV at `out` and {config, student, runs} as JSON beside it."""
+    out = Path(out)
+    with atomic_file(out) as f:
+        pd.DataFrame(result_rows(trajectories)).to_csv(f, index=False)
+    payload = {"config": config_dict(config), "student": student}
+    write_json(out.with_suffix(".json"), payload | {"runs": [vars(t) for t in trajectories]})
+    return [out, out.with_suffix(".json")]
+
+
 __all__ = [
     "SETTINGS",
     "LayerStudent",
@@ -459,6 +501,8 @@ __all__ = [
     "config_dict",
     "effective_rank",
     "extension_loss",
+    "first_seeds",
+    "format_results",
     "forward",
     "init_student",
     "layer_student",
@@ -466,6 +510,7 @@ __all__ = [
     "result_rows",
     "run_experiment",
     "run_seeds_in_parallel",
+    "save_results",
     "ssm_kernel",
     "teacher_output",
     "training_set",

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from ssmprobe.attacks import _attack_mode, checkpoint_attack, parse_attack, run_attack
 from ssmprobe.data import DATASETS, load_dataset
 from ssmprobe.interop.reference import Reference
-from ssmprobe.io import save_figure
+from ssmprobe.io import save_figure, write_json
 from ssmprobe.loading import load_model
 
 __all__ = [
@@ -306,8 +306,9 @@ def attribute_checkpoint(
     """Input and component attributions of a checkpoint on the first `n` samples of `split`.
 
     Adversarial examples come from `attack` with ℓ∞ budget `eps`, else the run's training
-    eps (and then its alpha too), else the dataset's preset, as `evaluation.evaluate_checkpoint`
-    chooses them; random starts are drawn from a generator seeded with `seed`. Returns
+    eps (and then its alpha too), else the dataset's preset, as
+    `evaluation.evaluate.evaluate_checkpoint` chooses them; random starts are drawn from a
+    generator seeded with `seed`. Returns
     {"inputs": InputAttribution, "drop": float, "components": [ComponentShare, ...],
     "meta": {...}, "image_shape": (h, w)}.
     With `reference`, `ckpt` is a state dict of the paper's reference code (`Reference`).
@@ -321,8 +322,7 @@ def attribute_checkpoint(
     model, meta = load_model(ckpt, device, reference)
     dataset = meta["dataset"]
     config = checkpoint_attack(attack, meta, eps)
-    data = load_dataset(dataset, split, data_dir)
-    x, y = data[: min(n, len(data))]
+    x, y = load_dataset(dataset, split, data_dir).head(n)[:]
     dev = _device(model)
     x, y = x.to(dev), y.to(dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
@@ -359,3 +359,33 @@ def attribute_checkpoint(
         "meta": record,
         "image_shape": image_shape,
     }
+
+
+def save_attribution(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """The figure of `attribute_checkpoint`'s result and a JSON of its numbers, as
+    `out_dir/attributions_<checkpoint>_<method>.png/.pdf/.json`; returns the paths."""
+    meta = result["meta"]
+    stem = Path(out_dir) / f"attributions_{Path(meta['checkpoint']).stem}_{meta['method']}"
+    paths = plot_input_attributions(result["inputs"], result["image_shape"], f"{stem}.png")
+    shares = [vars(c) for c in result["components"]]
+    write_json(f"{stem}.json", {"meta": meta, "drop": result["drop"], "components": shares})
+    return [*paths, Path(f"{stem}.json")]
+
+
+def format_attribution(result: dict[str, Any]) -> str:
+    """Accuracies, the logit drop, IG's completeness and each component's share, as text."""
+    meta, inputs = result["meta"], result["inputs"]
+    lines = [
+        f"{meta['checkpoint']}: {meta['n']} {meta['split']} samples, {meta['attack']} at eps "
+        f"{meta['eps']:g}: clean acc {100 * meta['clean_acc']:.1f}%, adversarial "
+        f"{100 * meta['adv_acc']:.1f}%, mean true-class logit drop {result['drop']:.3f}"
+    ]
+    if inputs.delta is not None:
+        lines.append(f"IG completeness: max |delta| {inputs.delta.abs().max().item():.2e}")
+    head = ("component", "kind", "attribution", "share %", "|delta|")
+    lines.append("  {:<22}{:<11}{:>12}{:>10}{:>10}".format(*head))
+    lines += [
+        f"  {c.name:<22}{c.kind:<11}{c.attribution:>12.4f}{100 * c.share:>10.1f}{c.delta:>10.2e}"
+        for c in result["components"]
+    ]
+    return "\n".join(lines)

@@ -190,11 +190,12 @@ def discrepancy(
     rows, steps = [], []
     for split in splits:
         data = load_dataset(meta["dataset"], split, data_dir)
-        used = min(n, len(data))
+        data = data.head(n)
+        used = len(data)
         if used < n:
-            info["notes"].append(f"{split}: n capped at the split's {len(data)} samples")
+            info["notes"].append(f"{split}: n capped at the split's {used} samples")
         info["n"][split] = used
-        loader = make_loader(data.subset(torch.arange(used)), batch_size)
+        loader = make_loader(data, batch_size)
         stats = collect(model, loader, config, seed=seed, progress=progress, total=used)
         rows += component_rows(model, stats, split)
         steps += [

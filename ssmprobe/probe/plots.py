@@ -27,12 +27,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ssmprobe.io import save_figure
-from ssmprobe.models import MODELS
 from ssmprobe.probe.discrepancy import load_rows, summarise
+from ssmprobe.vocab import FAMILIES, METHOD_NAMES
 
 KINDS_SHOWN = ("ssm", "ads", "attention", "linear")
 METRIC_TITLES = {"kl": "KL divergence", "mse": "MSE"}
-METHOD_TITLES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
 _HATCH = {"train": "", "test": "///"}
 _COLORS = dict(zip(KINDS_SHOWN, sns.color_palette("deep"), strict=False))
 
@@ -57,7 +56,7 @@ def _labels(summary: pd.DataFrame) -> pd.Series:
 
 
 def _order(labels: Iterable[str]) -> list[str]:
-    families = sorted(MODELS, key=["s4", "dss", "s5", "mega", "mamba"].index)
+    families = list(FAMILIES)
     return sorted(set(labels), key=lambda s: (families.index(_family(s)), s))
 
 
@@ -70,7 +69,7 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
     """Bars of the rate per (method row, metric column, model, kind, split) of `summarise`d
     rows (one checkpoint per model label and method)."""
     summary = summary.assign(label=_labels(summary))
-    methods = [m for m in METHOD_TITLES if m in set(summary["method"])]
+    methods = [m for m in METHOD_NAMES if m in set(summary["method"])]
     labels = _order(summary["label"])
     kinds = [k for k in KINDS_SHOWN if k in set(summary["kind"])]
     width = 0.8 / (2 * len(kinds))
@@ -102,7 +101,7 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
                 ax.set_yscale("symlog", linthresh=100)
                 ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 5 else 0)
                 ax.set(
-                    title=f"{METHOD_TITLES[method]}: {METRIC_TITLES[metric]}",
+                    title=f"{METHOD_NAMES[method]}: {METRIC_TITLES[metric]}",
                     ylabel="rate: change / before (%)",
                 )
         handles, names = axes[0, 0].get_legend_handles_labels()

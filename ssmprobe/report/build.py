@@ -4,7 +4,7 @@
 cache counts while it is newer than the checkpoint it was made from):
 
 - `eval_best.json`, `eval_last.json`: clean, PGD-10 and AutoAttack accuracy on the first
-  `n_eval` test samples (`evaluation.evaluate_checkpoint`, masking flags included);
+  `n_eval` test samples (`evaluation.evaluate.evaluate_checkpoint`, masking flags included);
 - `discrepancy.csv` / `.json`: the feature discrepancy (§4.2) of the run's probed checkpoint,
   best.pt after adversarial training, last.pt after standard training (whose "best" is an
   epoch of PGD-10 noise around chance), on `n_probe` samples of each split;
@@ -54,11 +54,11 @@ from ssmprobe.report.tables import (
     write_tables,
 )
 from ssmprobe.version import __version__
+from ssmprobe.vocab import FAMILIES
 
 STATE_FILE = ".report_state.json"
 DISCREPANCY_FILE = "discrepancy.csv"
 BOUNDS_FILE = "bounds.csv"
-BOUNDS_FAMILIES = ("s4", "dss", "s5", "mega", "mamba")
 _KINDS = {
     "ssm": "SSM",
     "ads": "AdS",
@@ -248,7 +248,7 @@ def pick_bounds_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
     chosen: dict[tuple[str, str], RunInfo] = {}
     for run in runs:
         key = (run.dataset, run.model)
-        if run.model not in BOUNDS_FAMILIES:
+        if run.model not in FAMILIES:
             continue
         if key not in chosen or (
             (run.method, run.ads) == ("pgd", "none")

@@ -4,7 +4,7 @@ One row per run, two panels: cross-entropy loss and accuracy (%). Each panel has
 from the run's `metrics.jsonl`, measured after every epoch: train / test (colour) × clean /
 PGD-10 (solid / dashed; "PGD-N" when the run attacked with N steps). Test PGD-10 accuracy
 falling while train PGD-10 accuracy still rises is robust overfitting; a dotted vertical line
-marks the best epoch (the epoch of best.pt, `selection.best_epoch`).
+marks the best epoch (the epoch of best.pt, `training.selection.best_epoch`).
 
 Figures are drawn on matplotlib's Agg canvas without pyplot: nothing is displayed, no global
 state changes (seaborn's "whitegrid" style is applied only while a figure is built), and a

@@ -10,11 +10,11 @@ row per run:
   % rounded to 2 decimals, as in the paper; `diff = best - last` of the rounded values, so a
   printed row always adds up. An eval file or an attack that is absent gives NaN (printed "–");
 - `epochs` (finished epochs), `best_epoch` and `best_rule` from `metrics.jsonl` by
-  `selection.best_epoch`, the trainer's rule for best.pt (highest test PGD-10 accuracy among
-  epochs that have learned, the earliest on a tie; `best_rule` says whether that pool or, when
+  `training.selection.best_epoch`, the trainer's rule for best.pt (highest test PGD-10 accuracy
+  among epochs that have learned, the earliest on a tie; `best_rule` says whether that pool or, when
   no epoch learned, all epochs were searched), NA without it; `run`: the run's path relative
   to the runs folder;
-- `masking`: the reasons to suspect gradient masking (`sanity.masking_flags`), and
+- `masking`: the reasons to suspect gradient masking (`evaluation.sanity.masking_flags`), and
   `aa_checks`: the warnings of AutoAttack's own checks kept in the eval files (say, Square
   still lowering accuracy after the gradient attacks), each prefixed by its checkpoint; NA
   when AutoAttack ran before eval files kept them and nothing else says it warned.
@@ -54,11 +54,8 @@ from ssmprobe.evaluation.sanity import (
 from ssmprobe.io import write_text
 from ssmprobe.training.selection import LEARNED_FACTOR, BestChoice
 from ssmprobe.training.selection import best_epoch as select_best
+from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, FAMILY_NAMES, METHOD_NAMES
 
-MODEL_NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
-METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
-ADS_NAMES = {"none": "–", "relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
-DATASET_NAMES = {"digits": "Digits", "mnist": "MNIST", "cifar10": "CIFAR-10"}
 ATTACKS = {"clean": "Clean", "pgd10": "PGD-10", "aa": "AA"}
 STATS = ("best", "last", "diff")
 MISSING = "–"
@@ -108,7 +105,7 @@ _HEADERS = {
 }
 _DISPLAY = {
     "dataset": DATASET_NAMES,
-    "model": MODEL_NAMES,
+    "model": FAMILY_NAMES,
     "method": METHOD_NAMES,
     "ads": ADS_NAMES,
 }
@@ -345,8 +342,8 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
 
 
 def best_epoch(metrics: pd.DataFrame, n_classes: int) -> BestChoice | None:
-    """The epoch the trainer keeps as best.pt (`selection.best_epoch`); None without the test
-    accuracy columns or any complete row."""
+    """The epoch the trainer keeps as best.pt (`training.selection.best_epoch`); None without the
+    test accuracy columns or any complete row."""
     needed = ["epoch", "test_clean_acc", "test_pgd_acc"]
     if not set(needed) <= set(metrics):
         return None

@@ -9,8 +9,8 @@ One step of each method on a batch (x, y):
 AdamW with a cosine schedule over all steps. After every epoch, clean and PGD accuracy and loss
 on a fixed train subset and on the test set go to `metrics.jsonl` (robust overfitting shows as
 the train/test gap, Figs. 1, 2, 5); `last.pt` is written every epoch, `best.pt` when the epoch
-is the best so far by `selection.best_epoch` (highest test PGD accuracy among epochs that have
-learned). An optional ε warm-up ramps the training attack's budget over the first epochs.
+is the best so far by `training.selection.best_epoch` (highest test PGD accuracy among epochs
+that have learned). An optional ε warm-up ramps the training attack's budget over the first epochs.
 Every epoch reseeds from (seed, epoch) and checkpoints carry the optimizer and scheduler, so
 a resumed run ends with the same weights as an uninterrupted one. Under `torchrun` each
 process trains on its share of every batch (DDP) and only rank 0 evaluates and writes.
@@ -43,9 +43,7 @@ from ssmprobe.loading import default_device
 from ssmprobe.models import ModelConfig, build_model
 from ssmprobe.training.augment import AUGMENTS, crop_flip
 from ssmprobe.training.selection import best_epoch
-
-METHODS = ("st", "pgd", "trades")
-METHOD_NAMES = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
+from ssmprobe.vocab import METHODS
 
 
 @dataclass(frozen=True)
@@ -201,11 +199,7 @@ def _eval_subsets(
 ) -> tuple[SequenceDataset, SequenceDataset]:
     """The fixed train subset and the test (subset) evaluated after every epoch."""
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))
-    test_n = len(test_set) if config.test_eval_size is None else config.test_eval_size
-    return (
-        train_set.subset(pick[: config.train_eval_size]),
-        test_set.subset(torch.arange(min(test_n, len(test_set)))),
-    )
+    return train_set.subset(pick[: config.train_eval_size]), test_set.head(config.test_eval_size)
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:

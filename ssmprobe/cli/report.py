@@ -1,0 +1,83 @@
+"""`ssmprobe table` and `report`: Tables 1-2, and every table and figure of a folder of runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ssmprobe.cli import options as opt
+
+
+def table(args: argparse.Namespace) -> int:
+    from ssmprobe.report.tables import collect_runs, write_tables
+
+    paths = write_tables(collect_runs(args.runs), Path(args.out or args.runs))
+    for name in ("md", "seeds_md"):
+        if name in paths:
+            print(paths[name].read_text())
+    print("written: " + ", ".join(map(str, paths.values())))
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from ssmprobe.report.build import ReportOptions, build_report, zoo_runs
+
+    options = ReportOptions(
+        attacks=tuple(opt.comma_list(args.attack)),
+        n_eval=args.n_eval,
+        n_probe=args.n_probe,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
+    if args.zoo:
+        zoo_runs(Path(args.runs) / "zoo")
+    result = build_report(args.runs, args.out, options)
+    if result.up_to_date:
+        print(f"nothing new under {args.runs}: {args.out} is up to date")
+    else:
+        print(f"written ({len(result.written)} changed): " + ", ".join(map(str, result.written)))
+    print("\n".join(result.findings))
+    print(f"report: {result.report_html.resolve()}")
+    return 0
+
+
+def add(sub: opt.Subparsers) -> None:
+    p = opt.command(
+        sub,
+        "table",
+        "Tables 1-2: Best / Last / Diff of Clean, PGD-10, AA",
+        "Tables 1-2 of every run under RUNS (table.md, .csv, .tex): Best / Last / Diff of "
+        "Clean, PGD-10 and AutoAttack accuracy; ‡ marks suspected gradient masking, § a warning "
+        "of AutoAttack's own checks. Settings trained with several seeds also get "
+        "table_seeds.md / .csv / .tex: mean ± sample standard deviation over the seeds. --out "
+        "defaults to RUNS.",
+    )
+    p.add_argument("runs", help="folder of run folders")
+    opt.out(p, "folder")
+    p.set_defaults(func=table)
+
+    p = opt.command(
+        sub,
+        "report",
+        "every table and figure of all runs, and report.md / report.html",
+        "Reads every run folder under --runs, computes what is missing and caches it next to "
+        "the run (eval_best/last.json with --attack on --n-eval test samples; the feature "
+        "discrepancy of the probed checkpoint on --n-probe samples per split; Theorem 4.1.1 on "
+        "one run per family), then writes Tables 1-2, the training curves, Figures 3-4, the "
+        "bounds figures, the poisoning figure of any `ssmprobe poison` results under --runs, "
+        "report.md and a self-contained report.html into --out. A second run with nothing new "
+        "rewrites no file.",
+    )
+    p.add_argument("--runs", default="runs", help="folder of run folders")
+    opt.out(p, "folder", default="figures")
+    opt.add(p, "attack", default="pgd10,aa")
+    p.add_argument("--n-eval", type=int, default=360, help="test samples per evaluation")
+    p.add_argument("--n-probe", type=int, default=360, help="samples per split for the discrepancy")
+    opt.add(p, "data_dir")
+    p.add_argument(
+        "--zoo",
+        action="store_true",
+        help="also report the bundled checkpoints (written as run folders to RUNS/zoo)",
+    )
+    opt.add(p, "quiet")
+    p.set_defaults(func=report)

@@ -1,0 +1,70 @@
+"""The architecture as a checked contract: the import layers hold, every subcommand's --help
+runs, options that several commands share have one help text, and every --out states its kind."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ssmprobe.cli import build_parser
+from ssmprobe.cli.options import OUT_KINDS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_the_import_layers_hold() -> None:
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint, "import-linter is a [dev] dependency"
+    done = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "0 broken" in done.stdout
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_every_subcommand_explains_itself(command: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ssmprobe", command, "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith(f"usage: ssmprobe {command}")
+
+
+def test_shared_options_have_one_help_text_and_out_says_its_kind() -> None:
+    helps: dict[str, set[str]] = defaultdict(set)
+    for command, parser in subcommands().items():
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag == "--out":
+                    assert action.help in OUT_KINDS.values(), (command, action.help)
+                elif action.help != argparse.SUPPRESS and flag not in ("-h", "--help"):
+                    helps[flag].add(action.help)
+    shared = {flag: texts for flag, texts in helps.items() if len(texts) > 1}
+    assert not shared, shared
+
+
+@pytest.mark.parametrize(
+    ("command", "old", "new"),
+    [
+        (["attribute", "--ckpt", "s4_pgd.pt"], "--method", "--attribution"),
+        (["attribute", "--ckpt", "s4_pgd.pt"], "--steps", "--ig-steps"),
+        (["poison"], "--model", "--student"),
+    ],
+)
+def test_a_renamed_option_names_its_new_spelling(
+    command: list[str], old: str, new: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*command, old, "1"])
+    assert exit_.value.code == 2
+    assert f"{old} is now {new}" in capsys.readouterr().err
