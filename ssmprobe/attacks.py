@@ -611,3 +611,23 @@ def checkpoint_attack(spec: str, meta: dict[str, Any], eps: float | None = None)
         alpha = train.get("alpha") if eps is None else None
         config = parse_attack(spec, dataset, eps=linf_eps, alpha=alpha)
     return config
+
+
+def attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: str = "pgd10",
+    eps: float | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """Adversarial examples for (x, y) under `spec` (pgd10, fgsm, aa, ...), like torchattacks'
+    `atk(x, y)`: at `eps`, else at the training budget in `model.meta` (a model from
+    `ssmprobe.load_model`), else an error. Random starts are seeded with `seed`."""
+    meta = getattr(model, "meta", None)
+    if meta is None and eps is None:
+        raise ValueError("eps is needed for a model without checkpoint metadata (model.meta)")
+    config = checkpoint_attack(spec, meta or {"dataset": "digits"}, eps)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return run_attack(model, x.to(device), y.to(device), config, generator=generator, seed=seed)

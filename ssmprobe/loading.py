@@ -47,3 +47,13 @@ def load_model(
     ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
     model = load_into(build_model(ckpt.config).to(device), ckpt)
     return model.eval(), {**ckpt.meta, "config": ckpt.config}
+
+
+def load(name_or_path: str | Path, device: torch.device | str | None = "cpu") -> nn.Module:
+    """The model alone, as torchattacks, ART or RobustBench users expect it: a bundled name
+    (`"s4_pgd"`, see `ssmprobe.list_models()`) or a checkpoint path, in eval mode, taking
+    (B, L, C) sequences in [0, 1] and returning logits; the checkpoint's metadata (dataset,
+    training budget, config) is `model.meta`."""
+    model, meta = load_model(name_or_path, device)
+    model.meta = meta
+    return model

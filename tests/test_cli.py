@@ -48,7 +48,7 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, capsys, monkeypatch) ->
     monkeypatch.setattr(data, "fetch_url", offline)
     code = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1"])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("ssmprobe: error:")
+    assert code == 1 and err.startswith("ssmprobe: error:")  # the work failed: exit 1
     assert "train-images-idx3-ubyte.gz" in err and str(tmp_path) in err
     with pytest.raises(SystemExit):
         main(["train", "--model", "transformer"])
@@ -109,7 +109,7 @@ def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
     for method in ("st", "trades"):
         assert (tmp_path / "fig" / f"curves_digits_{method}.png").stat().st_size > 10_000
     assert {p.name for p in (tmp_path / "fig").iterdir()} >= {"table.md", "table.csv", "table.tex"}
-    assert main(["eval", "--ckpt", str(tmp_path / "missing.pt")]) == 2
+    assert main(["eval", "--ckpt", str(tmp_path / "missing.pt")]) == 1
     assert "missing.pt" in capsys.readouterr().err
 
 

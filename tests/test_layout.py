@@ -32,12 +32,12 @@ def test_the_import_layers_hold() -> None:
 
 
 @pytest.mark.parametrize("command", sorted(subcommands()))
-def test_every_subcommand_explains_itself(command: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ssmprobe", command, "--help"], capture_output=True, text=True
-    )
-    assert done.returncode == 0 and done.stderr == ""
-    assert done.stdout.startswith(f"usage: ssmprobe {command}")
+def test_every_subcommand_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.startswith(f"usage: ssmprobe {command}")
 
 
 def test_shared_options_have_one_help_text_and_out_says_its_kind() -> None:

@@ -308,7 +308,7 @@ def test_discrepancy_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path, cap
     bogus.write_text("not a checkpoint")
     out = tmp_path / "d.csv"
     assert (
-        main(["discrepancy", "--ckpt", "s4_pgd.pt", "--ckpt", str(bogus), "--out", str(out)]) == 2
+        main(["discrepancy", "--ckpt", "s4_pgd.pt", "--ckpt", str(bogus), "--out", str(out)]) == 1
     )
     assert "notes.pt" in capsys.readouterr().err and not out.exists()
 

@@ -315,30 +315,41 @@ def test_commands_analyse_a_reference_state_dict(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["eval", "--ckpt", "X", "--from", "reference", "--model", "s4"], "needs --dataset"),
-        (["eval", "--ckpt", "X", "--dataset", "digits"], "add --from reference"),
-        (["bounds", "--model", "s4", "--from", "reference", "--dataset", "digits"], "--ckpt"),
-        (["bounds", "--ckpt", "X", "--from", "reference", "--dataset", "digits"], "needs --model"),
-        (["import", "X", "--model", "s4", "--dataset", "digits", "--out", "X"], "reference file"),
+        (["eval", "--ckpt", "X", "--from", "reference", "--model", "s4"], "needs --dataset", 2),
+        (["eval", "--ckpt", "X", "--dataset", "digits"], "add --from reference", 2),
+        (["bounds", "--model", "s4", "--from", "reference", "--dataset", "digits"], "--ckpt", 2),
         (
+            ["bounds", "--ckpt", "X", "--from", "reference", "--dataset", "digits"],
+            "needs --model",
+            2,
+        ),
+        (
+            ["import", "X", "--model", "s4", "--dataset", "digits", "--out", "X"],
+            "reference file",
+            2,
+        ),
+        (  # the file is read and does not fit: the work failed
             ["eval", "--ckpt", "X", "--from", "reference", "--model", "s4", "--dataset", "digits"],
             "3 input channels",
+            1,
         ),
     ],
 )
-def test_reference_flags_give_clear_errors(tmp_path: Path, capsys, args, message) -> None:
+def test_reference_flags_give_clear_errors(
+    tmp_path: Path, capsys, args: list[str], message: str, code: int
+) -> None:
     save(s4_state(False), tmp_path / "X")  # CIFAR-shaped: 3 input channels
     args = [str(tmp_path / "X") if a == "X" else a for a in args]
-    assert main(args) == 2
+    assert main(args) == code
     assert message in capsys.readouterr().err
 
 
 def test_a_missing_reference_file_is_named_without_the_bundle(tmp_path: Path, capsys) -> None:
     missing = str(tmp_path / "theirs.pt")
     args = ["import", missing, "--model", "s4", "--dataset", "digits", "--out", str(tmp_path)]
-    assert main(args) == 2
+    assert main(args) == 1
     err = capsys.readouterr().err
     assert f"reference state dict not found: {missing} (no such file)" in err
     assert "bundled" not in err  # the bundle holds ssmprobe checkpoints, not their state dicts

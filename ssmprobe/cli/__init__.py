@@ -1,6 +1,12 @@
 """The `ssmprobe` command line: one module per group of subcommands, each a thin layer over
 the Python API (parse, call, print what the owning module formats). Modules that import
-slowly (matplotlib, AutoAttack) are imported when their command runs."""
+slowly (matplotlib, AutoAttack) are imported when their command runs.
+
+Exit codes: 0 done, 1 the work failed (a missing or corrupt file, a dataset that cannot be read,
+training that diverged, an OS error), 2 a usage error (a flag or value the command cannot take),
+130 interrupted (Ctrl-C), with one line on stderr and no traceback. Progress goes to stderr,
+results to stdout.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,20 @@ import argparse
 import sys
 
 from ssmprobe.checkpoint import CheckpointError
-from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train
+from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train, zoo
 from ssmprobe.data import DatasetError
 from ssmprobe.training.fit import TrainingDiverged
 from ssmprobe.version import __version__
 
-COMMANDS = (train, evaluate, probe, bounds, interop, poison, report)
+COMMANDS = (train, evaluate, probe, bounds, interop, poison, report, zoo)
+RUNTIME_ERRORS = (DatasetError, CheckpointError, TrainingDiverged, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ssmprobe", description="Adversarial robustness of deep state space models."
+        prog="ssmprobe",
+        description="Adversarial robustness of deep state space models.",
+        epilog="Exit codes: 0 done, 1 the work failed, 2 a usage error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"ssmprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,9 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here
     try:
         return args.func(args)
-    except (DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print(f"ssmprobe: interrupted; {_resume_hint(args)}", file=sys.stderr)
+        return 130
+    except RUNTIME_ERRORS as err:  # FileNotFoundError is an OSError
+        print(f"ssmprobe: error: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # a value the command cannot take
         print(f"ssmprobe: error: {err}", file=sys.stderr)
         return 2
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What to run to carry on: training resumes from last.pt; the report keeps what it
+    cached; other commands wrote nothing (their writes are atomic) and start again."""
+    if args.command == "train":
+        return "add --resume to the same command to continue from the last finished epoch"
+    if args.command == "report":
+        return "run the same command again: what was computed is cached and kept"
+    return "nothing was written; run the same command again"

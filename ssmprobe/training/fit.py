@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -356,7 +357,7 @@ def fit(
                 run_dir / "last.pt", model_config.to_dict(), attack_model.state_dict(), meta, extra
             )
             if progress:
-                print(summary_line(row, config.epochs), flush=True)
+                print(summary_line(row, config.epochs), file=sys.stderr, flush=True)
         if world > 1:
             dist.barrier()
     return history
