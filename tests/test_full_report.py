@@ -1,13 +1,16 @@
 """`ssmprobe report` on a small runs folder: every file, caches, a rerun that rewrites nothing,
-and report.html in headless Chromium with every image loaded and no console error."""
+the page linking its PNGs (or embedding them), progress on stderr, and report.html in headless
+Chromium with every image loaded and no console error."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,8 +82,8 @@ def test_every_table_and_figure_is_written(built: tuple[Path, Path]) -> None:
     assert "Figure 3" in md and "Figure 4" in md and "Theorem 4.1.1" in md and "poisoning" in md
     assert "| Digits" in md  # Table 1 itself, not a link
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(images)
-    assert 'src="' not in html.replace('src="data:', "")  # nothing outside the file
+    assert "data:image/png;base64," not in html
+    assert re.findall(r'src="([^"]+)"', html) == images  # the PNGs beside the page, relative
 
 
 @pytest.mark.slow
@@ -90,6 +93,48 @@ def test_a_second_run_rewrites_nothing(built: tuple[Path, Path]) -> None:
     result = build_report(runs, out, OPTIONS, log=lambda _: None)
     assert result.up_to_date and result.written == []
     assert files(out) == before_out and files(runs) == before_runs
+
+
+@pytest.mark.slow
+def test_self_contained_embeds_the_images_and_rewrites_only_the_page(
+    built: tuple[Path, Path],
+) -> None:
+    """The option is part of the fingerprint: switching it rewrites report.html, nothing else."""
+    runs, out = built
+    page = out / "report.html"
+    linked = page.read_text()
+    images = re.findall(r'<img src="([^"]+)"', linked)
+    result = build_report(runs, out, replace(OPTIONS, self_contained=True), log=lambda _: None)
+    assert result.written == [page]
+    html = page.read_text()
+    assert html.count('<img src="data:image/png;base64,') == len(images) > 5
+    assert 'src="' not in html.replace('src="data:', "")  # nothing outside the file
+    first = re.search(r'src="data:image/png;base64,([^"]+)"', html)
+    assert first and base64.b64decode(first[1]) == (out / images[0]).read_bytes()
+    result = build_report(runs, out, OPTIONS, log=lambda _: None)
+    assert result.written == [page] and page.read_text() == linked
+
+
+@pytest.mark.slow
+def test_the_command_writes_to_runs_report_with_progress_on_stderr(
+    built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --out the report goes to RUNS/report (not the committed figures/); what it
+    computes is announced on stderr, so stdout holds only the results."""
+    runs = tmp_path / "runs"
+    shutil.copytree(built[0] / "s5_digits_pgd", runs / "s5_digits_pgd")  # caches stay fresh
+    for name in ("eval_best.json", "eval_last.json"):
+        (runs / "s5_digits_pgd" / name).unlink()
+    args = f"report --runs {runs} --attack pgd10 --n-eval 8 --n-probe 16 --quiet".split()
+    assert main(args) == 0
+    printed, page = capsys.readouterr(), runs / "report" / "report.html"
+    assert "evaluating " in printed.err and "evaluating" not in printed.out
+    assert printed.out.startswith("written (") and f"report: {page.resolve()}\n" in printed.out
+    assert "data:image/png;base64," not in page.read_text()
+    assert main([*args, "--self-contained"]) == 0
+    printed = capsys.readouterr()  # the option's fingerprint differs; nothing to compute
+    assert printed.out.startswith(f"written (1 changed): {page}\n") and printed.err == ""
+    assert "data:image/png;base64," in page.read_text()
 
 
 @pytest.mark.slow
@@ -186,8 +231,9 @@ def chromium() -> str:
 def test_report_html_opens_in_chromium(
     built: tuple[Path, Path], chromium: str, tmp_path: Path
 ) -> None:
-    page = (built[1] / "report.html").read_text()
-    probed = tmp_path / "report.html"
+    out = shutil.copytree(built[1], tmp_path / "out")  # the page loads the PNGs beside it
+    probed = out / "report.html"
+    page = probed.read_text()
     probed.write_text(page.replace("<head>", "<head>" + _PROBE, 1))
     done = subprocess.run(
         [

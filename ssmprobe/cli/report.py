@@ -28,12 +28,14 @@ def report(args: argparse.Namespace) -> int:
         n_probe=args.n_probe,
         data_dir=args.data_dir,
         progress=not args.quiet,
+        self_contained=args.self_contained,
     )
+    out = Path(args.runs) / "report" if args.out is None else Path(args.out)
     if args.zoo:
         zoo_runs(Path(args.runs) / "zoo")
-    result = build_report(args.runs, args.out, options)
+    result = build_report(args.runs, out, options)  # progress lines on stderr
     if result.up_to_date:
-        print(f"nothing new under {args.runs}: {args.out} is up to date")
+        print(f"nothing new under {args.runs}: {out} is up to date")
     else:
         print(f"written ({len(result.written)} changed): " + ", ".join(map(str, result.written)))
     print("\n".join(result.findings))
@@ -65,11 +67,12 @@ def add(sub: opt.Subparsers) -> None:
         "discrepancy of the probed checkpoint on --n-probe samples per split; Theorem 4.1.1 on "
         "one run per family), then writes Tables 1-2, the training curves, Figures 3-4, the "
         "bounds figures, the poisoning figure of any `ssmprobe poison` results under --runs, "
-        "report.md and a self-contained report.html into --out. A second run with nothing new "
-        "rewrites no file.",
+        "report.md and report.html (which links the PNGs beside it; --self-contained embeds "
+        "them) into --out, by default RUNS/report. A second run with nothing new rewrites no "
+        "file. Progress lines go to stderr, the written files and findings to stdout.",
     )
     p.add_argument("--runs", default="runs", help="folder of run folders")
-    opt.out(p, "folder", default="figures")
+    opt.out(p, "folder")
     opt.add(p, "attack", default="pgd10,aa")
     p.add_argument("--n-eval", type=int, default=360, help="test samples per evaluation")
     p.add_argument("--n-probe", type=int, default=360, help="samples per split for the discrepancy")
@@ -78,6 +81,12 @@ def add(sub: opt.Subparsers) -> None:
         "--zoo",
         action="store_true",
         help="also report the bundled checkpoints (written as run folders to RUNS/zoo)",
+    )
+    p.add_argument(
+        "--self-contained",
+        action="store_true",
+        help="embed the images in report.html as data URIs (one large file that opens on its "
+        "own) instead of linking the PNGs written beside it",
     )
     opt.add(p, "quiet")
     p.set_defaults(func=report)

@@ -15,9 +15,13 @@ cache counts while it is newer than the checkpoint it was made from):
 Then it writes into `out`: Tables 1-2 (`table.md`, `.csv`, `.tex`; suspected gradient masking
 marked), the training curves (Figs. 1, 2, 5: `curves_<dataset>_<method>`), Figures 3 and 4 with
 the per-position curves (`discrepancy/`), the bounds figures (`bounds/`), the poisoning figure
-of any `ssmprobe poison` results saved under the runs folder (`poison/`), `report.md`, and a
-self-contained `report.html` (images embedded) showing each table and figure with one sentence on
-what it shows, under the findings computed from the runs.
+of any `ssmprobe poison` results saved under the runs folder (`poison/`), `report.md`, and
+`report.html` showing each table and figure with one sentence on what it shows, under the
+findings computed from the runs. The page links the PNGs beside it, so it stays small and the
+figures are not stored twice; `ReportOptions.self_contained` embeds them instead, for a page that
+opens on its own.
+
+Progress lines ("evaluating ...") go to stderr by default, keeping stdout for the results.
 
 A file is written only when its content changes, and a run whose inputs (every file of every
 run, the options) match the last one's fingerprint (`.report_state.json` in `out`) stops there:
@@ -31,10 +35,12 @@ import hashlib
 import html
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -70,13 +76,15 @@ _KINDS = {
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """What `build_report` computes when it is missing: attacks and sample counts."""
+    """What `build_report` computes when it is missing (attacks and sample counts), and how it
+    writes report.html."""
 
     attacks: tuple[str, ...] = ("pgd10", "aa")
     n_eval: int = 360  # test samples per evaluation (digits has 360)
     n_probe: int = 360  # samples per split for the discrepancy, test inputs for Mamba's bounds
     data_dir: str | None = None
     progress: bool = True
+    self_contained: bool = False  # report.html embeds its images instead of linking them
 
     def __post_init__(self) -> None:
         if self.n_eval < 1 or self.n_probe < 1:
@@ -106,11 +114,16 @@ class ReportResult:
     up_to_date: bool  # nothing new: the run stopped at the fingerprint
 
 
+def _to_stderr(line: str) -> None:
+    """The default progress log: stderr, which keeps stdout for the results."""
+    print(line, file=sys.stderr)
+
+
 def build_report(
     runs_dir: str | Path,
     out_dir: str | Path,
     options: ReportOptions = ReportOptions(),
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _to_stderr,
 ) -> ReportResult:
     """Computes what is missing under `runs_dir`, then writes every table, figure and the
     report into `out_dir` (module docstring)."""
@@ -144,7 +157,7 @@ def build_report(
     findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
     sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures)
     write_text(md_path, render_markdown(findings, sections, out))
-    write_text(html_path, render_html(findings, sections))
+    write_text(html_path, render_html(findings, sections, out, options.self_contained))
     outputs = sorted(
         {
             p.relative_to(out).as_posix()
@@ -359,8 +372,12 @@ def render_markdown(findings: Sequence[str], sections: Sequence[Section], out: P
     return "\n".join(lines)
 
 
-def render_html(findings: Sequence[str], sections: Sequence[Section]) -> str:
-    """One page with every image embedded as a data URI: it opens anywhere, offline."""
+def render_html(
+    findings: Sequence[str], sections: Sequence[Section], out: Path, self_contained: bool = False
+) -> str:
+    """One page that links each image by its path relative to `out`, where the page and the
+    PNGs are written: a small page whose figures are not stored twice. `self_contained` embeds
+    them as data URIs instead, for a page that opens anywhere on its own."""
     body = ["<h1>ssmprobe report</h1>", "<ul>", *(f"<li>{html.escape(f)}</li>" for f in findings)]
     body.append("</ul>")
     for section in sections:
@@ -371,9 +388,12 @@ def render_html(findings: Sequence[str], sections: Sequence[Section]) -> str:
         if section.table:
             body.append(_html_table(section.table))
         for path in section.images:
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            if self_contained:
+                src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+            else:
+                src = quote(path.relative_to(out).as_posix())  # leaves nothing to escape
             body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+                f'<figure><img src="{src}" alt="{html.escape(path.stem)}">'
                 f"<figcaption>{html.escape(path.name)}</figcaption></figure>"
             )
     return "\n".join(
