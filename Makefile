@@ -16,10 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 # then `ssmprobe report` on it and the bundled zoo: clean, PGD-10 and AutoAttack of both
 # checkpoints of each run on the first DEMO_N test digits, the feature discrepancy and the
 # bounds of the pair (the zoo's are shipped), every table and figure, report.html, and the
-# findings printed from the run's own numbers. Re-running it reuses what is done. A fresh clone
-# took 8 min 6 s on 2 CPU cores with the 27-entry zoo, install included (9 min 54 s before the
-# zoo's bounds figures were drawn from their caches and the S5 sweep's Lanczos runs stopped per
-# channel; S5 PGD-AT: 93 / 78 / AA 76 on 100 digits).
+# findings printed from the run's own numbers. Re-running it reuses what is done. CI runs this
+# same target at smoke size (DEMO_EPOCHS=1 DEMO_N=10 DEMO_PROBE=10, see .ci/run).
 DEMO_N ?= 100
 DEMO_PROBE ?= 200
 DEMO_EPOCHS ?= 15
