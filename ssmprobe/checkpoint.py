@@ -25,12 +25,14 @@ import hashlib
 import io
 import json
 import pickle
+import pickletools
 import warnings
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -104,6 +106,13 @@ def resolve_checkpoint(name: str | Path) -> Path:
     it missing)."""
     path = Path(name)
     if path.exists() or len(path.parts) != 1:
+        bundled = bundled_dir() / path.name
+        if len(path.parts) == 1 and bundled.is_file() and path.resolve() != bundled.resolve():
+            warnings.warn(
+                f"{name} is the local file {path.resolve()}, not the bundled checkpoint of that "
+                "name (give the bundled one's path to use it)",
+                stacklevel=2,
+            )
         return path
     for candidate in (path.name, f"{path.name}.pt"):
         bundled = bundled_dir() / candidate
@@ -152,6 +161,8 @@ def read_bytes(path: Path, what: str = "checkpoint") -> bytes:
     """The content of `path`, or a CheckpointError (naming the bundled checkpoints when an
     ssmprobe checkpoint is missing: they are what such a path can point at instead)."""
     if not path.is_file():
+        if path.exists() and not path.is_dir():  # a device, a pipe: never read to the end
+            raise CheckpointError(f"{path}: not a regular file, so not a {what}")
         kind = "a folder, not a file" if path.is_dir() else "no such file"
         message = f"{what} not found: {path} ({kind})"
         if what == "checkpoint":
@@ -163,17 +174,22 @@ def read_bytes(path: Path, what: str = "checkpoint") -> bytes:
 
 def load_bytes(data: bytes, path: Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
     """`data` (the content of `path`) unpickled with tensors and plain containers only, or one
-    CheckpointError saying why not: refused (code in the pickle), corrupt."""
+    CheckpointError saying why not: not a PyTorch file at all, corrupt (a zip member whose CRC
+    does not match: flipped bytes in the weights), or refused (code in the pickle)."""
+    _check_container(data, path, what)
     try:
         with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as err:  # torch reports bad files as many types (RuntimeError, EOFError...)
-        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+        weights_only = "Weights only load failed" in str(err)
+        if isinstance(err, pickle.UnpicklingError) and weights_only and "GLOBAL" in str(err):
             raise CheckpointError(
                 f"{path}: refused to load: the file asks for Python objects beyond tensors and "
                 f"plain containers ({_weights_only_reason(err)}). Nothing from it was executed."
             ) from None
+        if weights_only:  # a pickle, but not one torch.save wrote
+            raise CheckpointError(f"{path}: not a {what}: {_NOT_TORCH}") from None
         raise CheckpointError(
             f"{path}: not a readable {what} (corrupt or truncated file?): "
             f"{type(err).__name__}: {_first_line(err)}"
@@ -258,6 +274,53 @@ def _check_plain(value: Any, where: str, tensors: bool) -> None:
         f"{where} is a {kind.__module__}.{kind.__qualname__}; a checkpoint holds only {allowed} "
         "(convert it, e.g. float(x) for a numpy number, list(x) for a torch.Size)"
     )
+
+
+# A legacy (pre-zip) torch file opens with this pickled magic number.
+_LEGACY_HEADER = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
+_PICKLE = b"\x80"  # the PROTO opcode every pickle since protocol 2 starts with
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+_NOT_TORCH = "not a PyTorch file (neither the zip archive torch.save writes nor its legacy format)"
+
+
+def _check_container(data: bytes, path: Path, what: str) -> None:
+    """torch.save writes a zip archive (legacy: a pickle opening with a magic number). Anything
+    else is not a PyTorch file; a zip whose members fail their CRC is corrupt (torch itself
+    reads the weights without checking it)."""
+    buffer = io.BytesIO(data)
+    if not data:
+        raise CheckpointError(f"{path}: empty file, not a {what} (corrupt or truncated?)")
+    if not zipfile.is_zipfile(buffer):
+        if data.startswith(_LEGACY_HEADER):
+            return
+        if data.startswith(_PICKLE):  # a plain pickle: read its opcodes, run none of them
+            _refuse_plain_pickle(data, path, what)
+        if data.startswith(b"PK\x03\x04"):  # a zip's first member, but no directory at the end
+            raise CheckpointError(f"{path}: corrupt or truncated {what} (an incomplete zip)")
+        raise CheckpointError(f"{path}: not a {what}: {_NOT_TORCH}")
+    try:
+        with zipfile.ZipFile(buffer) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:  # zlib errors are OSErrors too
+        raise CheckpointError(f"{path}: corrupt {what}: {err}") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: corrupt {what}: the stored checksum of {bad} does not match its bytes"
+        )
+
+
+def _refuse_plain_pickle(data: bytes, path: Path, what: str) -> NoReturn:
+    """A pickle that torch.save did not write: refused, saying whether it asks for code."""
+    try:
+        calls = [arg for op, arg, _ in pickletools.genops(data) if op.name in _CODE_OPCODES]
+    except Exception:  # a pickle cut short, or not one at all
+        calls = []
+    if calls:
+        raise CheckpointError(
+            f"{path}: refused to load: a plain pickle (not a {what}) that asks for Python "
+            f"objects ({calls[0] or 'a callable'}). Nothing from it was executed."
+        )
+    raise CheckpointError(f"{path}: not a {what}: a plain pickle, {_NOT_TORCH}")
 
 
 def _weights_only_reason(err: Exception) -> str:

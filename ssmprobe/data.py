@@ -47,6 +47,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -208,6 +209,12 @@ class SequenceDataset(Dataset):
     def head(self, n: int | None) -> SequenceDataset:
         """The first `n` samples (all of them when `n` is None or exceeds the size): the fixed
         evaluation subset every analysis uses, so best and last are scored on the same ones."""
+        if n is not None and n > len(self):
+            warnings.warn(
+                f"{n} samples asked for, the {self.name} {self.split} split has {len(self)}: "
+                f"using all {len(self)}",
+                stacklevel=2,
+            )
         return self.subset(torch.arange(len(self) if n is None else min(n, len(self))))
 
     def __repr__(self) -> str:

@@ -42,6 +42,48 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     _fsync_dir(path.parent)
 
 
+class OutputError(ValueError):
+    """An output that cannot be written, or whose writing would destroy an input: raised before
+    any work, so hours of computation never end in a traceback or a lost file."""
+
+
+def check_output_file(
+    path: str | Path, inputs: Sequence[str | Path] = (), overwrite: bool = True
+) -> Path:
+    """`path` if a file can be written there: not a folder, not one of `inputs`, not an
+    existing file unless `overwrite`, in a folder that exists or can be made and is writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; name a file to write")
+    if any(path.resolve() == Path(i).resolve() for i in inputs):
+        raise OutputError(f"{path} is also an input; writing it would destroy it")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass --force to replace it")
+    _check_writable_folder(path.parent)
+    return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """`path` if it is (or can become) a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file; name a folder")
+    _check_writable_folder(path)
+    return path
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """The folder, or the nearest existing one above it (where it would be made), is a
+    writable folder."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot make the folder {folder}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {existing}: permission denied")
+
+
 def write_bytes(path: str | Path, data: bytes) -> bool:
     """Writes `data` atomically unless `path` already holds exactly that (its modification time
     then stays, so a rerun with nothing new rewrites nothing); returns whether it wrote."""

@@ -5,12 +5,13 @@ own resume logic. A reference-code state dict is converted in memory (`ssmprobe.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ssmprobe.checkpoint import load_checkpoint, load_into, resolve_checkpoint
+from ssmprobe.checkpoint import checkpoint_from_bytes, load_into, read_bytes, resolve_checkpoint
 from ssmprobe.interop.reference import Reference
 from ssmprobe.models import build_model
 
@@ -44,9 +45,12 @@ def load_model(
     if reference is not None:
         model, meta = reference.load(path)
         return model.to(device).eval(), meta
-    ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
+    resolved = resolve_checkpoint(path)
+    data = read_bytes(resolved)
+    ckpt = checkpoint_from_bytes(data, resolved, map_location=device)
     model = load_into(build_model(ckpt.config).to(device), ckpt)
-    return model.eval(), {**ckpt.meta, "config": ckpt.config}
+    file = {"path": str(resolved), "sha256": hashlib.sha256(data).hexdigest()}
+    return model.eval(), {**ckpt.meta, "config": ckpt.config, "file": file}
 
 
 def load(name_or_path: str | Path, device: torch.device | str | None = "cpu") -> nn.Module:

@@ -165,8 +165,8 @@ def test_bounds_cli_takes_the_family_from_the_checkpoint(tmp_path: Path, capsys)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--L", "0"], "L must be a positive"),
-        (["--eps", "-0.1"], "eps must be positive"),
+        (["--L", "0"], "argument --L: must be in [1, inf), got 0"),
+        (["--eps", "-0.1"], "argument --eps: must be in (0, inf), got -0.1"),
         (["--channels", "64"], "outside the layer"),
         (["--channels", "a-b"], "cannot read"),
         (["--ckpt", "s4_pgd.pt"], "holds a s4, not a dss"),

@@ -180,7 +180,7 @@ def test_poison_cli_end_to_end(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--seeds", "0"], "--seeds must be positive"),
+        (["--seeds", "0"], "argument --seeds: must be in [1, inf), got 0"),
         (["--length", "2"], "length must be at least 3"),
         (["--student-dim", "1"], "student_dim"),
     ],

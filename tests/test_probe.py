@@ -284,9 +284,9 @@ def test_discrepancy_cli_end_to_end(tiny_checkpoint: Path, tmp_path: Path, capsy
     ("extra", "message"),
     [
         (["--attack", "cw"], "unknown attack"),
-        (["--n", "0"], "n must be a positive"),
+        (["--n", "0"], "argument --n: must be in [1, inf), got 0"),
         (["--eps", "1.5"], "must be in (0, 1]"),
-        (["--eps", "0"], "must be in (0, 1]"),
+        (["--eps", "0"], "argument --eps: must be in (0, inf), got 0"),
         (["--split", "val"], "unknown split val"),
         (["--device", "cuda:0"], "CUDA is not available"),
     ],
@@ -364,7 +364,8 @@ def test_attribute_cli_writes_its_figure_and_shares(
     assert (tmp_path / "attributions_last_ig.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "attributions_last_ig.json").read_text())
     assert [c["name"] for c in saved["components"]][:2] == ["layers.0.ssm", "layers.0.attention"]
-    with pytest.raises(SystemExit):
-        main([*args, "--method", "lime"])
+    assert main([*args, "--method", "lime"]) == 2  # renamed: --attribution
+    assert "--method is now --attribution" in capsys.readouterr().err
     assert main([*args, "--n", "0", "--out", str(tmp_path / "none")]) == 2
-    assert "n must be a positive" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    err = capsys.readouterr().err
+    assert "argument --n: must be in [1, inf)" in err and not (tmp_path / "none").exists()

@@ -327,7 +327,7 @@ def test_commands_analyse_a_reference_state_dict(tmp_path: Path) -> None:
         ),
         (
             ["import", "X", "--model", "s4", "--dataset", "digits", "--out", "X"],
-            "reference file",
+            "is also an input",  # checked before anything is read
             2,
         ),
         (  # the file is read and does not fit: the work failed
@@ -348,7 +348,8 @@ def test_reference_flags_give_clear_errors(
 
 def test_a_missing_reference_file_is_named_without_the_bundle(tmp_path: Path, capsys) -> None:
     missing = str(tmp_path / "theirs.pt")
-    args = ["import", missing, "--model", "s4", "--dataset", "digits", "--out", str(tmp_path)]
+    out = str(tmp_path / "out.pt")
+    args = ["import", missing, "--model", "s4", "--dataset", "digits", "--out", out]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert f"reference state dict not found: {missing} (no such file)" in err

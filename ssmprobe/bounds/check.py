@@ -11,11 +11,13 @@ per-layer, per-channel rows of `bounds.lti.model_rows` (LTI layers) or
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from ssmprobe.attacks import checkpoint_attack
@@ -50,6 +52,7 @@ class BoundsCheck:
     rows: list[dict[str, Any]]
     law: PerturbationLaw | None = None  # None for the adversarial perturbation
     deltas: dict[str, DeltaStats] = field(default_factory=dict)  # Mamba only
+    file: dict[str, str] | None = None  # the checkpoint's path and SHA-256
 
     @property
     def summary(self) -> list[dict[str, Any]]:
@@ -62,7 +65,7 @@ class BoundsCheck:
         out = Path(out)
         with atomic_file(out) as f:
             pd.DataFrame(self.rows).to_csv(f, index=False)
-        meta = {"model": self.name, "source": self.source, "L": self.L}
+        meta = {"model": self.name, "source": self.source, "file": self.file, "L": self.L}
         meta |= {"perturbation": self.perturbation, "law": asdict(self.law) if self.law else None}
         payload: dict[str, Any] = {"meta": meta, "summary": self.summary, "rows": self.rows}
         written = [out, out.with_suffix(".json")]
@@ -152,6 +155,24 @@ def load_check(cache: str | Path, ckpt: str | Path) -> BoundsCheck | None:
     )  # fmt: skip
 
 
+# Peak bytes per kernel entry and time step of `model_rows` (float64 kernels, their FFTs over 2L
+# and the Lanczos vectors), measured: 240 for DSS, 550 for S5's (out, in) kernels; with margin.
+BYTES_PER_KERNEL_STEP = 600
+
+
+def check_memory(model: nn.Module, length: int) -> None:
+    """Refuses, before allocating, a length whose kernels will not fit in the free memory."""
+    with torch.no_grad():
+        width = max(layer.impulse_response(1).numel() for layer in model.ssm_layers().values())
+    need = BYTES_PER_KERNEL_STEP * width * length
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > free:
+        raise ValueError(
+            f"L = {length} needs about {need / 2**30:.1f} GiB ({width} kernels of length L), "
+            f"{free / 2**30:.1f} GiB are free: choose a smaller --L"
+        )
+
+
 def check_model(
     model_name: str | None,
     ckpt: str | Path | None = None,
@@ -167,6 +188,7 @@ def check_model(
     channels: list[int] | None = None,
     data_dir: str | Path | None = None,
     reference: Reference | None = None,
+    progress: bool = False,
 ) -> BoundsCheck:
     """Theorem 4.1.1 on the `model_name` at `ckpt` (default the bundled `<model>_pgd.pt`; with
     `init`, a fresh digits model) under `perturb` (module docstring); `eps` is the noise scale
@@ -212,6 +234,7 @@ def check_model(
             layers,
             channels,
             total=len(loader.dataset),
+            progress=progress,
         )
         what = (
             f"PGD-10 (eps {attack.eps:g}) on H of {on}"
@@ -219,7 +242,8 @@ def check_model(
             else f"{law.kind} perturbation at the SSM input (mu = {law.mu:g}, "
             f"sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}), H of {on}"
         )
-        return BoundsCheck(model, model_name, source, L, what, rows, law, deltas)
+        return BoundsCheck(model, model_name, source, L, what, rows, law, deltas, meta.get("file"))
+    check_memory(model, L)
     if attack is not None:
         loader, L, on = test_loader(100)  # measured on the data's own length
         perturbation: Any = measure_adversarial(model, loader, attack)
@@ -229,5 +253,5 @@ def check_model(
         what = (
             f"{law.kind} perturbation: mu = {law.mu:g}, sigma^2 = {law.sigma2:.4g}, M = {law.M:.4g}"
         )
-    rows = model_rows(model, L, perturbation, layers, channels, samples)
-    return BoundsCheck(model, model_name, source, L, what, rows, law)
+    rows = model_rows(model, L, perturbation, layers, channels, samples, progress=progress)
+    return BoundsCheck(model, model_name, source, L, what, rows, law, file=meta.get("file"))

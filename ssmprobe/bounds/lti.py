@@ -20,12 +20,14 @@ lower bounds assume one mean at every position, which an adversarial ε need not
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ssmprobe.attacks import AttackConfig
 from ssmprobe.bounds.theorem import (
@@ -80,8 +82,12 @@ def perturbation_law(kind: str, eps: float, mu: float = 0.0) -> PerturbationLaw:
     """The law `kind` (`PERTURBATIONS`) with noise scale `eps` > 0 and mean `mu`."""
     if kind not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {kind!r}; choose one of {PERTURBATIONS}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be positive and finite, got {eps}")
+    if not math.isfinite(mu):
+        raise ValueError(f"mu must be finite, got {mu}")
+    if max(abs(mu), eps) > 1e150:  # its second moment (and every bound) would overflow
+        raise ValueError(f"mu and eps must be at most 1e150 in size, got {mu:g} and {eps:g}")
     sigma2 = eps**2 / 3 if kind == "uniform" else eps**2
     return PerturbationLaw(kind, eps, mu, sigma2)
 
@@ -133,10 +139,7 @@ def layer_rows(
         ssm = layer.discrete()
         h = layer.impulse_response(length).double()
         lam = ssm.eigvals.to(torch.complex128)  # S4: of its dense Ā
-    picked = list(range(h.shape[0])) if channels is None else list(channels)
-    bad = [c for c in picked if not 0 <= c < h.shape[0]]
-    if bad:
-        raise ValueError(f"channels {bad} outside the layer's 0..{h.shape[0] - 1}")
+    picked = check_channels(channels, h.shape[0])
     h = h[picked]
     count = len(picked)
     moduli = lam.abs() if ssm.mimo else lam[picked].abs()
@@ -316,6 +319,15 @@ def _mimo_bounds(
     return bounds, h_mean
 
 
+def check_channels(channels: Sequence[int] | None, count: int) -> list[int]:
+    """The channel indices asked for (all of a layer's `count` when None), each in range."""
+    picked = list(range(count)) if channels is None else list(channels)
+    bad = [c for c in picked if not 0 <= c < count]
+    if bad:
+        raise ValueError(f"channels {bad} outside the layer's 0..{count - 1}")
+    return picked
+
+
 def model_rows(
     model: nn.Module,
     length: int,
@@ -324,6 +336,7 @@ def model_rows(
     channels: Sequence[int] | None = None,
     samples: int = 0,
     states: bool = True,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """`layer_rows` for every SSM layer of `model` (or the listed layer indices) and, with
     `states`, `state_rows` for every MIMO layer; a measured perturbation is given per layer
@@ -333,8 +346,12 @@ def model_rows(
     bad = [i for i in picked if not 0 <= i < len(ssm_layers)]
     if bad:
         raise ValueError(f"layers {bad} outside the model's 0..{len(ssm_layers) - 1}")
+    lti = [layer for i in picked if isinstance(layer := ssm_layers[i][1], LTISSM)]
+    with torch.no_grad():  # every channel asked for is checked before the first layer's work
+        for layer in lti if channels is not None else []:
+            check_channels(channels, layer.impulse_response(1).shape[0])
     rows = []
-    for i in picked:
+    for i in tqdm(picked, desc="SSM layers", disable=not progress):
         name, layer = ssm_layers[i]
         at_layer = perturbation if isinstance(perturbation, PerturbationLaw) else perturbation[name]
         found = layer_rows(layer, length, at_layer, channels, samples)

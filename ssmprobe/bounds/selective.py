@@ -240,6 +240,7 @@ def selective_rows(
     channels: Sequence[int] | None = None,
     seed: int = 0,
     total: int | None = None,
+    progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, DeltaStats]]:
     """Rows per (Mamba layer, inner channel) over the samples of `batches` (see the module
     docstring) and each layer's `DeltaStats`. `perturbation` is an i.i.d. law of the SSM input's
@@ -260,7 +261,7 @@ def selective_rows(
     sums = {name: _LayerSums() for name in mixers}
     deltas = {name: DeltaStats() for name in mixers}
     generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(total=total, desc="bounds (mamba)", unit="sample", leave=False)
+    bar = tqdm(total=total, desc="bounds (mamba)", unit="sample", leave=False, disable=not progress)
     with bar, torch.no_grad():
         for clean, adv, size in _samples(model, batches, attack, list(mixers), seed):
             for name, mixer in mixers.items():

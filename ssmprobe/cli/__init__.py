@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from ssmprobe.checkpoint import CheckpointError
 from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train, zoo
+from ssmprobe.cli import options as opt
 from ssmprobe.data import DatasetError
 from ssmprobe.training.fit import TrainingDiverged
 from ssmprobe.version import __version__
@@ -24,7 +26,7 @@ RUNTIME_ERRORS = (DatasetError, CheckpointError, TrainingDiverged, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = opt.Parser(
         prog="ssmprobe",
         description="Adversarial robustness of deep state space models.",
         epilog="Exit codes: 0 done, 1 the work failed, 2 a usage error, 130 interrupted.",
@@ -37,8 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # a usage error exits 2 here
+    """Runs one command; returns its exit code (a usage error's 2 and --help's 0 too)."""
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # argparse has printed the help or the one-line error
+        return int(done.code or 0)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        opt.check_outputs(args)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"ssmprobe: interrupted; {_resume_hint(args)}", file=sys.stderr)
@@ -49,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # a value the command cannot take
         print(f"ssmprobe: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning as one line on stderr, where it happens."""
+    print(f"ssmprobe: warning: {message}", file=sys.stderr)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         channels=opt.indices(args.channels),
         data_dir=args.data_dir,
         reference=opt.reference(args, own_model=True),
+        progress=not args.quiet,
     )
     print(result.format())
     written = result.save(args.out)
@@ -54,9 +55,9 @@ def add(sub: opt.Subparsers) -> None:
     opt.add(p, "model", choices=FAMILIES)
     opt.add(p, "ckpt")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
-    p.add_argument("--L", type=int, default=64, help="sequence length")
+    p.add_argument("--L", type=opt.POSITIVE, default=64, help="sequence length")
     opt.add(p, "eps")
-    p.add_argument("--mu", type=float, default=0.0, help="mean of the perturbation")
+    p.add_argument("--mu", type=opt.FINITE, default=0.0, help="mean of the perturbation")
     p.add_argument(
         "--perturb",
         choices=PERTURB_CHOICES,
@@ -65,10 +66,13 @@ def add(sub: opt.Subparsers) -> None:
     )
     opt.add(p, "n", default=360)
     opt.add(p, "data_dir")
-    p.add_argument("--samples", type=int, default=0, help="Monte Carlo draws as a cross-check")
+    p.add_argument(
+        "--samples", type=opt.COUNT, default=0, help="Monte Carlo draws as a cross-check"
+    )
     p.add_argument("--layers", help="layer indices, e.g. 0,1 (default all)")
     p.add_argument("--channels", help="channel indices, e.g. 0-7 (default all)")
     opt.out(p, "csv", default="bounds.csv")
     opt.add(p, "figures")
+    opt.add(p, "quiet")
     opt.reference_source(p, own_model=True)
     p.set_defaults(func=run)

@@ -34,7 +34,7 @@ def add(sub: opt.Subparsers) -> None:
         "eval",
         "clean, PGD and AutoAttack accuracy of a checkpoint",
         "Evaluate a checkpoint on the first N test samples of its dataset and save "
-        "eval_<checkpoint>.json next to it (or at --out).",
+        "eval_<checkpoint>.json next to it (a bundled one's in the working folder) or at --out.",
     )
     opt.add(p, "ckpt", required=True)
     opt.add(p, "attack", default="pgd10,aa")

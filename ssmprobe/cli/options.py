@@ -7,14 +7,56 @@ kind its `--out` is, with that kind's help text.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import math
+from pathlib import Path
+from typing import Any, NoReturn
 
 from ssmprobe.data import DATASETS
 from ssmprobe.interop.reference import REFERENCE_FAMILIES, Reference
+from ssmprobe.io import check_output_dir, check_output_file
 from ssmprobe.vocab import ADS_ACTIVATIONS
 
-Parser = argparse.ArgumentParser
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line, `ssmprobe: error: ...` (exit 2), like every other error;
+    `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"ssmprobe: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 Subparsers = argparse._SubParsersAction
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, strict: bool = False):
+    """An argparse type: a finite `kind` (int or float) in [low, high] ((low, high] when
+    `strict`), named in the error when it is not."""
+    bounds = (
+        ("(" if strict else "[") + f"{low:g}, " + (f"{high:g}]" if high is not None else "inf)")
+        if low is not None
+        else "finite"
+    )
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a{'n integer' if kind is int else ' number'}: {text!r}"
+            ) from None
+        below = low is not None and (value <= low if strict else value < low)
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be in {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE = number(int, 1)
+COUNT = number(int, 0)
+FINITE = number(float)
+POSITIVE_FLOAT = number(float, 0, strict=True)
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -46,6 +88,49 @@ def out(p: Parser, kind: str, default: str | None = None, required: bool = False
     p.add_argument(
         "--out", default=default, required=required, metavar=kind.upper(), help=OUT_KINDS[kind]
     )
+    p.set_defaults(out_kind=kind)
+    if kind == "checkpoint":
+        p.add_argument("--force", action="store_true", help="replace an existing --out")
+
+
+RESERVED_RUN_NAMES = ("zoo",)  # `report --zoo` writes the bundled checkpoints there
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuses, before any work, an --out that cannot be written as its kind or that would
+    destroy an input, and a run name that would leave its folder."""
+    kind = getattr(args, "out_kind", None)
+    if kind is None:  # the command writes nothing
+        return
+    inputs = [
+        *(args.ckpt if isinstance(getattr(args, "ckpt", None), list) else []),
+        *[
+            getattr(args, k)
+            for k in ("ckpt", "state_dict")
+            if isinstance(getattr(args, k, None), str)
+        ],
+        *getattr(args, "results", []),
+    ]
+    if args.out is None and hasattr(args, "default_out"):  # a default that depends on the input
+        args.out = args.default_out(args)
+    target = args.out
+    if kind == "runs":
+        check_output_dir(target)
+        if args.name is not None and (
+            args.name in ("", ".", "..") or Path(args.name).name != args.name
+        ):
+            raise ValueError(f"--name {args.name!r} must be a plain folder name, without / or ..")
+        if args.name in RESERVED_RUN_NAMES:
+            raise ValueError(f"--name {args.name!r} is reserved for the bundled zoo")
+    elif kind == "folder" and target is not None:
+        check_output_dir(target)
+    elif kind == "csv":
+        if Path(target).suffix.lower() == ".json":
+            raise ValueError(f"--out {target}: name the CSV; its JSON is written beside it")
+        for path in (Path(target), Path(target).with_suffix(".json")):
+            check_output_file(path, inputs)
+    elif kind in ("json", "checkpoint") and target is not None:
+        check_output_file(target, inputs, overwrite=kind == "json" or args.force)
 
 
 HELP = {
@@ -75,10 +160,12 @@ def add(p: Parser | argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
     flag = "--" + name.replace("_", "-")
     if name in ("quiet",):
         kwargs.setdefault("action", "store_true")
-    if name in ("n", "batch_size", "seed"):
-        kwargs.setdefault("type", int)
+    if name in ("n", "batch_size"):
+        kwargs.setdefault("type", POSITIVE)
+    if name == "seed":
+        kwargs.setdefault("type", COUNT)
     if name == "eps":
-        kwargs.setdefault("type", float)
+        kwargs.setdefault("type", number(float, 0, strict=True))
     if name == "ads":
         kwargs.setdefault("choices", ADS_ACTIVATIONS)
     if name == "dataset":
@@ -141,11 +228,14 @@ def indices(text: str | None) -> list[int] | None:
         return None
     picked: list[int] = []
     for part in text.split(","):
-        first, _, last = part.strip().partition("-")
+        first, dash, last = part.strip().partition("-")
         try:
-            picked += list(range(int(first), int(last or first) + 1))
+            span = range(int(first), int(last if dash else first) + 1)
         except ValueError:
             raise ValueError(f"cannot read {text!r} as indices like 0,2-4") from None
+        if not span:
+            raise ValueError(f"{part.strip()!r} in {text!r} is an empty range (write low-high)")
+        picked += list(span)
     return picked
 
 

@@ -54,22 +54,24 @@ def add(sub: opt.Subparsers) -> None:
         help="the student: the paper's diagonal linear SSM, or one of the library's own layers "
         "(a DSS or S4 channel, eigenvalues read with discrete())",
     )
-    p.add_argument("--student-dim", type=int, help="student state dimension (default 10)")
-    p.add_argument("--length", type=int, help="training sequence length (default 6)")
-    p.add_argument("--ext-length", type=int, help="extension length (default 40)")
-    p.add_argument("--n-baseline", type=int, help="baseline sequences (default 8)")
-    p.add_argument("--n-special", type=int, help="special sequences (default 10)")
-    p.add_argument("--seeds", type=int, default=4, help="seeds: 200, 201, 204, 205, then 206, ...")
+    p.add_argument("--student-dim", type=opt.POSITIVE, help="student state dimension (default 10)")
+    p.add_argument("--length", type=opt.POSITIVE, help="training sequence length (default 6)")
+    p.add_argument("--ext-length", type=opt.POSITIVE, help="extension length (default 40)")
+    p.add_argument("--n-baseline", type=opt.COUNT, help="baseline sequences (default 8)")
+    p.add_argument("--n-special", type=opt.COUNT, help="special sequences (default 10)")
+    p.add_argument(
+        "--seeds", type=opt.POSITIVE, default=4, help="seeds: 200, 201, 204, 205, then 206, ..."
+    )
     p.add_argument("--mlp", action="store_true", help="a ReLU network (15 hidden) after the SSM")
     p.add_argument(
         "--second",
         action="store_true",
         help="the paper's second configuration: L 10, N 20, sd_A 0.01, step 0.001, 7 non-zero",
     )
-    p.add_argument("--max-steps", type=int, help="gradient steps at most (default 10^6)")
+    p.add_argument("--max-steps", type=opt.POSITIVE, help="gradient steps at most (default 10^6)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=opt.POSITIVE,
         help="processes the seeds are split over (default: 1 for the linear student, whose "
         "runs are batched in one program; one per free core for dss and s4)",
     )

@@ -62,6 +62,7 @@ def attribute(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_steps=args.ig_steps,
         reference=opt.reference(args),
+        progress=not args.quiet,
     )
     paths = save_attribution(result, args.out)
     print(format_attribution(result))
@@ -121,11 +122,12 @@ def add(sub: opt.Subparsers) -> None:
     opt.add(p, "split", default="test", choices=["train", "test"])
     opt.add(p, "attack", default="pgd10")
     opt.add(p, "eps")
-    p.add_argument("--ig-steps", type=int, default=32, help="integration steps of IG")
+    p.add_argument("--ig-steps", type=opt.POSITIVE, default=32, help="integration steps of IG")
     opt.add(p, "seed", default=0)
     opt.out(p, "folder", default="figures")
     opt.data_and_device(p)
     opt.reference_source(p)
+    opt.add(p, "quiet")
     opt.renamed(p, "--method", "--attribution")
     opt.renamed(p, "--steps", "--ig-steps")
     p.set_defaults(func=attribute)

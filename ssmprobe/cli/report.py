@@ -11,7 +11,7 @@ from ssmprobe.cli import options as opt
 def table(args: argparse.Namespace) -> int:
     from ssmprobe.report.tables import collect_runs, write_tables
 
-    paths = write_tables(collect_runs(args.runs), Path(args.out or args.runs))
+    paths = write_tables(collect_runs(args.runs), Path(args.out))
     for name in ("md", "seeds_md"):
         if name in paths:
             print(paths[name].read_text())
@@ -30,7 +30,7 @@ def report(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         self_contained=args.self_contained,
     )
-    out = Path(args.runs) / "report" if args.out is None else Path(args.out)
+    out = Path(args.out)  # RUNS/report unless given (`add`)
     if args.zoo:
         zoo_runs(Path(args.runs) / "zoo")
     result = build_report(args.runs, out, options)  # progress lines on stderr
@@ -56,7 +56,7 @@ def add(sub: opt.Subparsers) -> None:
     )
     p.add_argument("runs", help="folder of run folders")
     opt.out(p, "folder")
-    p.set_defaults(func=table)
+    p.set_defaults(func=table, default_out=lambda args: args.runs)
 
     p = opt.command(
         sub,
@@ -74,8 +74,10 @@ def add(sub: opt.Subparsers) -> None:
     p.add_argument("--runs", default="runs", help="folder of run folders")
     opt.out(p, "folder")
     opt.add(p, "attack", default="pgd10,aa")
-    p.add_argument("--n-eval", type=int, default=360, help="test samples per evaluation")
-    p.add_argument("--n-probe", type=int, default=360, help="samples per split for the discrepancy")
+    p.add_argument("--n-eval", type=opt.POSITIVE, default=360, help="test samples per evaluation")
+    p.add_argument(
+        "--n-probe", type=opt.POSITIVE, default=360, help="samples per split for the discrepancy"
+    )
     opt.add(p, "data_dir")
     p.add_argument(
         "--zoo",
@@ -89,4 +91,4 @@ def add(sub: opt.Subparsers) -> None:
         "own) instead of linking the PNGs written beside it",
     )
     opt.add(p, "quiet")
-    p.set_defaults(func=report)
+    p.set_defaults(func=report, default_out=lambda args: Path(args.runs) / "report")

@@ -61,9 +61,9 @@ def add(sub: opt.Subparsers) -> None:
         choices=sorted(PRESETS),
         help="architecture and training preset (default: the dataset's)",
     )
-    p.add_argument("--d-model", type=int, help="hidden width d")
-    p.add_argument("--n-layers", type=int, help="number of blocks")
-    p.add_argument("--d-state", type=int, help="state size N (family default if unset)")
+    p.add_argument("--d-model", type=opt.POSITIVE, help="hidden width d")
+    p.add_argument("--n-layers", type=opt.POSITIVE, help="number of blocks")
+    p.add_argument("--d-state", type=opt.POSITIVE, help="state size N (family default if unset)")
     p.add_argument(
         "--arch",
         choices=sorted(ARCHS),
@@ -83,32 +83,38 @@ def add(sub: opt.Subparsers) -> None:
         help="skip connection around each block (preset's if unset: on for Mamba at digits)",
     )
     p.add_argument(
-        "--epochs", type=int, help="training epochs (preset's, or the family's departure from it)"
+        "--epochs",
+        type=opt.POSITIVE,
+        help="training epochs (preset's, or the family's departure from it)",
     )
     opt.add(p, "batch_size")
     p.add_argument(
-        "--lr", type=float, help="AdamW learning rate, cosine-annealed (preset's or the family's)"
+        "--lr",
+        type=opt.POSITIVE_FLOAT,
+        help="AdamW learning rate, cosine-annealed (preset's or the family's)",
     )
     opt.add(p, "eps")
-    p.add_argument("--alpha", type=float, help="PGD step size")
+    p.add_argument("--alpha", type=opt.POSITIVE_FLOAT, help="PGD step size")
     p.add_argument(
         "--eps-warmup",
-        type=int,
+        type=opt.COUNT,
         metavar="EPOCHS",
         help="ramp the training attack's ε (and α) linearly from 0 over the first EPOCHS "
         "epochs (preset's if unset; per-epoch evaluation always uses the full ε)",
     )
-    p.add_argument("--steps", type=int, help="PGD steps (10 in the paper)")
-    p.add_argument("--beta", type=float, help="TRADES KL weight")
+    p.add_argument("--steps", type=opt.POSITIVE, help="PGD steps (10 in the paper)")
+    p.add_argument("--beta", type=opt.number(float, 0), help="TRADES KL weight")
     opt.add(p, "seed", default=0)
     p.add_argument(
         "--train-eval-size",
-        type=int,
+        type=opt.POSITIVE,
         help="size of the fixed train subset evaluated after every epoch (preset's: 360 on "
         "digits, 1000 on MNIST and CIFAR-10)",
     )
     p.add_argument(
-        "--test-eval-size", type=int, help="test samples evaluated after every epoch (default all)"
+        "--test-eval-size",
+        type=opt.POSITIVE,
+        help="test samples evaluated after every epoch (default all)",
     )
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     opt.data_and_device(p)

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssmprobe.attacks import AutoAttackWarning, checkpoint_attack, evaluate_attack
+from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.sanity import masking_flags
 from ssmprobe.interop.reference import Reference
-from ssmprobe.io import write_json
+from ssmprobe.io import check_output_file, write_json
 from ssmprobe.loading import load_model
 
 
@@ -55,7 +56,8 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...), saved to
-    `out` (default eval_<checkpoint>.json next to it).
+    `out` (default eval_<checkpoint>.json next to it; for a bundled checkpoint, in the working
+    folder), which is checked before any work.
 
     ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
     Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...},
@@ -67,6 +69,7 @@ def evaluate_checkpoint(
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     path = Path(path)
+    out = check_output_file(out or default_eval_path(path), inputs=[path])
     model, meta = load_model(path, device, reference)
     dataset = meta["dataset"]
     configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
@@ -91,6 +94,7 @@ def evaluate_checkpoint(
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     record = {
         "checkpoint": path.name,
+        "file": meta.get("file"),  # the path and SHA-256 of what was evaluated
         "dataset": dataset,
         "n": len(test),
         "eps": linf_eps,
@@ -98,8 +102,20 @@ def evaluate_checkpoint(
         "masking": masking_flags(results),
         "autoattack_checks": checks,
     }
-    write_json(Path(out) if out else path.with_name(f"eval_{path.stem}.json"), record)
+    write_json(out, record)
     return record
+
+
+def default_eval_path(ckpt: Path) -> Path:
+    """eval_<checkpoint>.json beside the checkpoint, or in the working folder for a bundled one
+    (the zoo, inside the clone or site-packages, is never written to)."""
+    resolved = resolve_checkpoint(ckpt)
+    inside_zoo = resolved.is_file() and resolved.resolve().parent == bundled_dir().resolve()
+    return (
+        Path(f"eval_{resolved.stem}.json")
+        if inside_zoo
+        else ckpt.with_name(f"eval_{ckpt.stem}.json")
+    )
 
 
 def format_results(record: dict[str, Any]) -> str:

@@ -39,6 +39,7 @@ from ssmprobe.checkpoint import (
     load_bytes,
     load_checkpoint,
     read_bytes,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from ssmprobe.data import DATASETS
@@ -135,6 +136,8 @@ def convert(
         raise CheckpointError(
             "the file has AdS weights: say which activation (relu, tanh, sigmoid)"
         )
+    if ads is not None and not has_ads:
+        raise CheckpointError(f"AdS ({ads}) asked for, but the file has no AdS weights: drop it")
     native: dict[str, Tensor] = {
         "encoder.weight": _expect(state, "input.weight", (d, c_in)),
         "encoder.bias": _expect(state, "input.bias", (d,)),
@@ -326,7 +329,7 @@ def import_reference(
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> int:
     """Writes the weights of a native `--arch reference` checkpoint as a plain state dict in
     the reference code's layout at `out` (atomically); returns how many tensors it holds."""
-    native = load_checkpoint(ckpt)
+    native = load_checkpoint(resolve_checkpoint(ckpt))
     dataset = DATASETS.get(native.meta.get("dataset"))
     state = export_reference(native.config, native.state_dict, dataset and dataset.seq_len)
     with atomic_file(out, "wb") as f:

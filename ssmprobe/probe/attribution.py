@@ -59,6 +59,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ssmprobe.attacks import _attack_mode, checkpoint_attack, parse_attack, run_attack
 from ssmprobe.data import DATASETS, load_dataset
@@ -176,9 +177,11 @@ def component_shares(
     y: Tensor,
     x_adv: Tensor,
     n_steps: int = 32,
+    progress: bool = False,
 ) -> tuple[float, list[ComponentShare]]:
     """The mean adversarial drop logit_y(x_adv) - logit_y(x), and each component's Layer-IG
-    attribution of it from clean (x) to adversarial (x_adv), in `model.components()` order."""
+    attribution of it from clean (x) to adversarial (x_adv), in `model.components()` order
+    (a progress bar per component on stderr with `progress`)."""
     _check_batch(x, y, x_adv)
     _check_steps(n_steps)
     device = _device(model)
@@ -187,7 +190,7 @@ def component_shares(
     with _attack_mode(model, True):
         with torch.no_grad():
             drop = (_true_logit(model, x_adv, y) - _true_logit(model, x, y)).mean().item()
-        for comp in model.components():
+        for comp in tqdm(model.components(), desc="components", disable=not progress):
             attr, conv = LayerIntegratedGradients(model, comp.exit.module).attribute(
                 x_adv,
                 baselines=x,
@@ -302,6 +305,7 @@ def attribute_checkpoint(
     seed: int = 0,
     n_steps: int = 32,
     reference: Reference | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Input and component attributions of a checkpoint on the first `n` samples of `split`.
 
@@ -328,13 +332,14 @@ def attribute_checkpoint(
     generator = torch.Generator(device=dev).manual_seed(seed)
     x_adv = run_attack(model, x, y, config, generator=generator, seed=seed)
     inputs = input_attributions(model, x, y, x_adv, method=method, n_steps=n_steps)
-    drop, components = component_shares(model, x, y, x_adv, n_steps=n_steps)
+    drop, components = component_shares(model, x, y, x_adv, n_steps=n_steps, progress=progress)
     with _attack_mode(model, True), torch.no_grad():
         pred_clean, pred_adv = model(x).argmax(-1), model(x_adv).argmax(-1)
     info = DATASETS[dataset]
     image_shape = info.image_size if math.prod(info.image_size) == x.shape[1] else (1, x.shape[1])
     record = {
         "checkpoint": str(ckpt),
+        "file": meta.get("file"),
         "dataset": dataset,
         "model": meta.get("config", {}).get("model"),
         "train_method": meta.get("method"),

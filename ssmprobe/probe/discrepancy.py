@@ -178,6 +178,7 @@ def discrepancy(
         raise ValueError(f"the attack's eps must be in (0, 1], got {config.eps}")
     info: dict[str, Any] = {
         "checkpoint": str(ckpt),
+        "file": meta.get("file"),
         "model": meta["config"]["model"],
         "method": meta.get("method"),
         "ads": meta["config"].get("ads"),
@@ -266,7 +267,10 @@ def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such results file: {path}")
-        frame = pd.read_csv(path, keep_default_na=False, na_values={"rate": ["nan", "NaN"]})
+        try:
+            frame = pd.read_csv(path, keep_default_na=False, na_values={"rate": ["nan", "NaN"]})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a discrepancy CSV ({err})") from None
         missing = [c for c in ROW_FIELDS if c not in frame.columns]
         if missing:
             raise ValueError(f"{path} is not a discrepancy CSV (lacks {', '.join(missing)})")

@@ -184,6 +184,15 @@ def zoo_runs(dest: str | Path) -> list[Path]:
 
     folder = bundled_dir()
     manifest = read_json(folder / "manifest.json")
+    dest = Path(dest)
+    foreign = [] if not dest.is_dir() else [
+        p.name for p in dest.iterdir() if p.is_file() or f"{p.name}.pt" not in manifest
+    ]  # fmt: skip
+    if foreign:  # a run of the user's named like the zoo's folder: never mix the two
+        raise ValueError(
+            f"{dest} holds {', '.join(sorted(foreign)[:3])}, which is not the bundled zoo; the "
+            "zoo is written there, so rename or move it"
+        )
     made = []
     for name, entry in sorted(manifest.items()):
         ckpt = load_checkpoint(folder / name)  # raises if the file is not the manifest's
@@ -589,8 +598,9 @@ def _bounds_outputs(
     log(f"Theorem 4.1.1 on {_probed(run)}")
     eps = read_json(run.path / "config.json").get("train", {}).get("eps", 0.1)
     result = check_model(
-        run.model, _probed(run), eps=eps, n=options.n_probe, data_dir=options.data_dir
-    )
+        run.model, _probed(run), eps=eps, n=options.n_probe, data_dir=options.data_dir,
+        progress=options.progress,
+    )  # fmt: skip
     result.save(cache)
     return result.figures(out, name)
 
