@@ -34,7 +34,7 @@ demo: $(STAMP)
 		--n-eval $(DEMO_N) --n-probe $(DEMO_PROBE) --quiet
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
