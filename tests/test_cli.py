@@ -112,14 +112,17 @@ def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
     assert "missing.pt" in capsys.readouterr().err
 
 
-def test_train_ads_form_reference(tmp_path: Path) -> None:
-    args = "train --model dss --ads tanh --ads-form reference --epochs 1 --d-model 8 --n-layers 1"
+def test_train_ads_form_jac(tmp_path: Path, capsys) -> None:
+    args = "train --model dss --ads tanh --ads-form jac --epochs 1 --d-model 8 --n-layers 1"
     args += f" --d-state 4 --train-eval-size 16 --test-eval-size 16 --quiet --out {tmp_path}"
     assert main(args.split()) == 0
     model, meta = load_model(tmp_path / "dss_tanh_digits_st" / "last.pt")
-    assert meta["config"]["ads_form"] == "reference"
+    assert meta["config"]["ads_form"] == "jac"
     names = {name for name, _ in model.named_parameters()}
     assert {"layers.0.ads.scale.bias", "layers.0.ads.bias.weight"} <= names
+    # 0.2.0's name for the form is refused before any work (its checkpoints still load)
+    assert main(args.replace("jac", "reference").split()) == 2
+    assert "invalid choice: 'reference'" in capsys.readouterr().err
 
 
 def test_eval_out_keeps_the_record_away_from_the_checkpoint(tmp_path: Path, capsys) -> None:

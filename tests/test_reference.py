@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ import torch.nn.functional as F
 
 from ssmprobe.checkpoint import CheckpointError
 from ssmprobe.cli import main
-from ssmprobe.interop.reference import load_reference
+from ssmprobe.interop.reference import ADS_FORM_KEYS, ads_form, load_reference
 from ssmprobe.loading import load_model
+from ssmprobe.models.ads import FORMS
 
 D, HALF, CIN, SIDE, LAYERS = 6, 4, 3, 4, 2
 LS = SIDE * SIDE
@@ -38,7 +40,34 @@ def classifier_head(cin: int = CIN) -> dict[str, torch.Tensor]:
     }
 
 
-def s4_state(ads: bool, cin: int = CIN) -> dict[str, torch.Tensor]:
+def ads_keys(prefix: str, form: str) -> dict[str, torch.Tensor]:
+    """One layer's AdS under `prefix`: the paper's code's bias-free `scale` (paper) or the
+    Jacobian follow-up's `scale` and `bias` with biases (jac)."""
+    state = {f"{prefix}.scale.weight": _randn(D, D) / math.sqrt(D)}
+    if form == "jac":
+        state[f"{prefix}.scale.bias"] = 0.1 * _randn(D)
+        state[f"{prefix}.bias.weight"] = _randn(D, D) / math.sqrt(D)
+        state[f"{prefix}.bias.bias"] = 0.1 * _randn(D)
+    return state
+
+
+def ads_forward(s: dict, prefix: str, y: torch.Tensor, act) -> torch.Tensor:
+    """σ(W y) ⊙ y, or σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b) when the file has the bias map."""
+    scale = y @ s[f"{prefix}.scale.weight"].T
+    if f"{prefix}.bias.weight" not in s:
+        return act(scale) * y
+    shift = y @ s[f"{prefix}.bias.weight"].T + s[f"{prefix}.bias.bias"]
+    return act(scale + s[f"{prefix}.scale.bias"]) * y + act(shift)
+
+
+def s4_ads(form: str) -> dict[str, torch.Tensor]:
+    """Every layer's AdS of a reference S4 in `form`."""
+    layers = (ads_keys(f"mapping_layers.{i}.adss", form) for i in range(LAYERS))
+    return {k: v for layer in layers for k, v in layer.items()}
+
+
+def s4_state(ads: str | None, cin: int = CIN) -> dict[str, torch.Tensor]:
+    """A reference S4 classifier's state dict; `ads` is the AdS form (None: no AdS)."""
     torch.manual_seed(0)
     state = classifier_head(cin)
     for i in range(LAYERS):
@@ -59,9 +88,7 @@ def s4_state(ads: bool, cin: int = CIN) -> dict[str, torch.Tensor]:
             f"norms.{i}.bias": 0.1 * _randn(D),
         }
         if ads:
-            for lin in ("scale", "bias"):
-                state[pre + f"adss.{lin}.weight"] = _randn(D, D) / math.sqrt(D)
-                state[pre + f"adss.{lin}.bias"] = 0.1 * _randn(D)
+            state |= ads_keys(pre + "adss", ads)
     return state
 
 
@@ -109,9 +136,7 @@ def reference_forward(state: dict, image: torch.Tensor, act=torch.relu) -> torch
             + s[pre + "D"][0] * x
         )
         if pre + "adss.scale.weight" in s:
-            scale = y @ s[pre + "adss.scale.weight"].T + s[pre + "adss.scale.bias"]
-            shift = y @ s[pre + "adss.bias.weight"].T + s[pre + "adss.bias.bias"]
-            y = act(scale) * y + act(shift)
+            y = ads_forward(s, pre + "adss", y, act)
         y = y @ s[pre + "output_linear.weight"].T + s[pre + "output_linear.bias"]
         x = F.layer_norm(x + y, (D,), s[f"norms.{i}.weight"], s[f"norms.{i}.bias"])
     return x.mean(dim=1) @ s["output.weight"].T + s["output.bias"]
@@ -122,12 +147,13 @@ def save(state: dict, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("ads", [False, True])
-def test_s4_import_reproduces_the_reference_forward(tmp_path: Path, ads: bool) -> None:
+@pytest.mark.parametrize("ads", [None, "paper", "jac"])
+def test_s4_import_reproduces_the_reference_forward(tmp_path: Path, ads: str | None) -> None:
     state = s4_state(ads)
     path = save(state, tmp_path / "s4.pt")
     model, meta = load_reference(path, "s4", "cifar10", ads="relu" if ads else None)
     assert meta["config"]["input_order"] == "view" and meta["config"]["d_state"] == 2 * HALF
+    assert meta["config"]["ads_form"] == (ads or "paper") and meta["source"]["ads_form"] == ads
     image = torch.rand(3, CIN, SIDE, SIDE, dtype=torch.float64)
     pixels = image.reshape(3, CIN, LS).transpose(1, 2)  # ssmprobe's input order
     with torch.no_grad():
@@ -136,7 +162,7 @@ def test_s4_import_reproduces_the_reference_forward(tmp_path: Path, ads: bool) -
 
 
 def test_s4_import_kernel_and_eigenvalues(tmp_path: Path) -> None:
-    state = s4_state(False)
+    state = s4_state(None)
     model, _ = load_reference(save(state, tmp_path / "s4.pt"), "s4", "cifar10")
     layer = model.double().ssm_layers()["layers.1.ssm"]
     with torch.no_grad():
@@ -154,7 +180,8 @@ def test_s4_import_kernel_and_eigenvalues(tmp_path: Path) -> None:
         assert distance.max() < 1e-8
 
 
-def mamba_state(ads: bool, cin: int = CIN) -> dict[str, torch.Tensor]:
+def mamba_state(ads: str | None, cin: int = CIN) -> dict[str, torch.Tensor]:
+    """A reference Mamba classifier's state dict; `ads` is the AdS form (None: no AdS)."""
     torch.manual_seed(1)
     inner, n, rank, kernel = 2 * D, 5, 2, 4
     state = classifier_head(cin)
@@ -174,9 +201,7 @@ def mamba_state(ads: bool, cin: int = CIN) -> dict[str, torch.Tensor]:
             f"norms.{i}.bias": 0.1 * _randn(D),
         }
         if ads:
-            for lin in ("scale", "bias"):
-                state[f"adss_layers.{i}.{lin}.weight"] = _randn(D, D) / math.sqrt(D)
-                state[f"adss_layers.{i}.{lin}.bias"] = 0.1 * _randn(D)
+            state |= ads_keys(f"adss_layers.{i}", ads)
     return state
 
 
@@ -211,26 +236,25 @@ def mamba_forward(state: dict, image: torch.Tensor, act=torch.tanh) -> torch.Ten
         y = torch.stack(ys, dim=1) * F.silu(z)
         y = x + y @ s[pre + "out_proj.weight"].T
         if f"adss_layers.{i}.scale.weight" in s:
-            scale = y @ s[f"adss_layers.{i}.scale.weight"].T + s[f"adss_layers.{i}.scale.bias"]
-            shift = y @ s[f"adss_layers.{i}.bias.weight"].T + s[f"adss_layers.{i}.bias.bias"]
-            y = act(scale) * y + act(shift)
+            y = ads_forward(s, f"adss_layers.{i}", y, act)
         x = F.layer_norm(y, (D,), s[f"norms.{i}.weight"], s[f"norms.{i}.bias"])
     return x.mean(dim=1) @ s["output.weight"].T + s["output.bias"]
 
 
-@pytest.mark.parametrize("ads", [False, True])
-def test_mamba_import_reproduces_the_reference_forward(tmp_path: Path, ads: bool) -> None:
+@pytest.mark.parametrize("ads", [None, "paper", "jac"])
+def test_mamba_import_reproduces_the_reference_forward(tmp_path: Path, ads: str | None) -> None:
     state = mamba_state(ads)
     path = save(state, tmp_path / "mamba.pt")
     model, meta = load_reference(path, "mamba", "cifar10", ads="tanh" if ads else None)
     assert meta["config"]["dt_rank"] == 2 and meta["config"]["d_state"] == 5
+    assert meta["config"]["ads_form"] == (ads or "paper") and meta["source"]["ads_form"] == ads
     image = torch.rand(2, CIN, SIDE, SIDE, dtype=torch.float64)
     pixels = image.reshape(2, CIN, LS).transpose(1, 2)
     with torch.no_grad():
         got = model.double()(pixels)
     torch.testing.assert_close(got, mamba_forward(state, image), rtol=1e-8, atol=1e-8)
     names = [c.name for c in model.components()]
-    assert "layers.0.ssm" in names and ("layers.0.ads" in names) == ads
+    assert "layers.0.ssm" in names and ("layers.0.ads" in names) == bool(ads)
 
 
 class _Boom:
@@ -249,17 +273,51 @@ class _Boom:
             lambda s: s.__setitem__("mapping_layers.0.output_linear.weight", torch.zeros(D, D + 1)),
             f"expected shape ({D}, {D}), found ({D}, {D + 1})",
         ),
-        (
-            lambda s: s.__setitem__("mapping_layers.0.adss.scale.weight", torch.zeros(D, D)),
-            "AdS weights",
-        ),
+        (lambda s: s.update(s4_ads("paper")), "AdS weights (paper form): say which activation"),
     ],
 )
 def test_import_errors_name_the_key(tmp_path: Path, change, message: str) -> None:
-    state = s4_state(False)
+    state = s4_state(None)
     change(state)
     with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_reference(save(state, tmp_path / "bad.pt"), "s4", "cifar10")
+
+
+@pytest.mark.parametrize(("model", "form"), [(m, f) for m in ("s4", "mamba") for f in FORMS])
+def test_the_ads_form_comes_from_the_keys(model: str, form: str) -> None:
+    state = (s4_state if model == "s4" else mamba_state)(form)
+    assert ads_form(state, model, list(range(LAYERS))) == form
+    assert ads_form((s4_state if model == "s4" else mamba_state)(None), model, [0, 1]) is None
+
+
+@pytest.mark.parametrize(("form", "key"), [("paper", "scale.weight"), ("jac", "bias.bias")])
+def test_an_ads_tensor_of_the_wrong_shape_is_named(tmp_path: Path, form: str, key: str) -> None:
+    state = s4_state(form)
+    good = tuple(state[f"mapping_layers.1.adss.{key}"].shape)
+    state[f"mapping_layers.1.adss.{key}"] = _randn(*good[:-1], D + 1)
+    bad = (*good[:-1], D + 1)
+    message = f"key 'mapping_layers.1.adss.{key}': expected shape {good}, found {bad}"
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_reference(save(state, tmp_path / "bad.pt"), "s4", "cifar10", ads="relu")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.pop("mapping_layers.1.adss.scale.weight"),  # one layer without AdS
+        lambda s: s.pop("mapping_layers.0.adss.bias.bias"),  # a bias map without its bias
+        lambda s: s.pop("mapping_layers.0.adss.scale.bias"),  # half jac, half paper
+        lambda s: s.__setitem__("mapping_layers.0.adss.W.weight", torch.zeros(D, D)),
+        lambda s: s.__setitem__("adss_layers.0.scale.weight", torch.zeros(D, D)),  # Mamba's
+    ],
+)
+def test_other_ads_keys_are_refused_by_name(tmp_path: Path, change) -> None:
+    state = s4_state("jac")
+    change(state)
+    expected = sorted(k for k in state if ".adss." in k or k.startswith("adss_layers."))
+    with pytest.raises(CheckpointError, match="are neither form") as err:
+        load_reference(save(state, tmp_path / "bad.pt"), "s4", "cifar10", ads="relu")
+    assert str(expected) in str(err.value)
 
 
 def test_a_pickle_carrying_code_is_refused(tmp_path: Path) -> None:
@@ -269,11 +327,21 @@ def test_a_pickle_carrying_code_is_refused(tmp_path: Path) -> None:
         load_reference(path, "s4", "cifar10")
 
 
-def test_import_writes_a_native_checkpoint_with_provenance(tmp_path: Path) -> None:
-    src = save(s4_state(True, cin=1), tmp_path / "their_s4.pt")
+@pytest.mark.parametrize(
+    ("form", "says"),
+    [
+        ("paper", "AdS form: paper (scale.weight, no bias)"),
+        ("jac", "AdS form: jac (scale.{weight,bias} and bias.{weight,bias})"),
+    ],
+)
+def test_import_writes_a_native_checkpoint_with_provenance(
+    tmp_path: Path, capsys, form: str, says: str
+) -> None:
+    src = save(s4_state(form, cin=1), tmp_path / "their_s4.pt")
     out = tmp_path / "s4.pt"
     args = ["import", str(src), "--model", "s4", "--dataset", "digits", "--ads", "relu"]
     assert main([*args, "--out", str(out)]) == 0
+    assert says in capsys.readouterr().out.splitlines()
     native, meta = load_model(out)
     converted, _ = load_reference(src, "s4", "digits", ads="relu")
     x = torch.rand(2, 64, 1)
@@ -281,11 +349,12 @@ def test_import_writes_a_native_checkpoint_with_provenance(tmp_path: Path) -> No
         torch.testing.assert_close(native(x), converted(x))
     assert meta["dataset"] == "digits" and meta["method"] == "reference"
     assert meta["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
-    assert meta["source"]["ads"] == "relu" and meta["config"]["ads_form"] == "reference"
+    assert meta["source"]["ads"] == "relu" and meta["config"]["ads_form"] == form
+    assert meta["source"]["ads_form"] == form
 
 
 def test_commands_analyse_a_reference_state_dict(tmp_path: Path) -> None:
-    src = save(mamba_state(False, cin=1), tmp_path / "their_mamba.pt")
+    src = save(mamba_state(None, cin=1), tmp_path / "their_mamba.pt")
     ref = ["--from", "reference", "--dataset", "digits"]
     common = [*ref, "--model", "mamba", "--ckpt", str(src)]
     evaluate = ["--attack", "pgd10", "--n", "8", "--quiet"]
@@ -309,7 +378,7 @@ def test_commands_analyse_a_reference_state_dict(tmp_path: Path) -> None:
     out = ["--channels", "0-1", "--out", str(tmp_path / "bounds.csv")]
     assert main(["bounds", "--model", "mamba", *ref, "--ckpt", str(src), "--n", "4", *out]) == 0
     assert len((tmp_path / "bounds.csv").read_text().splitlines()) == 1 + LAYERS * 2
-    s4 = save(s4_state(False, cin=1), tmp_path / "their_s4.pt")
+    s4 = save(s4_state(None, cin=1), tmp_path / "their_s4.pt")
     assert main(["bounds", "--model", "s4", *ref, "--ckpt", str(s4), "--L", "16", *out]) == 0
     assert len((tmp_path / "bounds.csv").read_text().splitlines()) == 1 + LAYERS * 2
 
@@ -340,7 +409,7 @@ def test_commands_analyse_a_reference_state_dict(tmp_path: Path) -> None:
 def test_reference_flags_give_clear_errors(
     tmp_path: Path, capsys, args: list[str], message: str, code: int
 ) -> None:
-    save(s4_state(False), tmp_path / "X")  # CIFAR-shaped: 3 input channels
+    save(s4_state(None), tmp_path / "X")  # CIFAR-shaped: 3 input channels
     args = [str(tmp_path / "X") if a == "X" else a for a in args]
     assert main(args) == code
     assert message in capsys.readouterr().err
@@ -356,10 +425,11 @@ def test_a_missing_reference_file_is_named_without_the_bundle(tmp_path: Path, ca
     assert "bundled" not in err  # the bundle holds ssmprobe checkpoints, not their state dicts
 
 
-@pytest.mark.parametrize("ads", [False, True])
-def test_arch_reference_is_the_importers_model(tmp_path: Path, ads: bool) -> None:
-    """`train --arch reference` builds the importer's architecture: the imported weights load
-    into it unchanged and give the reference forward."""
+@pytest.mark.parametrize("ads", [None, "paper"])
+def test_arch_reference_is_the_importers_model(tmp_path: Path, ads: str | None) -> None:
+    """`train --arch reference` builds the importer's architecture, AdS in the paper form of
+    the paper's code: the imported weights load into it unchanged and give the reference
+    forward."""
     from ssmprobe.models import build_model, model_config
     from ssmprobe.models.registry import ARCHS
 
@@ -390,7 +460,7 @@ def test_train_arch_defaults_and_config(tmp_path: Path) -> None:
         "layout": "reference",
         "input_order": "view",
         "residual": True,
-        "ads_form": "reference",
+        "ads_form": "paper",
     }
     assert config["train"]["augment"] == "crop-flip"
     assert main(f"train --model s4 {tiny} --out {tmp_path} --name plain".split()) == 0
@@ -398,27 +468,44 @@ def test_train_arch_defaults_and_config(tmp_path: Path) -> None:
     assert (plain["layout"], plain["residual"]) == ("table3", False)  # digits: Table 3
 
 
-@pytest.mark.parametrize(("model", "ads"), [("mamba", None), ("mamba", "sigmoid"), ("s4", "relu")])
+@pytest.mark.parametrize(
+    ("model", "ads", "form"),
+    [
+        ("mamba", None, None),
+        ("mamba", "sigmoid", None),  # --arch reference: the paper form
+        ("s4", "relu", None),
+        ("s4", "tanh", "jac"),
+        ("mamba", "relu", "jac"),
+    ],
+)
 def test_a_trained_reference_model_exports_to_the_reference_names(
-    tmp_path: Path, model: str, ads
+    tmp_path: Path, model: str, ads: str | None, form: str | None
 ) -> None:
-    """Round trip: train --arch reference, export to the reference code's key names, import."""
+    """Round trip: train --arch reference, export to the reference code's key names (AdS in the
+    model's form), import."""
     from ssmprobe.checkpoint import load_checkpoint
     from ssmprobe.interop.reference import export_reference
 
     tiny = "--d-model 8 --n-layers 2 --d-state 4 --epochs 1 --steps 1 --quiet --batch-size 256"
     tiny += " --train-eval-size 16 --test-eval-size 16 --arch reference --method st"
     command = f"train --model {model} {tiny} --out {tmp_path} --name m"
-    assert main([*command.split(), *(["--ads", ads] if ads else [])]) == 0
+    ads_args = [*(["--ads", ads] if ads else []), *(["--ads-form", form] if form else [])]
+    assert main([*command.split(), *ads_args]) == 0
     ckpt = load_checkpoint(tmp_path / "m" / "last.pt")
-    assert ckpt.config["shared_nplr"]
+    assert ckpt.config["shared_nplr"] and ckpt.config["ads_form"] == (form or "paper")
     out = tmp_path / "exported.pt"
     assert main(["export", "--ckpt", str(tmp_path / "m" / "last.pt"), "--out", str(out)]) == 0
     exported = torch.load(out, weights_only=True)
     assert exported.keys() == export_reference(ckpt.config, ckpt.state_dict, 64).keys()
     assert "mapping_layers.1.D" in exported and "post_norm.weight" in exported
+    ads_found = {k for k in exported if ".adss." in k or k.startswith("adss_layers.")}
+    prefix = "mapping_layers.{}.adss" if model == "s4" else "adss_layers.{}"
+    suffixes = ("scale.weight",) if form is None else ADS_FORM_KEYS["jac"]
+    expected = {f"{prefix.format(i)}.{s}" for i in range(2) for s in suffixes} if ads else set()
+    assert ads_found == expected  # paper: scale.weight alone, no bias; jac: both biased maps
     trained, _ = load_model(tmp_path / "m" / "last.pt")
-    back, _ = load_reference(out, model, "digits", ads)
+    back, meta = load_reference(out, model, "digits", ads)
+    assert meta["source"]["ads_form"] == ((form or "paper") if ads else None)
     x = torch.rand(3, 64, 1)
     with torch.no_grad():
         torch.testing.assert_close(back(x), trained(x), rtol=1e-4, atol=1e-5)

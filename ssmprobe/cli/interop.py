@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 
 from ssmprobe.cli import options as opt
-from ssmprobe.interop.reference import REFERENCE_FAMILIES, export_checkpoint, import_reference
+from ssmprobe.interop.reference import (
+    ADS_FORM_NAMES,
+    REFERENCE_FAMILIES,
+    export_checkpoint,
+    import_reference,
+)
 
 
 def import_(args: argparse.Namespace) -> int:
-    out = import_reference(args.state_dict, args.out, args.model, args.dataset, args.ads)
+    out, source = import_reference(args.state_dict, args.out, args.model, args.dataset, args.ads)
+    if source["ads_form"]:
+        form = source["ads_form"]
+        print(f"AdS form: {form} ({ADS_FORM_NAMES[form]})")
     print(f"written: {out} ({args.model} trained on {args.dataset}, from {args.state_dict})")
     return 0
 
@@ -28,8 +36,9 @@ def add(sub: opt.Subparsers) -> None:
         "Reads a plain torch.save(model.state_dict()) of the reference S4 or Mamba classifier "
         "(loaded with weights_only=True: nothing in it runs), checks every key and shape, and "
         "writes a native checkpoint whose model reproduces that code's forward (its view input "
-        "order, reference-form AdS, no GELUs), with the source file, its SHA-256 and the "
-        "converter in meta['source'].",
+        "order, no GELUs, AdS in the form its keys hold: scale.weight alone is the paper's "
+        "σ(W y) ⊙ y, scale and bias with biases the Jacobian follow-up's; --ads names σ), with "
+        "the source file, its SHA-256, the AdS form and the converter in meta['source'].",
     )
     p.add_argument("state_dict", help="the reference code's .pt file")
     opt.add(p, "model", required=True, choices=REFERENCE_FAMILIES)

@@ -7,6 +7,7 @@ import argparse
 from ssmprobe.cli import options as opt
 from ssmprobe.models import PRESETS
 from ssmprobe.models.ads import FORMS
+from ssmprobe.models.dss import B_NORMS
 from ssmprobe.models.registry import ARCHS
 from ssmprobe.training.augment import AUGMENTS
 from ssmprobe.training.run import ARCH_OPTIONS, TRAIN_OPTIONS, train
@@ -53,8 +54,17 @@ def add(sub: opt.Subparsers) -> None:
     p.add_argument(
         "--ads-form",
         choices=FORMS,
-        help="AdS as the paper writes it, σ(W y) ⊙ y (default), or as its reference code "
-        "computes it, σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b)",
+        help="paper: AdS as the paper and its code compute it, σ(W y) ⊙ y (default); jac: as "
+        "the Jacobian follow-up's code does, σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b) (0.2.0 "
+        "called it 'reference')",
+    )
+    p.add_argument(
+        "--b-norm",
+        choices=B_NORMS,
+        help="DSS only: its B̄. exp: the ZOH (e^{λΔ} - 1)/λ of DSS-exp (default); softmax: the "
+        "paper's eq. 7, (e^{λΔ} - 1)/(λ(e^{LλΔ} - 1)) with L the sequence length, i.e. "
+        "DSS-softmax. Both give the same set of kernels (the factor e^{LλΔ} - 1 moves into C); "
+        "the parametrisation, and so training, differs",
     )
     p.add_argument(
         "--preset",
@@ -68,7 +78,7 @@ def add(sub: opt.Subparsers) -> None:
         "--arch",
         choices=sorted(ARCHS),
         help="table3: the paper's Table 3 as written; reference: its reference code's blocks "
-        "(LayerNorm(x + block(x)), no GELU in the S4 block, reference AdS, x.view(B, HW, C)), "
+        "(LayerNorm(x + block(x)), no GELU in the S4 block, the paper's AdS, x.view(B, HW, C)), "
         "which produced Tables 1-2 (default: reference for mnist and cifar10, table3 for digits)",
     )
     p.add_argument(

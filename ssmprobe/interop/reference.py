@@ -17,8 +17,11 @@ which is `SequenceClassifier` with `input_order="view"` and residual blocks. Per
   first half is S4's C; the export computes C̃ back for the data's length.
 - Mamba: `mamba_simple.Mamba`'s names, which `models.mamba.Mamba` shares; AdS
   (`adss_layers.{i}`) sits after the residual sum.
-- AdS (`adss.scale`, `adss.bias`: Linear(d, d) with bias) is the reference form
-  σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b); the files do not say which σ, so the caller must.
+- AdS (`adss`, Mamba's `adss_layers.{i}`) comes in two forms, told apart by the keys
+  (`ads_form`): the paper's code stores `scale.weight` alone, a bias-free Linear(d, d), the
+  paper's σ(W y) ⊙ y (`paper`); the Jacobian follow-up's code stores `scale` and `bias`, two
+  Linear(d, d) with biases, σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b) (`jac`). The files do not say
+  which σ, so the caller must.
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ from ssmprobe.models.s4 import S4, _deficit_power
 from ssmprobe.version import __version__
 
 REFERENCE_FAMILIES = ("s4", "mamba")
+# Each AdS form's keys under a layer's AdS prefix, and how `ssmprobe import` describes them.
+ADS_FORM_KEYS = {
+    "paper": ("scale.weight",),
+    "jac": ("scale.weight", "scale.bias", "bias.weight", "bias.bias"),
+}
+ADS_FORM_NAMES = {
+    "paper": "scale.weight, no bias",
+    "jac": "scale.{weight,bias} and bias.{weight,bias}",
+}
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,8 @@ def load_reference(
     """The model in a reference-code state dict and its metadata (config, dataset, provenance).
 
     `dataset` is the data it was trained on (its ε and input shape); `ads` the AdS activation
-    (relu, tanh, sigmoid) when the file has AdS weights. Loading executes nothing from the file.
+    (relu, tanh, sigmoid) when the file has AdS weights, whose form the keys tell
+    (meta["source"]["ads_form"], `ads_form`). Loading executes nothing from the file.
     """
     if model not in REFERENCE_FAMILIES:
         raise ValueError(f"reference checkpoints exist for {REFERENCE_FAMILIES}, not {model!r}")
@@ -100,6 +113,7 @@ def load_reference(
             "sha256": hashlib.sha256(data).hexdigest(),
             "model": model,
             "ads": ads,
+            "ads_form": config.ads_form if ads else None,
             "converted_by": f"ssmprobe {__version__}",
         },
     }
@@ -115,11 +129,32 @@ def _expect(state: Mapping[str, Tensor], key: str, shape: tuple[int, ...]) -> Te
     return state[key]
 
 
+def _ads_prefix(model: str, i: int | str) -> str:
+    return f"mapping_layers.{i}.adss" if model == "s4" else f"adss_layers.{i}"
+
+
+def ads_form(state: Mapping[str, Tensor], model: str, layers: list[int]) -> str | None:
+    """The AdS form (`ADS_FORM_KEYS`) whose keys the state dict holds for every layer, None
+    when it has no AdS keys; any other set of AdS keys is a CheckpointError naming them."""
+    found = sorted(k for k in state if ".adss." in k or k.startswith("adss_layers."))
+    if not found:
+        return None
+    for form, suffixes in ADS_FORM_KEYS.items():
+        if set(found) == {f"{_ads_prefix(model, i)}.{s}" for i in layers for s in suffixes}:
+            return form
+    where = _ads_prefix(model, "{i}")
+    raise CheckpointError(
+        f"AdS keys {found} are neither form: per layer, the paper's code has {where}.scale.weight "
+        f"alone, the Jacobian follow-up's {where}.scale.{{weight,bias}} and "
+        f"{where}.bias.{{weight,bias}}"
+    )
+
+
 def convert(
     state: Mapping[str, Tensor], model: str, ads: str | None = None
 ) -> tuple[Any, dict[str, Tensor]]:
     """(ModelConfig, native state dict) for a reference state dict; shapes come from the
-    tensors and every key is checked."""
+    tensors, the AdS form from its keys (`ads_form`), and every key is checked."""
     if "input.weight" not in state:
         raise CheckpointError("missing key 'input.weight' (expected shape (d, C_in))")
     d, c_in = state["input.weight"].shape
@@ -131,12 +166,12 @@ def convert(
     )
     if not layers or layers != list(range(len(layers))):
         raise CheckpointError(f"no mapping_layers.0 ... in the file (found layers {layers})")
-    has_ads = any(".adss" in k or k.startswith("adss_layers.") for k in state)
-    if has_ads and ads is None:
+    form = ads_form(state, model, layers)
+    if form and ads is None:
         raise CheckpointError(
-            "the file has AdS weights: say which activation (relu, tanh, sigmoid)"
+            f"the file has AdS weights ({form} form): say which activation (relu, tanh, sigmoid)"
         )
-    if ads is not None and not has_ads:
+    if ads is not None and not form:
         raise CheckpointError(f"AdS ({ads}) asked for, but the file has no AdS weights: drop it")
     native: dict[str, Tensor] = {
         "encoder.weight": _expect(state, "input.weight", (d, c_in)),
@@ -150,12 +185,12 @@ def convert(
     for i in layers:
         for part in ("weight", "bias"):
             native[f"layers.{i}.norm.{part}"] = _expect(state, f"norms.{i}.{part}", (d,))
-        ads_prefix = f"mapping_layers.{i}.adss" if model == "s4" else f"adss_layers.{i}"
-        if has_ads:
-            for lin in ("scale", "bias"):
-                for part, shape in (("weight", (d, d)), ("bias", (d,))):
-                    key = f"{ads_prefix}.{lin}.{part}"
-                    native[f"layers.{i}.ads.{lin}.{part}"] = _expect(state, key, shape)
+        for suffix in ADS_FORM_KEYS[form] if form else ():
+            # the paper form's one map is AdS.W natively; the jac form keeps its names
+            name = "W.weight" if form == "paper" else suffix
+            shape = (d, d) if suffix.endswith("weight") else (d,)
+            key = f"{_ads_prefix(model, i)}.{suffix}"
+            native[f"layers.{i}.ads.{name}"] = _expect(state, key, shape)
         if model == "s4":
             extra |= _s4_layer(state, i, d, native)
         else:
@@ -167,7 +202,7 @@ def convert(
         d_model=d,
         n_layers=len(layers),
         ads=ads,
-        **ARCHS["reference"],
+        **{**ARCHS["reference"], "ads_form": form or "paper"},
         **extra,
     )
     return config, native
@@ -246,14 +281,15 @@ def export_reference(
 ) -> dict[str, Tensor]:
     """The weights of a classifier of the reference architecture (`--arch reference`; `config`
     is its ModelConfig dict) under the reference code's key names, which `load_reference` reads
-    back into the same model. S4 stores C̃ = C̄ (I - Ā^L) for the sequence `length` L of its
-    data (required for S4); its Λ, P, B must be shared across channels (`shared_nplr`)."""
+    back into the same model. AdS keeps its form: `scale.weight` alone for the paper form, `scale`
+    and `bias` with biases for the jac form. S4 stores C̃ = C̄ (I - Ā^L) for the sequence `length`
+    L of its data (required for S4); its Λ, P, B must be shared across channels (`shared_nplr`)."""
     config = ModelConfig.from_dict(config)
     if config.model not in REFERENCE_FAMILIES:
         raise ValueError(f"the reference code has {REFERENCE_FAMILIES}, not {config.model}")
     wanted = {k: ARCHS["reference"][k] for k in ("layout", "input_order", "residual")}
     found = {k: getattr(config, k) for k in wanted}
-    if found != wanted or (config.ads is not None and config.ads_form != "reference"):
+    if found != wanted:
         raise ValueError(
             f"not the reference architecture ({found}); train it with --arch reference"
         )
@@ -270,6 +306,7 @@ def export_reference(
         (r"^encoder\.", "input."),
         (r"^decoder\.", "output."),
         (r"^layers\.(\d+)\.norm\.", r"norms.\1."),
+        (r"^layers\.(\d+)\.ads\.W\.", ads + "scale."),  # the paper form's one map
         (r"^layers\.(\d+)\.ads\.", ads),
         (r"^layers\.(\d+)\.mixer\.", r"mapping_layers.\1."),
         (r"^layers\.(\d+)\.linear\.", r"mapping_layers.\1.output_linear."),
@@ -316,14 +353,15 @@ def _s4_export(
 
 def import_reference(
     path: str | Path, out: str | Path, model: str, dataset: str, ads: str | None = None
-) -> Path:
+) -> tuple[Path, dict[str, Any]]:
     """Converts a reference-code state dict into a native ssmprobe checkpoint at `out`, with
-    the provenance (source path, its SHA-256, family, AdS σ, converter) under meta["source"]."""
+    the provenance (source path, its SHA-256, family, AdS σ and form, converter) under
+    meta["source"]; returns the checkpoint's path and that provenance."""
     if Path(out).resolve() == Path(path).resolve():
         raise ValueError(f"--out {out} is the reference file itself; choose another path")
     classifier, meta = load_reference(path, model, dataset, ads)
     config = meta.pop("config")
-    return save_checkpoint(out, config, classifier.state_dict(), meta)
+    return save_checkpoint(out, config, classifier.state_dict(), meta), meta["source"]
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> int:

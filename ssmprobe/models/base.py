@@ -57,6 +57,11 @@ class LTISSM(nn.Module):
         """The discrete parameters (Ā, B̄, C̄, D, Δ) that `forward` uses."""
         raise NotImplementedError
 
+    def discrete_at(self, length: int) -> DiscreteSSM:
+        """The discrete parameters `forward` uses on inputs of `length` steps: `discrete()`,
+        unless B̄ depends on the sequence length (DSS-softmax, eq. 7), which overrides this."""
+        return self.discrete()
+
     def impulse_response(self, length: int) -> Tensor:
         """h_k = scale·Re(C̄ Ā^k B̄) for k < length: (H, length) SISO, (H, H, length) MIMO."""
         raise NotImplementedError

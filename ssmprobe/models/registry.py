@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ssmprobe.models.ads import ACTIVATIONS, FORMS, AdS
+from ssmprobe.models.ads import ACTIVATIONS, FORMS, LEGACY_FORMS, AdS
 from ssmprobe.models.backbone import (
     INPUT_ORDERS,
     MambaBlock,
@@ -16,7 +16,7 @@ from ssmprobe.models.backbone import (
     SequenceClassifier,
     SSMBlock,
 )
-from ssmprobe.models.dss import DSS
+from ssmprobe.models.dss import B_NORMS, DSS
 from ssmprobe.models.mamba import Mamba
 from ssmprobe.models.s4 import S4
 from ssmprobe.models.s5 import S5
@@ -24,15 +24,15 @@ from ssmprobe.models.s5 import S5
 LAYOUTS = ("table3", "reference")
 
 # The two architectures of the paper: Table 3 as written, and its reference code's (every block
-# LayerNorm(x + block(x)), no GELU in the S4 block, AdS σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b),
-# images read with x.view(B, H·W, C)), which produced its Tables 1-2. The paper presets default
-# to the reference form (`ARCH_DEFAULTS`), digits to Table 3.
+# LayerNorm(x + block(x)), no GELU in the S4 block, the paper's AdS σ(W y) ⊙ y as that code's
+# bias-free `AdSS`, images read with x.view(B, H·W, C)), which produced its Tables 1-2. The paper
+# presets default to the reference architecture (`ARCH_DEFAULTS`), digits to Table 3.
 ARCHS: dict[str, dict[str, Any]] = {
     "table3": {"layout": "table3", "input_order": "pixel", "ads_form": "paper"},
     "reference": {
         "layout": "reference",
         "input_order": "view",
-        "ads_form": "reference",
+        "ads_form": "paper",
         "residual": True,
         "shared_nplr": True,
     },
@@ -53,7 +53,8 @@ class ModelConfig:
     `d_state` of None takes the family's default (S4/DSS/S5: 64, Mega/Mamba: 16). `d_ffn` is
     Mega's feed-forward width (Table 3: 32 on MNIST, 256 on CIFAR-10; None means 2·d_model).
     `residual` adds a skip around the S4, DSS, S5 and Mamba blocks (Mega has its own).
-    `dt_rank` is Mamba's (None: ceil(d_model / 16)). `ads_form` picks AdS's formula (`ads.FORMS`).
+    `dt_rank` is Mamba's (None: ceil(d_model / 16)). `ads_form` picks AdS's formula (`ads.FORMS`;
+    configs stored with an old name of a form, `ads.LEGACY_FORMS`, read as its new one).
     `layout="reference"` and `input_order="view"` reproduce models of the paper's public code
     (`interop.reference`): no GELUs around the S4/DSS block's linear map, Mamba's AdS after the
     residual sum, and the (B, C, H, W) -> (B, HW, C) `view` of the input instead of the pixel
@@ -79,6 +80,7 @@ class ModelConfig:
     layout: str = "table3"
     input_order: str = "pixel"
     shared_nplr: bool = False  # S4: one Λ, P, B for all channels (the reference code's S4)
+    b_norm: str = "exp"  # DSS: B̄ of DSS-exp (eq. 6) or DSS-softmax (eq. 7), `dss.DSS`
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -93,9 +95,12 @@ class ModelConfig:
             ("ads_form", FORMS),
             ("layout", LAYOUTS),
             ("input_order", INPUT_ORDERS),
+            ("b_norm", B_NORMS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.b_norm != "exp" and self.model != "dss":
+            raise ValueError(f"b_norm={self.b_norm!r} is a DSS option; {self.model} has none")
         if not 0 < self.dt_min <= self.dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
 
@@ -105,6 +110,9 @@ class ModelConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        form = values.get("ads_form")
+        if form in LEGACY_FORMS:
+            values = {**values, "ads_form": LEGACY_FORMS[form]}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,8 +154,10 @@ def _state(config: ModelConfig, default: int) -> int:
 
 def _ssm_block(ssm_cls: type[nn.Module], linear: bool) -> Callable[[ModelConfig], nn.Module]:
     def build(c: ModelConfig) -> nn.Module:
-        shared = {"shared": c.shared_nplr} if ssm_cls is S4 else {}
-        ssm = ssm_cls(c.d_model, _state(c, 64), dt_min=c.dt_min, dt_max=c.dt_max, **shared)
+        # the family's own options: S4's shared NPLR, DSS's B̄
+        own = {"shared": c.shared_nplr} if ssm_cls is S4 else {}
+        own |= {"b_norm": c.b_norm} if ssm_cls is DSS else {}
+        ssm = ssm_cls(c.d_model, _state(c, 64), dt_min=c.dt_min, dt_max=c.dt_max, **own)
         ads = _ads_module(c)
         return SSMBlock(ssm, c.d_model, ads, c.residual, linear, gelu=c.layout == "table3")
 

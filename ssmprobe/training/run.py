@@ -22,7 +22,7 @@ from ssmprobe.models import model_config
 from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS
 from ssmprobe.training.fit import TrainConfig, fit, train_config
 
-ARCH_OPTIONS = ("d_model", "n_layers", "d_state", "ads_form", "residual")
+ARCH_OPTIONS = ("d_model", "n_layers", "d_state", "ads_form", "residual", "b_norm")
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name != "method")
 
 
