@@ -17,6 +17,7 @@ from ssmprobe.bounds.theorem import (
     check,
     diagonal_impulse_response,
     eigen_bounds,
+    eigen_bounds_corrected,
     exact_error,
     exact_error_cov,
     geometric_sum,
@@ -313,6 +314,145 @@ def test_eigen_form_counter_example_is_reported_violated() -> None:
     # the kernel form still holds for the same system
     k_lower, k_upper = kernel_bounds(h, mu, big_m)
     assert check(k_lower, exact, k_upper)["all_hold"]
+
+
+def test_eigen_lower_step_fails_for_one_state() -> None:
+    """The proof's lower step |λ_min|^j (C̄B̄)² ≤ (C̄Ā^jB̄)² has the wrong power: one state
+    with λ = 0.5 has (C̄Ā^jB̄)² = λ^{2j} (C̄B̄)², e.g. 0.0156 < 0.125 at j = 3. So eq. 11's lower
+    side exceeds the kernel-form lower bound it was derived from; the kernel form holds."""
+    length, mu, sigma2 = 8, 0.3, 0.04
+    lam, b, c = (torch.tensor([v], dtype=F64) for v in (0.5, 1.0, 1.0))
+    h = diagonal_impulse_response(lam, b, c, length)
+    j = torch.arange(length, dtype=F64)
+    torch.testing.assert_close(h.square(), 0.5 ** (2 * j) * h[0] ** 2, rtol=1e-15, atol=0)
+    assert h[3] ** 2 == pytest.approx(0.015625) and 0.5**3 * h[0] ** 2 == 0.125
+    assert bool((h[1:] ** 2 < 0.5 ** j[1:] * h[0] ** 2).all())  # fails at every j ≥ 1
+    big_m = sigma2 + mu**2
+    exact = exact_error(h, mu, sigma2)
+    k_lower, k_upper = kernel_bounds(h, mu, big_m)
+    assert check(k_lower, exact, k_upper)["all_hold"]
+    e_lower, _ = eigen_bounds(lam.abs().min(), lam.abs().max(), h[0], length, mu, big_m)
+    assert e_lower > 1.3 * k_lower  # Σ 0.5^j against Σ 0.25^j
+    # with the power 2j the eigenvalue form of one state is the kernel form
+    c_lower, c_upper = eigen_bounds_corrected(lam, b * c, length, mu, big_m)
+    torch.testing.assert_close(c_lower, k_lower, rtol=1e-12, atol=0)
+    torch.testing.assert_close(c_upper, k_upper, rtol=1e-12, atol=0)
+
+
+def dft_system(length: int, rho: float) -> tuple[Tensor, Tensor]:
+    """L modes λ_n = ρ e^{2πin/L}, residues r_n = (1 - ρ^{-1} e^{-2πin/L})/L: every |λ_n| = ρ
+    and h_k = Re Σ_n r_n λ_n^k = (1, -1, 0, ..., 0) for k < L."""
+    omega = torch.exp(2j * math.pi * torch.arange(length, dtype=F64) / length)
+    return rho * omega, (1 - omega.conj() / rho) / length
+
+
+def test_eigen_lower_bound_is_not_a_lower_bound() -> None:
+    """`eigen_bounds`' lower side (eq. 11) above the exact error: with h = (1, -1, 0, ...) and
+    ε ≡ μ, E||Hε||² = μ², while eq. 11 gives μ² c1 Σ_{j<L} ρ^j = 1.74 μ² (L = 8, ρ = 0.95)."""
+    length, rho, mu = 8, 0.95, 0.5
+    lam, residues = dft_system(length, rho)
+    h = diagonal_impulse_response(lam, residues, torch.ones(length, dtype=F64), length)
+    expected = torch.zeros(length, dtype=F64)
+    expected[:2] = torch.tensor([1.0, -1.0])
+    torch.testing.assert_close(h, expected, rtol=0, atol=1e-12)
+    exact = exact_error(h, mu, 0.0)  # ε ≡ μ: mean μ, M = μ²
+    assert exact.item() == pytest.approx(mu**2)
+    lower, upper = eigen_bounds(lam.abs().min(), lam.abs().max(), h[0], length, mu, mu**2)
+    assert lower.item() == pytest.approx(1.7417 * mu**2, rel=1e-4)
+    report = check(lower, exact, upper)
+    assert not bool(report["lower_holds"]) and bool(report["upper_holds"])
+    # even with the power 2j no eigenvalue-form lower bound holds here (h_j = 0, 2 ≤ j < L)
+    c1, _ = c1_c2(length)
+    assert mu**2 * c1 * geometric_sum(torch.tensor(rho**2, dtype=F64), length) > exact
+    # the kernel form holds on both sides; the corrected eigenvalue forms hold (lower: 0)
+    k_lower, k_upper = kernel_bounds(h, mu, mu**2)
+    assert check(k_lower, exact, k_upper)["all_hold"]
+    c_lower, c_upper = eigen_bounds_corrected(lam, residues, length, mu, mu**2)
+    assert c_lower.item() == 0.0 and check(c_lower, exact, c_upper)["all_hold"]
+
+
+@st.composite
+def modal_ssms(draw: st.DrawFn) -> tuple[Tensor, Tensor, float, int]:
+    """Stable diagonal systems h_j = scale·Re Σ_n r_n λ_n^j: complex λ_n, r_n, scale 1 or 2."""
+    n = draw(st.integers(1, 4))
+    parts = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=n, max_size=n)
+    radius = 0.99 * torch.tensor(draw(parts), dtype=F64)
+    angle = 2 * math.pi * torch.tensor(draw(parts), dtype=F64)
+    weights = st.lists(weight, min_size=n, max_size=n)
+    real, imag = (torch.tensor(draw(weights), dtype=F64) for _ in range(2))
+    r = torch.complex(real, imag)
+    return (
+        torch.polar(radius, angle),
+        r,
+        draw(st.sampled_from([1.0, 2.0])),
+        draw(st.integers(1, 40)),
+    )
+
+
+@st.composite
+def sign_definite_ssms(draw: st.DrawFn) -> tuple[Tensor, Tensor, float, int]:
+    """Systems where every λ_n is real with one sign and every Re r_n has one sign."""
+    n = draw(st.integers(1, 4))
+    moduli = st.lists(st.floats(0.0, 0.99, allow_nan=False), min_size=n, max_size=n)
+    lam = draw(st.sampled_from([1.0, -1.0])) * torch.tensor(draw(moduli), dtype=F64)
+    sizes = st.lists(st.floats(0.0, 2.0, allow_nan=False), min_size=n, max_size=n)
+    real = draw(st.sampled_from([1.0, -1.0])) * torch.tensor(draw(sizes), dtype=F64)
+    imag = torch.tensor(draw(st.lists(weight, min_size=n, max_size=n)), dtype=F64)
+    return (
+        lam.to(torch.complex128),
+        torch.complex(real, imag),
+        draw(st.sampled_from([1.0, 2.0])),
+        draw(st.integers(1, 40)),
+    )
+
+
+def modal_kernel(lam: Tensor, r: Tensor, scale: float, length: int) -> Tensor:
+    """h_j = scale·Re Σ_n r_n λ_n^j, j < length."""
+    return diagonal_impulse_response(lam, r, torch.full_like(r, scale), length)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ssm=modal_ssms(),
+    mu=st.floats(-1.0, 1.0, allow_nan=False),
+    sigma2=st.floats(0.0, 1.0, allow_nan=False),
+)
+def test_corrected_eigen_bounds_hold(
+    ssm: tuple[Tensor, Tensor, float, int], mu: float, sigma2: float
+) -> None:
+    """The corrected eigenvalue form with the power 2j (`eigen_bounds_corrected`): its upper
+    side is above the kernel upper bound (so it holds for every law with E[ε_k²] ≤ M), its lower
+    side below the kernel lower bound (0 unless the system is sign-definite)."""
+    lam, r, scale, length = ssm
+    h = modal_kernel(lam, r, scale, length)
+    big_m = sigma2 + mu**2
+    exact = exact_error(h, mu, sigma2)
+    lower, upper = eigen_bounds_corrected(lam, r, length, mu, big_m, scale)
+    k_lower, k_upper = kernel_bounds(h, mu, big_m)
+    slack = TOL * (big_m * (scale * r.abs().sum()) ** 2 * length**2 + 1e-300)
+    assert k_upper <= upper + slack and lower <= k_lower + slack
+    assert check(lower, exact, upper, rtol=TOL)["all_hold"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(ssm=sign_definite_ssms(), mu=st.floats(-1.0, 1.0, allow_nan=False))
+def test_corrected_eigen_lower_bound_for_sign_definite_systems(
+    ssm: tuple[Tensor, Tensor, float, int], mu: float
+) -> None:
+    """Every λ_n real of one sign, every Re r_n of one sign: h_j² ≥ |λ_min|^{2j} (C̄B̄)² per
+    entry, so μ² c1 Σ_j |λ_min|^{2j} (C̄B̄)² ≤ μ² c1 ||h||² ≤ E||Hε||²."""
+    lam, r, scale, length = ssm
+    h = modal_kernel(lam, r, scale, length)
+    j = torch.arange(length, dtype=F64)
+    floor = lam.abs().min() ** (2 * j) * h[0] ** 2
+    assert bool((h.square() >= floor * (1 - 1e-12)).all())
+    lower, upper = eigen_bounds_corrected(lam, r, length, mu, mu**2, scale)
+    expected = mu**2 * c1_c2(length)[0] * floor.sum()
+    torch.testing.assert_close(lower, expected, rtol=1e-12, atol=1e-300)
+    exact = exact_error(h, mu, 0.0)
+    k_lower, _ = kernel_bounds(h, mu, mu**2)
+    assert lower <= k_lower * (1 + TOL) + 1e-300
+    assert check(lower, exact, upper, rtol=TOL)["all_hold"]
 
 
 def test_eigen_bounds_scalar_system_values() -> None:

@@ -96,6 +96,10 @@ class BoundsCheck:
                 f"  {s['layer']:<14}{s['view']:<8}{s['channels']:>5}{cells}"
                 f"{s['eigen_violated']:>10}"
             )
+        lines.append(
+            "  (eigen: eq. 11/16 as printed, not valid bounds: both eigenvalue steps of the "
+            "proof are false; 'holds' counts the rows where each side happens to hold)"
+        )
         for layer, stats in self.deltas.items():
             d = stats.summary()
             dt = f"  {layer}: Delta_k in [{d['dt_min']:.3g}, {d['dt_max']:.3g}]"

@@ -2,8 +2,10 @@
 with L, and where the eigenvalues of Ā lie.
 
 - `bounds_<model>`: per layer, channels sorted by the exact error E||Hε||² (dots) with the
-  kernel-form lower and upper bounds, the eigenvalue-form upper bound and the spectral bound
-  (log scale); an eigenvalue-form point below the dots is a violated bound.
+  kernel-form lower and upper bounds, the spectral bound and, for comparison, both sides of
+  eq. 11/16's eigenvalue form (log scale), labelled as what they are: not bounds, since both
+  eigenvalue steps of their proof are false (`bounds.theorem`). An eq. 16 point below the dots
+  or an eq. 11 point above them is a channel where they fail.
 - `bounds_vs_L_<model>`: per layer, the median over channels of the exact error and of each
   bound for L = 16 ... 1024 (§4.1 says the lower bound grows with L).
 - `eigenvalues_<model>`: per layer, the eigenvalues of Ā in the complex plane with the unit
@@ -36,8 +38,8 @@ _SERIES = {  # key: (label, line style, colour), the same in every figure
     "exact": ("exact error", "o", "k"),
     "kernel_lower": ("kernel lower (eq. 14)", "-", "C0"),
     "kernel_upper": ("kernel upper (eq. 15)", "-", "C1"),
-    "eigen_lower": ("eigenvalue lower (eq. 11)", "--", "C2"),
-    "eigen_upper": ("eigenvalue upper (eq. 16)", "--", "C3"),
+    "eigen_lower": ("eq. 11 lower (not a bound)", "--", "C2"),
+    "eigen_upper": ("eq. 16 upper (not a bound)", "--", "C3"),
     "spectral_upper": ("spectral upper M·L·λmax(HᵀH)", ":", "C4"),
 }
 
@@ -100,14 +102,14 @@ def make_length_figure(model: nn.Module, law: PerturbationLaw, title: str) -> Fi
     return fig
 
 
-def make_eigenvalue_figure(model: nn.Module, title: str) -> Figure:
+def make_eigenvalue_figure(model: nn.Module, title: str, length: int) -> Figure:
     layers = model.ssm_layers()
     with sns.axes_style("whitegrid"):
         fig, axes = _figure(len(layers), width=3.6, height=3.6)
         circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
         for ax, (name, layer) in zip(axes, layers.items(), strict=True):
             with torch.no_grad():
-                lam = layer.discrete().eigvals.flatten().numpy()
+                lam = layer.discrete_at(length).eigvals.flatten().numpy()
             ax.plot(circle.real, circle.imag, color="0.5", linewidth=0.8, label="unit circle")
             ax.scatter(lam.real, lam.imag, s=6, alpha=0.6, label="eigenvalues of Ā")
             ax.set(title=name, xlabel="Re λ", ylabel="Im λ", aspect="equal")
@@ -130,7 +132,9 @@ def write_bounds_figures(
     figures = {
         f"bounds_{name}": make_bounds_figure(rows, f"{what}, L = {rows[0]['L']}"),
         f"bounds_vs_L_{name}": make_length_figure(model, law, what),
-        f"eigenvalues_{name}": make_eigenvalue_figure(model, f"{name}: eigenvalues of Ā"),
+        f"eigenvalues_{name}": make_eigenvalue_figure(
+            model, f"{name}: eigenvalues of Ā", rows[0]["L"]
+        ),
     }
     return [path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem)]
 

@@ -5,10 +5,12 @@ whole per output channel (`_mimo_bounds`; its eigenvalues are the shared states'
 eigenvalues of Ā (S4: of the dense discretised NPLR matrix), |λ|max and |λ|min, C̄B̄ (= h_0,
 the first kernel entry as the layer computes it: scale·Re Σ_n C̄_n B̄_n), h1 = the layer's own
 kernel of length L and ||h1||², c1 and c2 (closed form), the perturbation's μ, σ² and M, the
-kernel-form and eigenvalue-form bounds, the spectral bound M·L·λ_max(HᵀH), the exact error
-E||Hε||² (closed form), optionally a Monte Carlo estimate, and whether each bound holds with
-its ratio. The feed-through D·u is not part of the theorem's system (eq. 10 has none) and is
-left out.
+kernel-form bounds, the spectral bound M·L·λ_max(HᵀH), eq. 11/16's eigenvalue form as printed
+(neither side a valid bound: both eigenvalue steps of the proof are false, `bounds.theorem`;
+its columns show where it fails), the exact error E||Hε||² (closed form), optionally a Monte
+Carlo estimate, and whether each inequality holds with its ratio. The feed-through D·u is not
+part of the theorem's system (eq. 10 has none) and is left out. Parameters are read at the
+check's L (`discrete_at`): DSS-softmax's B̄ depends on it.
 
 Perturbation laws, with budget ε and an optional common mean μ (ε_k = μ + noise, i.i.d.):
 `uniform` noise U(-ε, ε) (σ² = ε²/3), `sign` noise ±ε (σ² = ε²), `gaussian` noise N(0, ε²);
@@ -136,7 +138,7 @@ def layer_rows(
             f"{type(layer).__name__} is not time-invariant: its bounds need per-step parameters"
         )
     with torch.no_grad():
-        ssm = layer.discrete()
+        ssm = layer.discrete_at(length)  # DSS-softmax's B̄ depends on L
         h = layer.impulse_response(length).double()
         lam = ssm.eigvals.to(torch.complex128)  # S4: of its dense Ā
     picked = check_channels(channels, h.shape[0])
@@ -247,7 +249,7 @@ def state_rows(
     which needs one Lanczos run per (output, input) pair and state, is given for the layer as
     a whole only (`layer_rows`)."""
     with torch.no_grad():
-        ssm = layer.discrete()
+        ssm = layer.discrete_at(length)
     if not ssm.mimo:
         raise ValueError(f"{type(layer).__name__} is SISO: its channels already are the states")
     count = ssm.eigvals.shape[0]
@@ -369,17 +371,19 @@ def measure_adversarial(
     float64 sums: per channel μ, M = max_k E[ε_k²], E[εεᵀ] (SISO layers) and the measured
     output error E||(f'_out - f_out) - D ε||² (the SSM's own part, without the feed-through)."""
     components = [c for c in model.components() if c.kind == "ssm"]
-    discrete = {}
-    for name, layer in model.ssm_layers().items():
+    layers = model.ssm_layers()
+    for name, layer in layers.items():
         if not isinstance(layer, LTISSM):
             raise ValueError(f"{name} is not time-invariant: no per-channel LTI bounds")
-        with torch.no_grad():
-            discrete[name] = layer.discrete()
+    discrete: dict[str, DiscreteSSM] = {}  # at the data's length, known at the first batch
     sums: dict[str, dict[str, Tensor]] = {}
     count = 0
     for clean, adv, size in adversarial_features(model, batches, attack, components, seed):
         for name, f in clean.items():
             eps = (adv[name].entry - f.entry).double()  # (B, L, H)
+            if name not in discrete:
+                with torch.no_grad():
+                    discrete[name] = layers[name].discrete_at(eps.shape[1])
             ssm = discrete[name]
             out = (adv[name].exit - f.exit).double() - ssm.D.double() * eps
             batch = {
@@ -425,7 +429,7 @@ def _state_errors(ssm: DiscreteSSM, eps: Tensor) -> Tensor:
 def summarise_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per layer and view (channel, output channel, state): the count of rows; per bound in
     the rows the counts where its lower and upper side hold, the median and largest
-    measured/upper ratio; the rows where either eigenvalue-form bound is violated; where the
+    measured/upper ratio; the rows where either side of the eigenvalue form fails; where the
     rows have a spectral bound, those where the kernel upper bound is the tighter one."""
     out = []
     for layer, view in dict.fromkeys((r["layer"], r["view"]) for r in rows):

@@ -13,7 +13,8 @@ linearised pass) changes y by exactly Hε.
 `selective_rows` streams real inputs through the model and, per SSM layer and inner channel,
 averages over samples: |λ|max/min over steps and states, C̄_0 B̄_0, ||h1||² (H's first column),
 the exact error, the kernel-form bounds on h1, the time-varying eigenvalue form
-(`bounds.theorem.eigen_bounds_time_varying`) and the spectral bound M·L·λ_max(HᵀH). For an
+(`bounds.theorem.eigen_bounds_time_varying`; not a valid bound on either side, its proof's
+eigenvalue steps being false) and the spectral bound M·L·λ_max(HᵀH). For an
 i.i.d. law at the SSM input the exact error is σ²||H||_F² + μ²||H1||² per sample, and
 `*_fail_rate` is the share of samples whose own bound fails. For `adversarial` (PGD on the
 inputs) the error is the measured E||y' - y||² with everything (x, Δ, B, C) moved by the

@@ -21,10 +21,34 @@ Kernel form (eq. 14/15):  μ² c1 ||h||² ≤ E||Hε||² ≤ c2 M ||h||².
 
 Eigenvalue form (eq. 11/16), as the paper writes it, for an LTI layer:
 μ² c1 Σ_{j=1}^{L} |λ_min|^{j-1} (C̄B̄)² ≤ E||Hε||² ≤ c2 M Σ_{j=1}^{L} |λ_max|^{j-1} (C̄B̄)².
-The step (C̄Ā^{j-1}B̄)² ≤ |λ_max|^{j-1} (C̄B̄)² is not valid in general: the diagonal system
-λ = (0.9, 0.5), b̄ = (1, 1), c̄ = (1, -1) has C̄B̄ = 0, so the eigen-form upper bound is 0,
-while h ≠ 0 and the error is positive. `eigen_bounds` implements it verbatim so that such
-violations can be shown; `check` reports them.
+Its proof (end of Appendix A.1) bounds each kernel entry,
+|λ_min|^{j} (C̄B̄)² ≤ (C̄Ā^{j}B̄)² ≤ |λ_max|^{j} (C̄B̄)², and both steps are false:
+
+- Upper step. C̄B̄ can vanish while later entries do not: λ = (0.9, 0.5), b̄ = (1, 1),
+  c̄ = (1, -1) has C̄B̄ = 0, so the eigen-form upper bound is 0 while the error is positive.
+- Lower step. The power is 2j, not j: one real state has (C̄Ā^{j}B̄)² = λ^{2j} (C̄B̄)², and
+  |λ|^{2j} < |λ|^{j} for 0 < |λ| < 1 (λ = 0.5, j = 3: 0.0156 (C̄B̄)² against the claimed
+  0.125 (C̄B̄)²). With several states no power of |λ_min| works: the L modes
+  λ_n = ρ e^{2πin/L} with residues r_n = (1 - ρ^{-1} e^{-2πin/L})/L have |λ_n| = ρ and kernel
+  h = (1, -1, 0, ..., 0), so ε ≡ μ gives E||Hε||² = μ², while eq. 11's lower side is
+  μ² c1 Σ_{j<L} ρ^{j} (1.74 μ² at L = 8, ρ = 0.95). So it is not a lower bound either; where it
+  is met on trained layers, that is slack (E||Hε||² ≥ μ²||H1||² is often far above
+  μ² c1 ||h||²), not the theorem.
+
+`eigen_bounds` implements eq. 11/16 verbatim so that such violations can be shown; `check`
+reports them. What holds (tested): the kernel form, both sides, and eigenvalue forms with the
+power 2j for a diagonalisable Ā with modes λ_n and residues r_n (h_j = scale·Re Σ_n r_n λ_n^j,
+`lti.modal_form`), `eigen_bounds_corrected`:
+
+- upper, always: |h_j| ≤ scale Σ_n |r_n| |λ_n|^j ≤ |λ_max|^j scale Σ_n |r_n|, so
+  E||Hε||² ≤ c2 M ||h||² ≤ c2 M Σ_{j<L} |λ_max|^{2j} (scale Σ_n |r_n|)²; (C̄B̄)² has to become
+  (scale Σ_n |r_n|)² (the first counter-example).
+- lower, for a sign-definite system (every λ_n real, all of one sign; every Re r_n of one sign;
+  one real state is one): h_j = Σ_n a_n λ_n^j, a_n = scale·Re r_n, is a sum of terms of one
+  sign, so |h_j| = Σ_n |a_n| |λ_n|^j ≥ |λ_min|^j |Σ_n a_n| = |λ_min|^j |C̄B̄| (C̄B̄ = h_0) and
+  E||Hε||² ≥ μ² c1 ||h||² ≥ μ² c1 Σ_{j<L} |λ_min|^{2j} (C̄B̄)². Other systems get 0: the
+  second counter-example has h_j = 0 for 2 ≤ j < L while every |λ_n| = ρ, so no
+  eigenvalue-form lower bound exists for them.
 
 Exact error. E||Hε||² = tr(H S Hᵀ) with S = E[εεᵀ]. For i.i.d. entries with mean μ and variance
 σ², S = σ² I + μ² 11ᵀ and E||Hε||² = σ² ||H||_F² + μ² ||H1||², with
@@ -43,8 +67,9 @@ with |λ| close to 1); ||h||² ≤ λ_max(HᵀH) ≤ ||h||₁² always.
 Time-varying layers (Mamba, eq. 10). y = Hε with H lower triangular but not Toeplitz:
 H_kj = C_k Ā_k ⋯ Ā_{j+1} B̄_j. The exact error and the spectral bound hold for any H
 (`exact_error_matrix`, `spectral_bound_matrix`); the kernel form, applied to H's first column
-h1 (the response to an impulse at step 0), and the eigenvalue form (`eigen_bounds_time_varying`)
-rest on the Toeplitz structure and need not hold.
+h1 (the response to an impulse at step 0), rests on the Toeplitz structure and need not hold,
+and the eigenvalue form (`eigen_bounds_time_varying`) has, besides, the two false steps above
+(one state: (C_k Π_i Ā_i B̄)² = Π_i Ā_i² (C_k B̄)², not Π_i |Ā_i| (C_k B̄)²).
 
 All functions take float64 tensors (other dtypes are converted) and are vectorised over the
 leading (channel) dimensions of h, shape (..., L).
@@ -148,7 +173,8 @@ def eigen_bounds(
 
     lower = μ² c1 Σ_{j=1}^{L} |λ_min|^{j-1} (C̄B̄)², upper = c2 M Σ_{j=1}^{L} |λ_max|^{j-1} (C̄B̄)²,
     with |λ_min|, |λ_max| the smallest / largest eigenvalue moduli of Ā and cb = C̄B̄ (complex
-    cb enters as |cb|²). Not a valid bound in general (see the module docstring).
+    cb enters as |cb|²). Neither side is a valid bound (the module docstring has a
+    counter-example to each); `eigen_bounds_corrected` gives eigenvalue forms that are.
     """
     c1, c2 = c1_c2(L)
     cb2 = _f64(cb).abs().square()
@@ -157,13 +183,43 @@ def eigen_bounds(
     return lower, upper
 
 
+def _one_sign(x: Tensor) -> Tensor:
+    """Whether all entries along the last dimension are ≥ 0, or all ≤ 0."""
+    return (x >= 0).all(-1) | (x <= 0).all(-1)
+
+
+def eigen_bounds_corrected(
+    lam: Tensor, residues: Tensor, L: int, mu: Scalar, M: Scalar, scale: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """Eigenvalue forms of Theorem 4.1.1 that hold (module docstring), for h_j =
+    scale·Re Σ_n r_n λ_n^j with modes `lam` and residues r = `residues`, both (..., N):
+
+    upper = c2 M Σ_{j<L} |λ_max|^{2j} (scale Σ_n |r_n|)²   (any such system),
+    lower = μ² c1 Σ_{j<L} |λ_min|^{2j} (C̄B̄)², C̄B̄ = h_0, for a sign-definite system (every λ_n
+    real, all of one sign, every Re r_n of one sign), else 0.
+    """
+    lam, r = _f64(lam), scale * _f64(residues)
+    c1, c2 = c1_c2(L)
+    moduli = lam.abs()
+    weight = r.abs().sum(-1)
+    upper = c2 * _f64(M) * geometric_sum(moduli.amax(-1).square(), L) * weight.square()
+    real_r = r.real if r.is_complex() else r  # h_j = Σ_n Re(r_n) λ_n^j where λ is real
+    definite = _one_sign(lam.real) & _one_sign(real_r)
+    if lam.is_complex():
+        definite &= (lam.imag == 0).all(-1)
+    cb2 = real_r.sum(-1).square()
+    lower = _f64(mu).square() * c1 * geometric_sum(moduli.amin(-1).square(), L) * cb2
+    return torch.where(definite, lower, torch.zeros_like(lower)), upper
+
+
 def eigen_bounds_time_varying(
     lam_min_abs: Tensor, lam_max_abs: Tensor, cb: Tensor, mu: Scalar, M: Scalar
 ) -> tuple[Tensor, Tensor]:
     """Eq. 11 for a time-varying layer: per-step extreme eigenvalue moduli of Ā_k and C̄_k B̄_k,
     all (..., L). lower = μ² c1 Σ_k [Π_{i=1}^{k} |λ_i^min|] (C̄_k B̄_k)², upper likewise with
     |λ^max| and c2 M (k = 0..L-1; the product runs over the k transitions an impulse at step 0
-    crosses to reach step k, so constant parameters give `eigen_bounds`)."""
+    crosses to reach step k, so constant parameters give `eigen_bounds`). Like `eigen_bounds`,
+    not a valid bound on either side (module docstring)."""
     cb2 = _f64(cb).abs().square()
     c1, c2 = c1_c2(_length(cb2))
 
