@@ -325,11 +325,13 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
         ]
     )  # fmt: skip
     rate = {"zoo/s4_pgd_ads-relu/best.pt": ("relu", 19.0), "zoo/s4_pgd/best.pt": (None, 47.0)}
+    forms = {("kl", "none"): 1.0, ("kl", "relative"): -0.5, ("nsr", "none"): 0.25}
     discrepancy = pd.DataFrame(
         [
             {"checkpoint": ckpt, "model": "s4", "method": "pgd", "ads": ads, "split": "test",
-             "metric": "kl", "norm": "none", "kind": "ssm", "rate": value}
+             "metric": metric, "norm": norm, "kind": "ssm", "layers": 2, "rate": value * k}
             for ckpt, (ads, value) in rate.items()
+            for (metric, norm), k in forms.items()
         ]
     )  # fmt: skip
     summary = [{"channels": 64, "kernel_upper_holds": 64, "spectral_upper_holds": 64}]
@@ -342,8 +344,11 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
     ]
     findings = compute_findings(frame, discrepancy, bounds)
     assert findings[0].startswith("PGD-AT raised S4's PGD-10 accuracy on Digits from 11.0%")
-    assert findings[1] == "S4 PGD-AT, adversarial test inputs: the SSM raises KL by 47%."
-    assert findings[2] == (
+    assert findings[1] == (
+        "S4 PGD-AT, adversarial test inputs: the SSM raises KL by 47% (relative form: lowers KL "
+        "by 24%; amplification 1.12)."
+    )
+    assert findings[3] == (
         "Theorem 4.1.1's kernel-form upper bound held on 158 of 160 channels (S4, S5), failing "
         "on 2 of S5's 96; the spectral bound on 128 of 128."
     )

@@ -26,7 +26,7 @@ from ssmprobe.models import MODELS, build_model, model_config
 from ssmprobe.models.backbone import MambaBlock, MegaBlock
 from ssmprobe.models.base import module_component
 from ssmprobe.probe import DiscrepancyStats, record, summarise
-from ssmprobe.probe.discrepancy import collect, component_rows
+from ssmprobe.probe.discrepancy import MEASURES, collect, component_rows
 from ssmprobe.probe.metrics import kl, mse, per_step_sq_error, rate, relative
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,7 +254,9 @@ def test_discrepancy_cli_end_to_end(tiny_checkpoint: Path, tmp_path: Path, capsy
     assert "mega pgd on digits, pgd10 at eps 0.1" in out and "attention" in out
     frame = pd.read_csv(csv)
     components = 5  # ssm, attention, norm, linear, ffn_norm
-    assert len(frame) == components * 2 * 2 * 2  # x metrics x norms x splits
+    # x (MSE, KL plain and relative, NSR) x splits
+    assert len(frame) == components * 5 * 2
+    assert set(zip(frame["metric"], frame["norm"], strict=True)) == set(MEASURES)
     assert set(frame["split"]) == {"train", "test"} and set(frame["kind"]) >= {"attention"}
     assert (frame["model"] == "mega").all() and (frame["eps"] == 0.1).all()
     saved = json.loads(csv.with_suffix(".json").read_text())["results"][0]

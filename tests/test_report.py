@@ -204,18 +204,21 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
     lines = paths["csv"].read_text(encoding="utf-8").splitlines()
     assert lines[0] == (
         "Dataset,Model,Method,AdS,Seed,Clean Best,Clean Last,Clean Diff,PGD-10 Best,PGD-10 Last,"
-        "PGD-10 Diff,AA Best,AA Last,AA Diff,Epochs,Best epoch,Best rule,Suspected masking,"
-        "AutoAttack checks,Run"
+        "PGD-10 Diff,AA Best,AA Last,AA Diff,Train PGD-10 Best,Test PGD-10 Best,Robust gap Best,"
+        "Train PGD-10 Last,Test PGD-10 Last,Robust gap Last,Epochs,Best epoch,Best rule,"
+        "Suspected masking,AutoAttack checks,Run"
     )
     dss = next(line for line in lines if line.endswith(",mnist/dss_pgd"))
     assert dss == (
-        "MNIST,DSS,PGD-AT ‡,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,6,3,learned,"
+        "MNIST,DSS,PGD-AT ‡,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,"
+        "60.00,50.00,10.00,90.00,30.00,60.00,6,3,learned,"
         "best: pgd10 99.95% above clean 59.87%; best: aa 0.62% is 99.33 points below pgd10; "
         "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,,"
         "mnist/dss_pgd"
     )
     assert (
-        "Digits,Mamba,TRADES ‡,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,6,3,learned,"
+        "Digits,Mamba,TRADES ‡,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,"
+        "60.00,50.00,10.00,90.00,30.00,60.00,6,3,learned,"
         "best: pgd10 98.86% above clean 98.84%,,digits/mamba_trades" in lines
     )
     back = pd.read_csv(paths["csv"])
@@ -347,7 +350,7 @@ def test_seed_summary_gives_mean_and_sample_std_over_seeds(tmp_path: Path) -> No
 
 
 def test_no_seed_table_without_repeated_seeds(runs: Path, tmp_path: Path) -> None:
-    assert set(write_tables(collect_runs(runs), tmp_path)) == {"md", "csv", "tex"}
+    assert set(write_tables(collect_runs(runs), tmp_path)) == {"md", "csv", "tex", "gap_md"}
     assert not (tmp_path / "table_seeds.tex").exists()
     assert not (tmp_path / "table_seeds.md").exists()
 
@@ -386,7 +389,9 @@ def test_tables_are_replaced_whole(runs: Path, tmp_path: Path, monkeypatch) -> N
         write_tables(collect_runs(runs).iloc[:1], out)
     assert paths["md"].read_text(encoding="utf-8").count("| Digits") == 1  # rewritten
     assert paths["tex"].read_text(encoding="utf-8") == tex  # the old table, whole
-    assert sorted(p.name for p in out.iterdir()) == ["table.csv", "table.md", "table.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "table.csv", "table.md", "table.tex", "table_gap.md",
+    ]  # fmt: skip
 
 
 def test_runs_are_found_at_any_depth_but_not_in_hidden_folders(tmp_path: Path) -> None:

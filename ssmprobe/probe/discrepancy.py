@@ -4,8 +4,9 @@ For a checkpoint, per split (train, test): the first N samples, their adversaria
 (PGD-10 at the checkpoint's own training ε and α unless told otherwise, one seeded generator per
 split, so every run sees the same samples and the same attack), and for every component
 (`model.components()`) the mean over samples of MSE and KL (`metrics`), plain and relative to
-||f||, before (its input pair) and after (its output pair), and the per-position squared error
-before and after. Only float64 running sums are kept, so memory does not grow with N.
+||f||, and of the scale-free noise-to-signal ratio ||f' - f|| / ||f||, before (its input pair)
+and after (its output pair), and the per-position squared error before and after. Only float64
+running sums are kept, so memory does not grow with N.
 
     result = discrepancy("s4_pgd.pt", splits=("test",), n=200)
     result.rows        # one dict per (layer, component, kind, split, metric, norm)
@@ -30,11 +31,22 @@ from ssmprobe.data import SPLITS, load_dataset, make_loader
 from ssmprobe.interop.reference import Reference
 from ssmprobe.io import atomic_file, write_json
 from ssmprobe.loading import load_model
-from ssmprobe.probe.metrics import METRICS, kl, mse_from_steps, per_step_sq_error, rate, relative
+from ssmprobe.probe.metrics import (
+    METRICS,
+    SCALED,
+    kl,
+    mse_from_steps,
+    nsr_from_steps,
+    per_step_sq_error,
+    rate,
+    relative,
+)
 from ssmprobe.probe.recorder import Features, adversarial_features
 
 NORMS = ("none", "relative")
 SIDES = ("before", "after")
+# Every (metric, norm) measured: MSE and KL plain and relative to ||f||, NSR (scale-free) once.
+MEASURES = tuple((m, n) for m in METRICS for n in (NORMS if m in SCALED else ("none",)))
 
 
 @dataclass
@@ -59,14 +71,19 @@ class DiscrepancyStats:
                 key = (id(a), id(b))
                 if key not in measured:
                     steps = per_step_sq_error(a, b)
-                    values = {"mse": mse_from_steps(steps), "kl": kl(a, b)}
+                    values = {
+                        "mse": mse_from_steps(steps),
+                        "kl": kl(a, b),
+                        "nsr": nsr_from_steps(steps, a),
+                    }
                     sums = {
-                        (metric, norm): (relative(v, a) if norm == "relative" else v)
+                        (metric, norm): (
+                            relative(values[metric], a) if norm == "relative" else values[metric]
+                        )
                         .double()
                         .sum()
                         .item()
-                        for metric, v in values.items()
-                        for norm in NORMS
+                        for metric, norm in MEASURES
                     }
                     measured[key] = (sums, steps.double().sum(dim=0).cpu())
                 sums, steps = measured[key]
@@ -128,24 +145,23 @@ def component_rows(model: nn.Module, stats: DiscrepancyStats, split: str) -> lis
     rows = []
     for component in model.components():
         layer, part = component.name.rsplit(".", 1)
-        for metric in METRICS:
-            for norm in NORMS:
-                before, after = (stats.mean(component.name, s, metric, norm) for s in SIDES)
-                rows.append(
-                    {
-                        "layer": int(layer.split(".")[-1]),
-                        "component": component.name,
-                        "part": part,
-                        "kind": component.kind,
-                        "split": split,
-                        "metric": metric,
-                        "norm": norm,
-                        "before": before,
-                        "after": after,
-                        "change": after - before,
-                        "rate": rate(before, after),
-                    }
-                )
+        for metric, norm in MEASURES:
+            before, after = (stats.mean(component.name, s, metric, norm) for s in SIDES)
+            rows.append(
+                {
+                    "layer": int(layer.split(".")[-1]),
+                    "component": component.name,
+                    "part": part,
+                    "kind": component.kind,
+                    "split": split,
+                    "metric": metric,
+                    "norm": norm,
+                    "before": before,
+                    "after": after,
+                    "change": after - before,
+                    "rate": rate(before, after),
+                }
+            )
     return rows
 
 
@@ -294,7 +310,8 @@ def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
         head,
         f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>13}",
     ]
-    for row in summarise(r for r in result.rows if r["norm"] == norm):
+    shown = (r for r in result.rows if r["norm"] == norm or r["metric"] not in SCALED)
+    for row in summarise(shown):
         lines.append(
             f"  {row['kind']:<10}{row['split']:<7}{row['metric']:<7}"
             f"{row['before']:>12.4g}{row['after']:>12.4g}{row['rate']:>13.1f}"

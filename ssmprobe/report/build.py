@@ -256,13 +256,19 @@ def ensure_discrepancy(
     if ckpt is None:
         return None
     cache = run.path / DISCREPANCY_FILE
-    if _stale(cache, ckpt):
+    if _stale(cache, ckpt) or not _has_nsr(cache):
         log(f"discrepancy of {ckpt} (n = {options.n_probe} per split)")
         result = discrepancy(
             ckpt, n=options.n_probe, data_dir=options.data_dir, progress=options.progress
         )
         save([result], cache)
     return cache
+
+
+def _has_nsr(cache: Path) -> bool:
+    """Whether a discrepancy CSV holds the NSR rows (files written before them do not)."""
+    with cache.open(encoding="utf-8") as f:
+        return any(",nsr," in line for line in f)
 
 
 def pick_bounds_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
@@ -308,28 +314,30 @@ def compute_findings(
                 + ("" if pd.isna(best["aa_best"]) else f" (AutoAttack {best['aa_best']:.1f}%)")
                 + f", clean {st['clean_last'].iloc[0]:.1f}% -> {best['clean_best']:.1f}%."
             )
-    at_rows = (
-        discrepancy.query(
-            "method != 'st' and split == 'test' and metric == 'kl' and norm == 'none'"
-        )
-        if not discrepancy.empty
-        else discrepancy
-    )
+    from ssmprobe.probe.verdicts import verdicts
+
+    table = verdicts(discrepancy) if not discrepancy.empty else pd.DataFrame()
+    at_rows = table[(table["method"] != "st") & (table["split"] == "test")] if len(table) else table
     if not at_rows.empty:  # yours before the zoo's, a run without AdS before one with
-        order = _from_zoo(at_rows["checkpoint"]) * 2 + at_rows["ads"].notna()
+        order = _from_zoo(at_rows["checkpoint"]) * 2 + (at_rows["ads"] != "none")
         at_rows = at_rows.iloc[order.argsort(kind="stable")]
-        checkpoint = at_rows["checkpoint"].iloc[0]
-        rows = at_rows[at_rows["checkpoint"] == checkpoint].set_index("kind")["rate"]
         first = at_rows.iloc[0]
+        rows = at_rows[at_rows["checkpoint"] == first["checkpoint"]]
         parts = [  # rates are in % already
-            f"the {_KINDS[kind]} {'raises' if rate > 0 else 'lowers'} KL by {abs(rate):.0f}%"
-            for kind, rate in rows.items()
-            if kind in _KINDS and math.isfinite(rate)
+            f"the {_KINDS[r['kind']]} {_change(r['kl_plain'])}"
+            + (f" (relative form: {_change(r['kl_relative'])}" if _finite(r["kl_relative"]) else "")
+            + (f"; amplification {r['amplification']:.2f}" if _finite(r["amplification"]) else "")
+            + (")" if _finite(r["kl_relative"]) else "")
+            for _, r in rows.iterrows()
+            if r["kind"] in _KINDS and _finite(r["kl_plain"])
         ]
         findings.append(
             f"{display('model', first['model'])} {display('method', first['method'])}, "
             f"adversarial test inputs: " + "; ".join(parts) + "."
         )
+    if len(table):
+        findings.append(verdict_finding(table[table["split"] == "test"]))
+    findings += gap_findings(frame)
     held = [b for b in bounds if b]
     if held:
         kernel = [(display("model", b["meta"]["model"]), *_holds(b, "kernel_upper")) for b in held]
@@ -356,6 +364,65 @@ def compute_findings(
             "are in table.csv, and AA already counts what its attacks found."
         )
     return findings
+
+
+def _change(rate: float) -> str:
+    return f"{'raises' if rate > 0 else 'lowers'} KL by {abs(rate):.0f}%"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float | int) and math.isfinite(value)
+
+
+def verdict_finding(table: pd.DataFrame) -> str:
+    """How often the plain and the relative form of Figures 3-4 disagree, and how often a
+    component amplifies the attack more than the signal (`probe.verdicts`)."""
+    from ssmprobe.probe.verdicts import disagreements
+
+    pairs = 2 * len(table)
+    split = disagreements(table)
+    kinds = split.groupby("kind").size().sort_values(ascending=False)
+    amplified = table[table["amplification"].round(2) > 1].groupby("kind").size()  # as printed
+    counted = table.groupby("kind").size()
+    return (
+        f"Figures 3-4 on test inputs: the plain and the relative form give opposite verdicts on "
+        f"{sum(len(d.split(', ')) for d in split['disagree'])} of {pairs} (component, metric) "
+        f"pairs ({', '.join(f'{_KINDS.get(k, k)} {n}' for k, n in kinds.items()) or 'none'}); "
+        "the scale-free amplification is above 1 for "
+        + ", ".join(f"{amplified.get(k, 0)} of {n} {_KINDS.get(k, k)}" for k, n in counted.items())
+        + "."
+    )
+
+
+def gap_findings(frame: pd.DataFrame) -> list[str]:
+    """The robust generalisation gap (train - test PGD-10) and Best - Last: the paper's two
+    signs of robust overfitting, on the adversarially trained runs."""
+    if "gap_last" not in frame:
+        return []
+    at = frame[(frame["method"] != "st") & frame["gap_last"].notna()]
+    if at.empty:
+        return []
+    top = at.loc[at["gap_last"].idxmax()]
+    plain = at[at["ads"] == "none"]
+    paired = at[at["ads"] != "none"].merge(
+        plain[["dataset", "model", "method", "gap_last"]],
+        on=["dataset", "model", "method"],
+        suffixes=("", "_plain"),
+    )
+    lines = [
+        f"Robust generalisation gap (train - test PGD-10 at the last epoch) of the {len(at)} "
+        f"adversarially trained runs: {at['gap_last'].min():.1f} to {at['gap_last'].max():.1f} "
+        f"points, largest for {setting_title(*top[KEY_COLUMNS])} ({top['train_pgd_last']:.1f} "
+        f"train vs {top['test_pgd_last']:.1f} test); test PGD-10 at the best and the last epoch "
+        f"differ by at most {(at['test_pgd_best'] - at['test_pgd_last']).abs().max():.1f} points."
+    ]
+    if len(paired):
+        wider = int((paired["gap_last"] > paired["gap_last_plain"]).sum())
+        lines.append(
+            f"AdS runs have a wider robust gap than the same setting without AdS in {wider} of "
+            f"{len(paired)} settings."
+        )
+    return lines
 
 
 def _from_zoo(paths: pd.Series) -> pd.Series:
@@ -485,6 +552,15 @@ def _sections(
             table=tables["md"].read_text(encoding="utf-8"),
         )
     ]
+    if "gap_md" in tables:
+        sections.append(
+            Section(
+                "Robust generalisation gap",
+                "The paper's other sign of robust overfitting: how far adversarial accuracy on "
+                "the training data runs ahead of the test set, at the best and the last epoch.",
+                table=tables["gap_md"].read_text(encoding="utf-8"),
+            )
+        )
     if "seeds_md" in tables:
         sections.append(
             Section(
@@ -520,6 +596,18 @@ def _sections(
     ):
         if stem in figure:
             sections.append(Section(title, sentence, [figure[stem]]))
+    verdict_md = [p for p in discrepancy if p.name == "verdicts.md"]
+    if verdict_md:
+        sections.append(
+            Section(
+                "Figures 3-4: verdicts in the plain and the relative form",
+                "Rates (%) on test inputs in the plain form d(f', f) and in the paper's relative "
+                "form d(f', f)/||f||, bold where the two disagree on raise or lower, and the "
+                "scale-free amplification (||Δ_out||/||Δ_in||) / (||f_out||/||f_in||), bold "
+                "where the component amplifies the attack more than the clean signal.",
+                table=verdict_md[0].read_text(encoding="utf-8"),
+            )
+        )
     steps = [p for s, p in figure.items() if s.startswith("steps_")]
     if steps:
         sections.append(
@@ -565,6 +653,7 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
         return [], pd.DataFrame()
     from ssmprobe.probe.discrepancy import load_rows, summarise
     from ssmprobe.probe.plots import plot_rates, plot_steps
+    from ssmprobe.probe.verdicts import to_markdown, verdicts
 
     frames = []
     for csv in csvs:  # each checkpoint where it lies now: a zoo cache names the run it came from
@@ -574,8 +663,11 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
     rows = pd.concat(frames, ignore_index=True)
     write_text(out / "discrepancy.csv", rows.to_csv(index=False))
     summary = pd.DataFrame(summarise(rows.to_dict("records")))
+    table = verdicts(summary)
+    write_text(out / "verdicts.csv", table.to_csv(index=False, float_format="%.6g"))
+    write_text(out / "verdicts.md", to_markdown(table))
     figures = plot_rates(summary, out) + plot_steps(csvs, out)
-    return [out / "discrepancy.csv", *figures], summary
+    return [out / "discrepancy.csv", out / "verdicts.csv", out / "verdicts.md", *figures], summary
 
 
 def _bounds_outputs(

@@ -14,6 +14,10 @@ row per run:
   among epochs that have learned, the earliest on a tie; `best_rule` says whether that pool or, when
   no epoch learned, all epochs were searched), NA without it; `run`: the run's path relative
   to the runs folder;
+- `train_pgd_best`, `test_pgd_best`, `gap_best` and the same for `last`: PGD-10 accuracy (%) on
+  the trainer's fixed train subset and on the test set at the best and the last epoch
+  (`metrics.jsonl`), and their difference, the robust generalisation gap (train - test, in
+  points; the paper's second sign of robust overfitting, beside Best - Last), NaN without it;
 - `masking`: the reasons to suspect gradient masking (`evaluation.sanity.masking_flags`), and
   `aa_checks`: the warnings of AutoAttack's own checks kept in the eval files (say, Square
   still lowering accuracy after the gradient attacks), each prefixed by its checkpoint; NA
@@ -76,11 +80,19 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILES = {"best": "eval_best.json", "last": "eval_last.json"}
 
 ACCURACY_COLUMNS = [f"{attack}_{stat}" for attack in ATTACKS for stat in STATS]
+GAP_COLUMNS = [f"{c}_{at}" for at in ("best", "last") for c in ("train_pgd", "test_pgd", "gap")]
+GAP_CAPTION = (
+    "Robust generalisation gap: PGD-10 accuracy (%) on the trainer's fixed train subset and on "
+    "the test set at the best and the last epoch (metrics.jsonl), Gap = train - test in points. "
+    "These are the trainer's per-epoch PGD-10 runs, whose random starts differ from the "
+    "evaluation's, so Test PGD-10 can differ from Tables 1-2's PGD-10 by a point or two."
+)
 KEY_COLUMNS = ["dataset", "model", "method", "ads"]
 COLUMNS = [
     *KEY_COLUMNS,
     "seed",
     *ACCURACY_COLUMNS,
+    *GAP_COLUMNS,
     "epochs",
     "best_epoch",
     "best_rule",
@@ -102,6 +114,15 @@ _HEADERS = {
     "run": "Run",
     "seeds": "Seeds",
     **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
+    **{
+        f"{c}_{at}": f"{name} {at.capitalize()}"
+        for at in ("best", "last")
+        for c, name in (
+            ("train_pgd", "Train PGD-10"),
+            ("test_pgd", "Test PGD-10"),
+            ("gap", "Robust gap"),
+        )
+    },
 }
 _DISPLAY = {
     "dataset": DATASET_NAMES,
@@ -350,6 +371,37 @@ def best_epoch(metrics: pd.DataFrame, n_classes: int) -> BestChoice | None:
     return select_best(metrics[needed].dropna().to_dict("records"), n_classes)
 
 
+def robust_gap(metrics: pd.DataFrame, best: int | None) -> dict[str, float]:
+    """PGD-10 accuracy (%) on train and test and their gap at the `best` epoch and the last
+    one (`GAP_COLUMNS`); an epoch or a column that is missing gives NaN."""
+    out = dict.fromkeys(GAP_COLUMNS, math.nan)
+    if not {"train_pgd_acc", "test_pgd_acc"} <= set(metrics) or metrics.empty:
+        return out
+    rows = {"last": metrics.iloc[-1]}
+    if best is not None and (metrics["epoch"] == best).any():
+        rows["best"] = metrics[metrics["epoch"] == best].iloc[-1]
+    for at, row in rows.items():
+        train, test = (round(100 * float(row[f"{s}_pgd_acc"]), 2) for s in ("train", "test"))
+        out |= {f"train_pgd_{at}": train, f"test_pgd_{at}": test}
+        out[f"gap_{at}"] = round(train - test, 2)
+    return out
+
+
+def gap_markdown(df: pd.DataFrame) -> str:
+    """The robust generalisation gap of the adversarially trained runs as a Markdown table."""
+    at = df[(df["method"] != "st") & df["gap_last"].notna()]
+    shown = ["dataset", "model", "method", "ads"] + (
+        ["seed"] if at.duplicated(KEY_COLUMNS).any() else []
+    )
+    cells = [
+        [*(display(c, row[c]) if c in _DISPLAY else _cell(row[c]) for c in shown)]
+        + [_number(row[c]) for c in GAP_COLUMNS]
+        for _, row in at.iterrows()
+    ]
+    headers = [_HEADERS[c] for c in (*shown, *GAP_COLUMNS)]
+    return _markdown_table(GAP_CAPTION, headers, cells, len(shown), [])
+
+
 def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run under `runs_dir`, with the columns of `COLUMNS` (module docstring)."""
     runs_dir = Path(runs_dir)
@@ -376,10 +428,13 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
             best = best_epoch(metrics, run.n_classes)
             if best is not None:
                 row["best_epoch"], row["best_rule"] = best.epoch, best.rule
+            row |= robust_gap(metrics, None if best is None else best.epoch)
         row["run"] = run.path.relative_to(runs_dir).as_posix()
         rows.append(row)
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    frame[ACCURACY_COLUMNS] = frame[ACCURACY_COLUMNS].astype(float)
+    frame[[*ACCURACY_COLUMNS, *GAP_COLUMNS]] = frame[[*ACCURACY_COLUMNS, *GAP_COLUMNS]].astype(
+        float
+    )
     for column in ("seed", "epochs", "best_epoch"):
         frame[column] = frame[column].astype("Int64")
     return frame
@@ -392,7 +447,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     has AdS), Seed (only when some setting was run with several seeds), then Best / Last / Diff
     under Clean, PGD-10 and AA, missing values as "–". The CSV has every column of the frame
     with the paper's names, empty cells for missing values, so it reads back as numbers.
-    Returns {"md": path, "csv": path, "tex": path}, and "seeds_md", "seeds_csv", "seeds_tex"
+    Returns {"md": path, "csv": path, "tex": path}, "gap_md" (table_gap.md, `gap_markdown`) when
+    some adversarially trained run has per-epoch metrics, and "seeds_md", "seeds_csv", "seeds_tex"
     (table_seeds.*) when some setting has several seeds (`seed_summary`).
     """
     missing = [c for c in (*KEY_COLUMNS, "seed", *ACCURACY_COLUMNS) if c not in df]
@@ -429,6 +485,9 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     write_text(paths["md"], _markdown(shown, cells, notes))
     write_text(paths["csv"], csv_frame.to_csv(index=False, float_format="%.2f"))
     write_text(paths["tex"], _latex([_HEADERS[c] for c in shown], cells, notes))
+    if "gap_last" in df and ((df["method"] != "st") & df["gap_last"].notna()).any():
+        paths["gap_md"] = out_dir / "table_gap.md"
+        write_text(paths["gap_md"], gap_markdown(df))
     summary = seed_summary(df)
     if not summary.empty:
         paths |= {f"seeds_{e}": out_dir / f"table_seeds.{e}" for e in ("md", "csv", "tex")}
