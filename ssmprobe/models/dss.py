@@ -44,7 +44,6 @@ from ssmprobe.models.base import (
     LTISSM,
     DiscreteSSM,
     as_complex,
-    fft_causal_conv,
     real_parameter,
     stable_eigenvalues,
     vandermonde_kernel,
@@ -121,6 +120,4 @@ class DSS(LTISSM):
         return vandermonde_kernel(lam * dt, as_complex(self.W), b_bar, length)
 
     def forward(self, u: Tensor) -> Tensor:
-        kernel = self.impulse_response(u.shape[1])  # (H, L)
-        y = fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2)
-        return y + self.D * u
+        return self.convolve(u) + self.D * u

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssmprobe.models.base import LTISSM, DiscreteSSM, fft_causal_conv
+from ssmprobe.models.base import LTISSM, DiscreteSSM
 
 
 class EMA(LTISSM):
@@ -87,9 +87,7 @@ class EMA(LTISSM):
         return torch.einsum("hn,hnl->hl", self.eta * alpha * self.beta, powers)
 
     def forward(self, u: Tensor) -> Tensor:
-        kernel = self.impulse_response(u.shape[1])
-        y = fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2)
-        return y + self.omega * u
+        return self.convolve(u) + self.omega * u
 
 
 class GatedAttention(nn.Module):

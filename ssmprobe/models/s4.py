@@ -41,7 +41,6 @@ from ssmprobe.models.base import (
     LTISSM,
     DiscreteSSM,
     as_complex,
-    fft_causal_conv,
     real_parameter,
     stable_eigenvalues,
 )
@@ -149,5 +148,4 @@ class S4(LTISSM):
         return torch.fft.ifft(k_hat, dim=-1).real
 
     def forward(self, u: Tensor) -> Tensor:
-        kernel = self.impulse_response(u.shape[1])
-        return fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2) + self.D * u
+        return self.convolve(u) + self.D * u

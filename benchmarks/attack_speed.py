@@ -1,0 +1,132 @@
+"""Attack speed on the bundled PGD-AT checkpoints, every speed-up on and off in one run.
+
+For each family's `FAMILY_pgd.pt` on the first N test digits: ms per forward + backward pass to
+the input at batch 100 (weights frozen, as in an attack; median of --repeat), and the wall time
+and accuracy of PGD-10 and of standard AutoAttack (`ssmprobe.evaluation.evaluate_checkpoint`'s
+attacks), each measured twice: with `SSMPROBE_NO_SPEEDUPS=1` (kernels recomputed every pass,
+one worker) and without (the defaults, `--workers` processes for AutoAttack). The accuracies
+of both must agree to the sample. Time it alone on the machine: a second job on the same cores
+slows both several-fold.
+
+    python benchmarks/attack_speed.py [--families dss,mamba] [--n 100] [--no-aa] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from ssmprobe.attacks import _attack_mode, evaluate_attack, parse_attack
+from ssmprobe.data import load_dataset, make_loader
+from ssmprobe.evaluation.shards import sharded_attack
+from ssmprobe.loading import load_model
+from ssmprobe.models.base import NO_SPEEDUPS
+from ssmprobe.vocab import FAMILIES
+
+
+@contextmanager
+def speedups(on: bool):
+    old = os.environ.get(NO_SPEEDUPS)
+    os.environ[NO_SPEEDUPS] = "0" if on else "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[NO_SPEEDUPS]
+        else:
+            os.environ[NO_SPEEDUPS] = old
+
+
+def pass_ms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeat: int) -> float:
+    """Best-of-repeat ms of one forward + backward to the input, weights frozen."""
+    times = []
+    with _attack_mode(model, True):
+        for _ in range(repeat + 1):  # the first pass warms caches and allocators up
+            x_in = x.detach().requires_grad_(True)
+            start = time.perf_counter()
+            torch.nn.functional.cross_entropy(model(x_in), y).backward()
+            times.append(time.perf_counter() - start)
+    return 1000 * min(times[1:])  # the least disturbed pass: medians drift with the VM
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return time.perf_counter() - start, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="AutoAttack processes when on")
+    parser.add_argument("--batch-size", type=int, default=50, help="AutoAttack's batch (shard)")
+    parser.add_argument("--no-aa", action="store_true", help="skip AutoAttack")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
+    rows = []
+    for family in args.families.split(","):
+        name = f"{family}_pgd.pt"
+        model, _ = load_model(name)
+        data = load_dataset("digits", "test").head(args.n)
+        x, y = data[:]
+        row: dict[str, Any] = {"family": family}
+        for on in (False, True):
+            tag = "on" if on else "off"
+            with speedups(on):
+                row[f"pass_{tag}"] = pass_ms(model, x[:100], y[:100], args.repeat)
+                pgd = parse_attack("pgd10", "digits")
+                loader = make_loader(data, 100)
+                row[f"pgd_s_{tag}"], res = timed(
+                    evaluate_attack, model, loader, pgd, progress=False
+                )
+                row[f"pgd_acc_{tag}"] = res["acc"]
+                if not args.no_aa:
+                    workers = args.workers if on else 1
+                    row[f"aa_s_{tag}"], result = timed(
+                        sharded_attack, name, "aa", args.n, args.batch_size, workers
+                    )
+                    row[f"aa_correct_{tag}"] = result.correct
+            print(family, tag, {k: v for k, v in row.items() if k.endswith(tag)}, flush=True)
+        rows.append(row)
+    print()
+    head = "| family | pass ms off | on | ratio | PGD-10 s off | on | ratio | PGD-10 acc off / on |"
+    if not args.no_aa:
+        head += " AA s off | on | ratio | AA acc off / on | same per sample |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in rows:
+        cells = [
+            r["family"],
+            f"{r['pass_off']:.1f}",
+            f"{r['pass_on']:.1f}",
+            f"{r['pass_off'] / r['pass_on']:.2f}x",
+            f"{r['pgd_s_off']:.2f}",
+            f"{r['pgd_s_on']:.2f}",
+            f"{r['pgd_s_off'] / r['pgd_s_on']:.2f}x",
+            f"{100 * r['pgd_acc_off']:.2f} / {100 * r['pgd_acc_on']:.2f}",
+        ]
+        if not args.no_aa:
+            off, on = r["aa_correct_off"], r["aa_correct_on"]
+            cells += [
+                f"{r['aa_s_off']:.1f}",
+                f"{r['aa_s_on']:.1f}",
+                f"{r['aa_s_off'] / r['aa_s_on']:.2f}x",
+                f"{100 * sum(off) / len(off):.2f} / {100 * sum(on) / len(on):.2f}",
+                "yes" if off == on else "NO",
+            ]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
