@@ -1,12 +1,14 @@
 """Attack speed on the bundled PGD-AT checkpoints, every speed-up on and off in one run.
 
 For each family's `FAMILY_pgd.pt` on the first N test digits: ms per forward + backward pass to
-the input at batch 100 (weights frozen, as in an attack; median of --repeat), and the wall time
-and accuracy of PGD-10 and of standard AutoAttack (`ssmprobe.evaluation.evaluate_checkpoint`'s
-attacks), each measured twice: with `SSMPROBE_NO_SPEEDUPS=1` (kernels recomputed every pass,
-one worker) and without (the defaults, `--workers` processes for AutoAttack). The accuracies
-of both must agree to the sample. Time it alone on the machine: a second job on the same cores
-slows both several-fold.
+the input at batch 100 (weights frozen, as in an attack; the least disturbed of --repeat), and
+the wall time and accuracy of PGD-10 and of standard AutoAttack, each measured twice: with
+`SSMPROBE_NO_SPEEDUPS=1` (kernels recomputed every pass; AutoAttack in one process with
+`ssmprobe eval`'s batch) and without (the defaults; AutoAttack's batches of `--batch-size` over
+`--workers` processes). Per-sample results agree where both use one batch size (sharding never
+changes them, `tests/test_attack_speed.py`); across batch sizes AutoAttack's random starts
+differ, so the table says whether they still agree. Time it alone on the machine: a second
+job on the same cores slows both several-fold.
 
     python benchmarks/attack_speed.py [--families dss,mamba] [--n 100] [--no-aa] [--workers 2]
 """
@@ -14,10 +16,8 @@ slows both several-fold.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,21 +26,8 @@ from ssmprobe.attacks import _attack_mode, evaluate_attack, parse_attack
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.shards import sharded_attack
 from ssmprobe.loading import load_model
-from ssmprobe.models.base import NO_SPEEDUPS
+from ssmprobe.models.base import speedups
 from ssmprobe.vocab import FAMILIES
-
-
-@contextmanager
-def speedups(on: bool):
-    old = os.environ.get(NO_SPEEDUPS)
-    os.environ[NO_SPEEDUPS] = "0" if on else "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[NO_SPEEDUPS]
-        else:
-            os.environ[NO_SPEEDUPS] = old
 
 
 def pass_ms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeat: int) -> float:
@@ -69,7 +56,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="AutoAttack processes when on")
-    parser.add_argument("--batch-size", type=int, default=50, help="AutoAttack's batch (shard)")
+    parser.add_argument("--batch-size", type=int, default=50, help="AutoAttack's batch when on")
+    parser.add_argument(
+        "--off-batch-size",
+        type=int,
+        default=256,
+        help="AutoAttack's batch when off (default: `ssmprobe eval`'s, one batch for n <= 256)",
+    )
     parser.add_argument("--no-aa", action="store_true", help="skip AutoAttack")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
@@ -92,8 +85,9 @@ def main() -> None:
                 row[f"pgd_acc_{tag}"] = res["acc"]
                 if not args.no_aa:
                     workers = args.workers if on else 1
+                    batch = args.batch_size if on else args.off_batch_size
                     row[f"aa_s_{tag}"], result = timed(
-                        sharded_attack, name, "aa", args.n, args.batch_size, workers
+                        sharded_attack, name, "aa", args.n, batch, workers
                     )
                     row[f"aa_correct_{tag}"] = result.correct
             print(family, tag, {k: v for k, v in row.items() if k.endswith(tag)}, flush=True)

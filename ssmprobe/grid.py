@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssmprobe.checkpoint import resolve_checkpoint
+from ssmprobe.evaluation.shards import ShardResult, attack_shard, merge, shard_batches
 from ssmprobe.report.tables import METRICS_FILE, read_eval_record, read_metrics
 from ssmprobe.vocab import ADS_ACTIVATIONS, FAMILIES, METHODS
 
@@ -270,6 +272,49 @@ def launch(
     if failed:
         raise GridError(f"{len(failed)} of {len(specs)} run(s) failed: " + "; ".join(failed))
     return done
+
+
+def launch_shards(
+    ckpt: str | Path,
+    spec: str,
+    n: int,
+    batch_size: int,
+    seed: int = 0,
+    eps: float | None = None,
+    data_dir: str | Path | None = None,
+    shards: int = 2,
+    options: LaunchOptions = LaunchOptions(),
+) -> ShardResult:
+    """AutoAttack on the first `n` test samples of `ckpt` as `shards` submitit jobs (this
+    machine or SLURM, `options`), each attacking every shards-th batch; merged in order, the
+    result equals the unsharded one sample for sample (`evaluation.shards`)."""
+    import submitit
+
+    if options.launcher not in ("local", "slurm"):
+        raise ValueError(f"launcher must be local or slurm, got {options.launcher!r}")
+    shards = min(shards, -(-n // batch_size))
+    executor = submitit.AutoExecutor(folder=options.logs, cluster=options.launcher)
+    params: dict[str, Any] = {"timeout_min": options.timeout_min, "cpus_per_task": options.cpus}
+    if options.launcher == "slurm" and options.partition:
+        params["slurm_partition"] = options.partition
+    executor.update_parameters(**params)
+    ckpt = str(resolve_checkpoint(ckpt))  # a job on another machine needs the file's path
+    jobs = [
+        executor.submit(
+            attack_shard,
+            ckpt,
+            spec,
+            n,
+            batch_size,
+            shard_batches(n, batch_size, shards, i),
+            seed,
+            eps,
+            data_dir,
+            options.cpus,
+        )
+        for i in range(shards)
+    ]
+    return merge([job.result() for job in jobs])
 
 
 class GridError(RuntimeError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from ssmprobe.models.base import (
     NO_SPEEDUPS,
     fft_causal_conv,
     kernel_spectrum,
+    speedups,
     time_conv,
     toeplitz,
 )
@@ -109,17 +112,14 @@ def test_training_never_uses_a_kept_kernel(family: str) -> None:
 
 @pytest.mark.parametrize("family", KERNEL_FAMILIES)
 @pytest.mark.parametrize("length", [16, DIRECT_MAX_LENGTH + 8])
-def test_the_fast_paths_compute_what_the_plain_ones_do(
-    family: str, length: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_fast_paths_compute_what_the_plain_ones_do(family: str, length: int) -> None:
     """Toeplitz products (short L), FFTs along time with a kept spectrum (long L), S5's direct
     form: the same outputs and input gradients as the per-pass FFT / scan, to float32 rounding."""
     model = tiny(family)
     x = torch.rand(3, length, 1)
     outputs, grads = [], []
-    for off in ("1", "0"):
-        monkeypatch.setenv(NO_SPEEDUPS, off)
-        with _attack_mode(model, True):
+    for on in (False, True):
+        with speedups(on), _attack_mode(model, True):
             x_in = x.clone().requires_grad_(True)
             out = model(x_in)
             out.square().sum().backward()
@@ -149,12 +149,21 @@ def test_the_frozen_spectrum_convolution_has_the_right_gradient() -> None:
     assert torch.autograd.gradcheck(time_conv, (u, trainable))
 
 
-def test_speedups_off_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(NO_SPEEDUPS, "1")
+def test_speedups_off_keeps_nothing() -> None:
     model = tiny("dss")
-    with torch.no_grad():
+    with speedups(False), torch.no_grad():
         model(torch.rand(1, 16, 1))
     assert not kept(ssm_layers(model)[0])
+
+
+def test_the_environment_switches_speedups_off_for_a_new_process() -> None:
+    import subprocess
+    import sys
+
+    code = "from ssmprobe.models.base import speedups_enabled as on; print(on())"
+    env = {**os.environ, NO_SPEEDUPS: "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "False"
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +200,24 @@ def test_sharded_autoattack_equals_unsharded_sample_for_sample(
 def test_only_autoattack_is_sharded(tiny_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="only AutoAttack"):
         attack_shard(tiny_checkpoint, "pgd10", 4, 4, [0])
+
+
+def test_eval_workers_and_shards_give_the_unsharded_record(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from ssmprobe.cli import main
+    from ssmprobe.evaluation.evaluate import evaluate_checkpoint
+
+    args = {"n": 12, "batch_size": 4, "progress": False}
+    plain = evaluate_checkpoint(tiny_checkpoint, ["aa-fast"], out=tmp_path / "a.json", **args)
+    two = evaluate_checkpoint(
+        tiny_checkpoint, ["aa-fast"], out=tmp_path / "b.json", workers=2, **args
+    )
+    assert two["results"] == plain["results"] and len(two["per_sample"]["aa-fast"]) == 12
+    out = tmp_path / "c.json"
+    cli = ["eval", "--ckpt", str(tiny_checkpoint), "--attack", "aa-fast", "--n", "12"]
+    cli += ["--batch-size", "4", "--shards", "3", "--out", str(out), "--quiet"]
+    assert main(cli) == 0
+    record = json.loads(out.read_text())
+    assert record["results"] == plain["results"]
+    assert record["per_sample"] == two["per_sample"]

@@ -213,6 +213,8 @@ def test_memory_does_not_grow_with_n() -> None:
     model = tiny("dss")
     attack = AttackConfig("fgsm", 0.1)
     peaks, sizes = [], []
+    # A first run keeps the kernel (the layer's frozen operator), which the measured runs reuse.
+    collect(model, iter(digits_batches(7, 7)), attack, progress=False)
     for n in (14, 140):
         batches = digits_batches(n, 7)
         tracemalloc.start()
@@ -221,7 +223,9 @@ def test_memory_does_not_grow_with_n() -> None:
         tracemalloc.stop()
         sizes.append((len(stats.sums), {k: v.shape for k, v in stats.steps.items()}))
     assert sizes[0] == sizes[1]  # running sums only: the same state for 14 and 140 samples
-    assert abs(peaks[1] - peaks[0]) < 0.1 * peaks[0]
+    # The interpreter's free lists (up to 2000 tuples and 100 floats per size, freed but still
+    # traced) add a few kB whatever N is; anything kept per sample would add far more.
+    assert abs(peaks[1] - peaks[0]) < max(0.1 * peaks[0], 8192)
 
 
 def test_summary_averages_layer_rates() -> None:

@@ -8,8 +8,16 @@ from ssmprobe.cli import options as opt
 
 
 def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from ssmprobe.evaluation.evaluate import evaluate_checkpoint, format_results
 
+    runner = None
+    if args.shards:
+        from ssmprobe.grid import LaunchOptions, launch_shards
+
+        options = LaunchOptions(launcher=args.launcher, partition=args.partition)
+        runner = partial(launch_shards, shards=args.shards, options=options)
     results = evaluate_checkpoint(
         args.ckpt,
         opt.comma_list(args.attack),
@@ -21,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         reference=opt.reference(args),
         out=args.out,
+        workers=args.processes,
+        shard_runner=runner,
     )
     print(format_results(results))
     if args.out:
@@ -41,6 +51,27 @@ def add(sub: opt.Subparsers) -> None:
     opt.add(p, "n", default=1000)
     opt.add(p, "eps")
     opt.add(p, "batch_size", default=256)
+    p.add_argument(
+        "--processes",
+        type=opt.POSITIVE,
+        default=1,
+        help="AutoAttack's batches (--batch-size samples each, all with the same seed) over this "
+        "many processes on this machine, one thread each; the result equals --processes 1's "
+        "sample for sample (default: 1)",
+    )
+    p.add_argument(
+        "--shards",
+        type=opt.POSITIVE,
+        help="AutoAttack's batches as this many jobs of the grid's submitit launcher "
+        "(--launcher), merged into one eval file; sample for sample the unsharded result",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="where --shards run: processes on this machine or SLURM jobs (default: local)",
+    )
+    p.add_argument("--partition", help="SLURM partition for --shards")
     opt.out(p, "json")
     opt.data_and_device(p)
     opt.reference_source(p)

@@ -8,7 +8,8 @@ beside the checkpoint in the run-directory format that `report.tables.collect_ru
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,14 @@ from ssmprobe.attacks import AutoAttackWarning, checkpoint_attack, evaluate_atta
 from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.sanity import masking_flags
+from ssmprobe.evaluation.shards import SHARDABLE, ShardResult, sharded_attack
 from ssmprobe.interop.reference import Reference
 from ssmprobe.io import check_output_file, write_json
 from ssmprobe.loading import load_model
+
+# Runs AutoAttack's batches somewhere and merges them: (checkpoint, attack, n=, batch_size=,
+# seed=, eps=, data_dir=) -> ShardResult (`shards.sharded_attack`, `grid.launch_shards`).
+ShardRunner = Callable[..., ShardResult]
 
 
 @torch.no_grad()
@@ -54,6 +60,8 @@ def evaluate_checkpoint(
     seed: int = 0,
     reference: Reference | None = None,
     out: str | Path | None = None,
+    workers: int = 1,
+    shard_runner: ShardRunner | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...), saved to
     `out` (default eval_<checkpoint>.json next to it; for a bundled checkpoint, in the working
@@ -65,9 +73,20 @@ def evaluate_checkpoint(
     "autoattack_checks": [AutoAttack's own check warnings, e.g. Square still succeeding after
     the gradient attacks, which its AA accuracy already counts]}.
     With `reference`, `path` is a state dict of the paper's reference code (`Reference`).
+
+    With `workers` > 1, AutoAttack's batches of `batch_size` run in that many processes
+    (`evaluation.shards`); `shard_runner` runs them elsewhere instead (the grid's submitit
+    launcher). Either way the result equals the unsharded one sample for sample, and the
+    record keeps AutoAttack's per-sample results under "per_sample" (1: still correct).
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    if workers < 1:
+        raise ValueError(f"workers must be positive, got {workers}")
+    sharded = workers > 1 or shard_runner is not None
+    if sharded and reference is not None:
+        raise ValueError("sharded AutoAttack loads the checkpoint in each worker: `ssmprobe "
+                         "import` the reference file first")  # fmt: skip
     path = Path(path)
     out = check_output_file(out or default_eval_path(path), inputs=[path])
     model, meta = load_model(path, device, reference)
@@ -82,7 +101,19 @@ def evaluate_checkpoint(
     results = {"clean": evaluate(model, loader)[1]}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AutoAttackWarning)
+        per_sample = {}
         for config in configs:
+            if sharded and config.name in SHARDABLE:
+                runner = shard_runner or partial(sharded_attack, workers=workers)
+                shards = runner(
+                    path, config.label, n=len(test), batch_size=batch_size, seed=seed,
+                    eps=config.eps, data_dir=data_dir,
+                )  # fmt: skip
+                for check in shards.checks:  # as the unsharded run's warnings would be
+                    warnings.warn(check, AutoAttackWarning, stacklevel=2)
+                per_sample[config.label] = [int(c) for c in shards.correct]
+                results[config.label] = shards.accuracy
+                continue
             results[config.label] = evaluate_attack(
                 model, loader, config, progress=progress, seed=seed
             )["acc"]
@@ -102,6 +133,8 @@ def evaluate_checkpoint(
         "masking": masking_flags(results),
         "autoattack_checks": checks,
     }
+    if per_sample:
+        record["per_sample"] = per_sample
     write_json(out, record)
     return record
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,13 +27,26 @@ from torch import Tensor, nn
 
 from ssmprobe.vocab import ComponentKind
 
-# Set to 1 to switch off every speed-up that could change how a result is computed (kernels
-# kept while the weights are frozen, ...): benchmarks/attack_speed.py times both in one run.
+# Set to 1 to switch off every speed-up that changes how a result is computed (operators kept
+# while the weights are frozen, Toeplitz products, ...); read once at import, `speedups(on)`
+# switches them inside a process (benchmarks/attack_speed.py times both in one run).
 NO_SPEEDUPS = "SSMPROBE_NO_SPEEDUPS"
+_speedups = {"on": os.environ.get(NO_SPEEDUPS, "") in ("", "0")}
 
 
 def speedups_enabled() -> bool:
-    return os.environ.get(NO_SPEEDUPS, "") in ("", "0")
+    return _speedups["on"]
+
+
+@contextmanager
+def speedups(on: bool) -> Iterator[None]:
+    """Speed-ups on or off inside the block (and in what it calls), as before it afterwards."""
+    before = _speedups["on"]
+    _speedups["on"] = on
+    try:
+        yield
+    finally:
+        _speedups["on"] = before
 
 
 def frozen_memo(module: nn.Module, key: Hashable, compute: Callable[[], Tensor]) -> Tensor:
@@ -48,13 +62,20 @@ def frozen_memo(module: nn.Module, key: Hashable, compute: Callable[[], Tensor])
     frozen = not torch.is_grad_enabled() or not any(p.requires_grad for p in params)
     if not (frozen and speedups_enabled()):
         return compute()
-    state = tuple((p.data_ptr(), p._version) for p in params)
     memo = module.__dict__.setdefault("_frozen_memo", {})  # not a buffer: never saved
     kept = memo.get(key)
-    if kept is not None and kept[0] == state:
+    # Compared in place: a tuple of states per pass would pile up in Python's free lists.
+    if (
+        kept is not None
+        and len(kept[0]) == len(params)
+        and all(
+            p.data_ptr() == ptr and p._version == v
+            for p, (ptr, v) in zip(params, kept[0], strict=True)
+        )
+    ):
         return kept[1]
     value = compute()
-    memo[key] = (state, value)
+    memo[key] = (tuple((p.data_ptr(), p._version) for p in params), value)
     return value
 
 
