@@ -193,6 +193,8 @@ def test_sharded_autoattack_equals_unsharded_sample_for_sample(
     assert merged.correct == whole.correct
     with pytest.raises(ValueError, match=r"batches \[1\] are missing"):
         _ = merge([load_shard(files[0])[0], load_shard(files[2])[0]]).correct
+    with pytest.raises(ValueError, match=r"batches \[2\] are missing"):  # the last one too
+        _ = merge([load_shard(files[0])[0], load_shard(files[1])[0]]).correct
     with pytest.raises(ValueError, match="come from two shards"):
         merge([load_shard(files[0])[0], load_shard(files[0])[0]])
 

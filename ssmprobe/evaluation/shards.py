@@ -35,16 +35,17 @@ SHARDABLE = ("aa", "aa-fast")
 
 @dataclass
 class ShardResult:
-    """Per-sample correctness of some batches (`batches[b]`: that batch's samples, in order)
-    and AutoAttack's own check warnings."""
+    """Per-sample correctness of some of a run's `total` batches (`batches[b]`: that batch's
+    samples, in order) and AutoAttack's own check warnings."""
 
     batches: dict[int, list[bool]]
+    total: int
     checks: list[str] = field(default_factory=list)
 
     @property
     def correct(self) -> list[bool]:
         """Every sample's result in order; refuses a gap (a shard missing from a merge)."""
-        missing = sorted(set(range(len(self.batches))) - set(self.batches))
+        missing = sorted(set(range(self.total)) - set(self.batches))
         if missing:
             raise ValueError(f"batches {missing} are missing: merge every shard")
         return [c for b in sorted(self.batches) for c in self.batches[b]]
@@ -90,11 +91,14 @@ def attack_shard(
             with torch.no_grad():
                 results[b] = (model(x_adv).argmax(-1) == y).tolist()
     checks = [str(w.message) for w in caught if issubclass(w.category, AutoAttackWarning)]
-    return ShardResult(results, list(dict.fromkeys(checks)))
+    return ShardResult(results, math.ceil(len(data) / batch_size), list(dict.fromkeys(checks)))
 
 
 def merge(parts: Sequence[ShardResult]) -> ShardResult:
     """One result from the shards' (each batch once)."""
+    totals = {part.total for part in parts}
+    if len(totals) != 1:
+        raise ValueError(f"the shards come from runs of different sizes ({sorted(totals)} batches)")
     batches: dict[int, list[bool]] = {}
     for part in parts:
         twice = set(batches) & set(part.batches)
@@ -102,7 +106,7 @@ def merge(parts: Sequence[ShardResult]) -> ShardResult:
             raise ValueError(f"batches {sorted(twice)} come from two shards")
         batches |= part.batches
     checks = list(dict.fromkeys(c for part in parts for c in part.checks))
-    return ShardResult(dict(sorted(batches.items())), checks)
+    return ShardResult(dict(sorted(batches.items())), totals.pop(), checks)
 
 
 def sharded_attack(
@@ -147,7 +151,7 @@ def save_shard(path: str | Path, result: ShardResult, meta: dict[str, Any]) -> N
     """A shard's per-sample results and what produced them (checkpoint, attack, n, batch size,
     seed), for `load_shard` and `merge` on another machine."""
     write_json(path, {**meta, "batches": {str(b): c for b, c in result.batches.items()},
-                      "checks": result.checks})  # fmt: skip
+                      "total": result.total, "checks": result.checks})  # fmt: skip
 
 
 def load_shard(path: str | Path) -> tuple[ShardResult, dict[str, Any]]:
@@ -155,8 +159,9 @@ def load_shard(path: str | Path) -> tuple[ShardResult, dict[str, Any]]:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         batches = {int(b): [bool(c) for c in cs] for b, cs in record.pop("batches").items()}
         checks = list(record.pop("checks"))
+        total = int(record.pop("total"))
     except OSError as err:
         raise ValueError(f"cannot read shard file {path}: {err.strerror}") from None
     except (KeyError, AttributeError, TypeError, ValueError):  # JSONDecodeError is a ValueError
         raise ValueError(f"{path} is not a shard file of `ssmprobe eval --shard`") from None
-    return ShardResult(batches, checks), record
+    return ShardResult(batches, total, checks), record
