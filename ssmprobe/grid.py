@@ -226,7 +226,7 @@ def launch(
     """Submits every pending run of `grid` as one job and waits for them; returns the run
     paths. Finished runs are skipped without a job. A job that fails does not stop the others:
     when all have ended, `GridError` names each failed run and its log."""
-    import submitit
+    import submitit  # noqa: F401  (fails at once without the [grid] extra, work or not)
 
     runs = Path(runs)
     todo = pending(grid, runs, n_eval, attacks)
@@ -234,18 +234,8 @@ def launch(
     log(f"{len(todo)} run(s) to do, {skipped} finished and skipped")
     if not todo:
         return []
-    if options.launcher not in ("local", "slurm"):
-        raise ValueError(f"launcher must be local or slurm, got {options.launcher!r}")
-    executor = submitit.AutoExecutor(folder=options.logs, cluster=options.launcher)
-    params: dict[str, Any] = {
-        "timeout_min": options.timeout_min,
-        "cpus_per_task": options.cpus,
-        "gpus_per_node": options.gpus,
-        "tasks_per_node": 1,  # torchrun starts the per-GPU processes inside the job
-    }
-    if options.launcher == "slurm" and options.partition:
-        params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
+    # torchrun starts the per-GPU processes inside the job
+    executor = _executor(options, gpus_per_node=options.gpus, tasks_per_node=1)
     specs = [JobSpec(r, str(runs), n_eval, attacks, options.gpus) for r in todo]
     # A cluster queues every job at once; this machine keeps `parallel` running, starting
     # the next as soon as one ends (a cheap run does not wait for an expensive neighbour).
@@ -274,6 +264,21 @@ def launch(
     return done
 
 
+def _executor(options: LaunchOptions, **params: Any) -> Any:
+    """A submitit executor for `options` (local or SLURM), with the job time, CPUs and
+    partition they give and any further `params`."""
+    import submitit
+
+    if options.launcher not in ("local", "slurm"):
+        raise ValueError(f"launcher must be local or slurm, got {options.launcher!r}")
+    executor = submitit.AutoExecutor(folder=options.logs, cluster=options.launcher)
+    params |= {"timeout_min": options.timeout_min, "cpus_per_task": options.cpus}
+    if options.launcher == "slurm" and options.partition:
+        params["slurm_partition"] = options.partition
+    executor.update_parameters(**params)
+    return executor
+
+
 def launch_shards(
     ckpt: str | Path,
     spec: str,
@@ -288,16 +293,8 @@ def launch_shards(
     """AutoAttack on the first `n` test samples of `ckpt` as `shards` submitit jobs (this
     machine or SLURM, `options`), each attacking every shards-th batch; merged in order, the
     result equals the unsharded one sample for sample (`evaluation.shards`)."""
-    import submitit
-
-    if options.launcher not in ("local", "slurm"):
-        raise ValueError(f"launcher must be local or slurm, got {options.launcher!r}")
+    executor = _executor(options)
     shards = min(shards, -(-n // batch_size))
-    executor = submitit.AutoExecutor(folder=options.logs, cluster=options.launcher)
-    params: dict[str, Any] = {"timeout_min": options.timeout_min, "cpus_per_task": options.cpus}
-    if options.launcher == "slurm" and options.partition:
-        params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
     ckpt = str(resolve_checkpoint(ckpt))  # a job on another machine needs the file's path
     jobs = [
         executor.submit(
