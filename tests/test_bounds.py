@@ -142,6 +142,18 @@ def test_spectral_norm_sq_matches_dense_eigenvalue() -> None:
         np.testing.assert_allclose(spectral_norm_sq(h).numpy(), ref, rtol=1e-6)
 
 
+def test_the_buffered_normal_operator_is_the_two_convolutions_to_the_bit() -> None:
+    from ssmprobe.bounds.theorem import _apply_h, _apply_ht, _NormalOperator
+
+    g = torch.Generator().manual_seed(3)
+    h, v = torch.randn(2, 7, 40, generator=g, dtype=torch.float64)
+    h_hat = torch.fft.rfft(h, n=80)
+    normal = _NormalOperator(7, 40, torch.float64)
+    for rows in (7, 4):  # fewer rows reuse the front of the buffers, as converged ones leave
+        want = _apply_ht(h_hat[:rows], _apply_h(h_hat[:rows], v[:rows], 40), 40)
+        assert torch.equal(normal(h_hat[:rows], v[:rows]), want)
+
+
 def test_spectral_norm_sq_degenerate_kernels() -> None:
     assert spectral_norm_sq(torch.zeros(3, 5, dtype=F64)).tolist() == [0.0, 0.0, 0.0]
     delta = torch.tensor([[2.0, 0.0, 0.0, 0.0], [-3.0, 0.0, 0.0, 0.0]], dtype=F64)  # H = aI

@@ -96,6 +96,25 @@ def test_a_second_run_rewrites_nothing(built: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_two_worker_processes_draw_the_same_figures_and_pdf_adds_vector_copies(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Figures drawn by spawned workers equal those drawn in this process byte for byte; the
+    worker count is not part of the fingerprint; `formats` with .pdf adds a PDF per PNG."""
+    runs, out = built
+    theirs = tmp_path / "workers"
+    build_report(runs, theirs, replace(OPTIONS, workers=2, formats=(".png", ".pdf")), log=print)
+    mine = {k: v[1] for k, v in files(out).items() if k != ".report_state.json"}
+    pngs = {k for k in mine if k.endswith(".png")}
+    assert len(pngs) > 10 and not any(k.endswith(".pdf") for k in mine)
+    drawn = {k: v[1] for k, v in files(theirs).items()}
+    assert {k: drawn[k] for k in pngs} == {k: mine[k] for k in pngs}
+    assert {k for k in drawn if k.endswith(".pdf")} == {k[:-4] + ".pdf" for k in pngs}
+    again = build_report(runs, out, replace(OPTIONS, workers=2), log=print)
+    assert again.up_to_date
+
+
+@pytest.mark.slow
 def test_self_contained_embeds_the_images_and_rewrites_only_the_page(
     built: tuple[Path, Path],
 ) -> None:
@@ -384,6 +403,7 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
 
     from ssmprobe.checkpoint import bundled_dir
     from ssmprobe.report.build import _discrepancy_outputs, compute_findings
+    from ssmprobe.report.workers import figure_pool
 
     csvs = []
     for name, run in (("s4_pgd", "zoo/s4_pgd"), ("s5_pgd", "s5_digits_pgd")):
@@ -392,7 +412,8 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
             source = bundled_dir() / "cache" / name / f"discrepancy{suffix}"
             shutil.copy(source, tmp_path / run / f"discrepancy{suffix}")
         csvs.append(tmp_path / run / "discrepancy.csv")
-    _, summary = _discrepancy_outputs(csvs, tmp_path / "out")
+    with figure_pool(1) as pool:
+        _, summary = _discrepancy_outputs(csvs, tmp_path / "out", pool, (".png",))
     assert set(summary["checkpoint"]) == {
         str(tmp_path / "zoo/s4_pgd/best.pt"), str(tmp_path / "s5_digits_pgd/best.pt"),
     }  # fmt: skip

@@ -218,10 +218,42 @@ def test_a_saved_lti_check_draws_the_same_figures(tmp_path: Path) -> None:
     for a, b in zip(fresh, again, strict=True):
         if a.suffix == ".png":
             assert a.read_bytes() == b.read_bytes(), a.name
+    # The bounds against L, computed once and kept with the check, draw the same figure.
+    assert loaded.lengths is None and loaded.add_lengths() and not loaded.add_lengths()
+    loaded.save(tmp_path / "bounds.csv")
+    kept = load_check(tmp_path / "bounds.csv", ckpt)
+    assert kept is not None and kept.lengths == loaded.lengths
+    assert set(kept.lengths) == {"layers.0.ssm", "layers.1.ssm"}
+    redrawn = {p.name: p for p in kept.figures(tmp_path / "kept")}
+    assert (
+        redrawn["bounds_vs_L_dss.png"].read_bytes()
+        == (tmp_path / "fresh" / "bounds_vs_L_dss.png").read_bytes()
+    )
     payload = json.loads((tmp_path / "bounds.json").read_text())
     payload["meta"].pop("law")  # a cache from before the law was saved
     (tmp_path / "bounds.json").write_text(json.dumps(payload))
     assert load_check(tmp_path / "bounds.csv", ckpt) is None
+
+
+def test_the_zoos_checks_ship_their_bounds_against_L() -> None:
+    """The report draws the zoo's bounds-against-L figures from the shipped caches; they hold
+    what `length_medians` computes from the checkpoint (S4 here; S5's take 30 s)."""
+    from ssmprobe.bounds.check import load_check
+    from ssmprobe.bounds.figures import length_medians
+
+    for name in ("s4_pgd", "dss_pgd", "s5_pgd", "mega_pgd"):
+        check = load_check(
+            bundled_dir() / "cache" / name / "bounds.csv", bundled_dir() / f"{name}.pt"
+        )
+        assert check is not None and check.lengths is not None, name
+    check = load_check(
+        bundled_dir() / "cache" / "s4_pgd" / "bounds.csv", bundled_dir() / "s4_pgd.pt"
+    )
+    fresh = length_medians(check.model, check.law)  # one thread here: equal to round-off
+    assert fresh.keys() == check.lengths.keys()
+    for layer, series in fresh.items():
+        for key, values in series.items():
+            assert values == pytest.approx(check.lengths[layer][key], rel=1e-9, abs=1e-300)
 
 
 def test_the_bounds_benchmark_runs(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from ssmprobe.bounds.selective import DeltaStats, load_deltas, save_deltas
 from ssmprobe.checkpoint import bundled_dir
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.interop.reference import Reference
-from ssmprobe.io import atomic_file, write_json
+from ssmprobe.io import FIGURE_FORMATS, atomic_file, write_json
 from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
 
@@ -53,6 +54,8 @@ class BoundsCheck:
     law: PerturbationLaw | None = None  # None for the adversarial perturbation
     deltas: dict[str, DeltaStats] = field(default_factory=dict)  # Mamba only
     file: dict[str, str] | None = None  # the checkpoint's path and SHA-256
+    # `figures.length_medians`: the bounds against L, kept once computed (LTI under a law)
+    lengths: dict[str, dict[str, list[float]]] | None = None
 
     @property
     def summary(self) -> list[dict[str, Any]]:
@@ -68,6 +71,8 @@ class BoundsCheck:
         meta = {"model": self.name, "source": self.source, "file": self.file, "L": self.L}
         meta |= {"perturbation": self.perturbation, "law": asdict(self.law) if self.law else None}
         payload: dict[str, Any] = {"meta": meta, "summary": self.summary, "rows": self.rows}
+        if self.lengths is not None:
+            payload["vs_L"] = self.lengths
         written = [out, out.with_suffix(".json")]
         if self.deltas:
             payload["delta"] = {name: d.summary() for name, d in self.deltas.items()}
@@ -117,17 +122,37 @@ class BoundsCheck:
             )
         return "\n".join(lines)
 
-    def figures(self, out_dir: str | Path, name: str | None = None) -> list[Path]:
+    def add_lengths(self) -> bool:
+        """Computes `lengths` if the figures draw them (an LTI model under a law) and they are
+        missing; True if it did."""
+        from ssmprobe.bounds.figures import length_medians
+
+        if self.law is None or self.deltas or self.lengths is not None:
+            return False
+        self.lengths = length_medians(self.model, self.law)
+        return True
+
+    def figures(
+        self,
+        out_dir: str | Path,
+        name: str | None = None,
+        formats: Sequence[str] = FIGURE_FORMATS,
+    ) -> list[Path]:
         """Mamba: the bounds across channels and the Δ figure; an LTI model under an i.i.d.
         law: the bounds across channels, against L and the eigenvalues; else none (the
-        length sweep needs a law). `name` (default the family) goes into the file names."""
+        length sweep needs a law). `name` (default the family) goes into the file names;
+        one file per suffix in `formats`."""
         from ssmprobe.bounds.figures import write_bounds_figures, write_mamba_figures
 
         name = name or self.name
         if self.deltas:
-            return write_mamba_figures(name, self.rows, self.deltas, self.perturbation, out_dir)
+            return write_mamba_figures(
+                name, self.rows, self.deltas, self.perturbation, out_dir, formats
+            )
         if self.law is not None:
-            return write_bounds_figures(self.model, name, self.rows, self.law, out_dir)
+            return write_bounds_figures(
+                self.model, name, self.rows, self.law, out_dir, formats, self.lengths
+            )
         return []
 
 
@@ -155,7 +180,7 @@ def load_check(cache: str | Path, ckpt: str | Path) -> BoundsCheck | None:
     law = PerturbationLaw(**meta["law"]) if meta.get("law") else None
     return BoundsCheck(
         model, meta["model"], meta["source"], meta["L"], meta["perturbation"],
-        payload["rows"], law, deltas,
+        payload["rows"], law, deltas, meta.get("file"), payload.get("vs_L"),
     )  # fmt: skip
 
 

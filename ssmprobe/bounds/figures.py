@@ -31,7 +31,7 @@ from torch import nn
 
 from ssmprobe.bounds.lti import PerturbationLaw, model_rows
 from ssmprobe.bounds.selective import DeltaStats, naive_zoh_error
-from ssmprobe.io import save_figure
+from ssmprobe.io import FIGURE_FORMATS, save_figure
 
 LENGTHS = (16, 32, 64, 128, 256, 512, 1024)
 _SERIES = {  # key: (label, line style, colour), the same in every figure
@@ -74,21 +74,33 @@ def make_bounds_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     return fig
 
 
-def make_length_figure(model: nn.Module, law: PerturbationLaw, title: str) -> Figure:
+def length_medians(model: nn.Module, law: PerturbationLaw) -> dict[str, dict[str, list[float]]]:
+    """{layer: {series: median over the layer's channels at each of LENGTHS}}: what the
+    bounds-against-L figure draws. The costly part of the figures (S5's 4096 kernels per layer
+    up to L = 1024: about 20 s), so the report caches it with the check."""
     per_length = {length: model_rows(model, length, law, states=False) for length in LENGTHS}
-    layers = list(dict.fromkeys(r["layer"] for r in per_length[LENGTHS[0]]))
+    layers = dict.fromkeys(r["layer"] for r in per_length[LENGTHS[0]])
+    return {
+        layer: {
+            key: [
+                float(np.median([r[key] for r in per_length[length] if r["layer"] == layer]))
+                for length in LENGTHS
+            ]
+            for key in _SERIES
+        }
+        for layer in layers
+    }
+
+
+def make_length_figure(medians: dict[str, dict[str, list[float]]], title: str) -> Figure:
     with sns.axes_style("whitegrid"):
-        fig, axes = _figure(len(layers))
-        for ax, layer in zip(axes, layers, strict=True):
+        fig, axes = _figure(len(medians))
+        for ax, (layer, series) in zip(axes, medians.items(), strict=True):
             for key, (label, style, color) in _SERIES.items():
-                medians = [
-                    np.median([r[key] for r in per_length[length] if r["layer"] == layer])
-                    for length in LENGTHS
-                ]
                 fmt = "o-" if key == "exact" else style
                 ax.plot(
                     LENGTHS,
-                    _positive(np.array(medians)),
+                    _positive(np.array(series[key])),
                     fmt,
                     markersize=3,
                     color=color,
@@ -125,18 +137,24 @@ def write_bounds_figures(
     rows: Sequence[dict[str, Any]],
     law: PerturbationLaw,
     out_dir: str | Path,
+    formats: Sequence[str] = FIGURE_FORMATS,
+    medians: dict[str, dict[str, list[float]]] | None = None,
 ) -> list[Path]:
-    """All three figures of one model as PNG and PDF in `out_dir`; returns the paths."""
+    """All three figures of one model in `out_dir` (PNG and PDF by default); returns the
+    paths. `medians`: `length_medians(model, law)` if already computed."""
     out_dir = Path(out_dir)
+    medians = length_medians(model, law) if medians is None else medians
     what = f"{name}: {law.kind} ε = {law.eps:g}, μ = {law.mu:g}"
     figures = {
         f"bounds_{name}": make_bounds_figure(rows, f"{what}, L = {rows[0]['L']}"),
-        f"bounds_vs_L_{name}": make_length_figure(model, law, what),
+        f"bounds_vs_L_{name}": make_length_figure(medians, what),
         f"eigenvalues_{name}": make_eigenvalue_figure(
             model, f"{name}: eigenvalues of Ā", rows[0]["L"]
         ),
     }
-    return [path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem)]
+    return [
+        path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem, formats)
+    ]
 
 
 def make_delta_figure(deltas: dict[str, DeltaStats], title: str) -> Figure:
@@ -186,6 +204,7 @@ def write_mamba_figures(
     deltas: dict[str, DeltaStats],
     what: str,
     out_dir: str | Path,
+    formats: Sequence[str] = FIGURE_FORMATS,
 ) -> list[Path]:
     """The bounds across channels and the Δ figure of a Mamba model; returns the paths."""
     out_dir = Path(out_dir)
@@ -193,4 +212,6 @@ def write_mamba_figures(
         f"bounds_{name}": make_bounds_figure(rows, f"{name}: {what}"),
         f"delta_{name}": make_delta_figure(deltas, f"{name}: Δ → 0 (§4.1)"),
     }
-    return [path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem)]
+    return [
+        path for stem, fig in figures.items() for path in save_figure(fig, out_dir / stem, formats)
+    ]

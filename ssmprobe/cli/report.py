@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ssmprobe.cli import options as opt
@@ -29,6 +30,8 @@ def report(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.quiet,
         self_contained=args.self_contained,
+        formats=(".png", ".pdf") if args.pdf else (".png",),
+        workers=args.processes,
     )
     out = Path(args.out)  # RUNS/report unless given (`add`)
     if args.zoo:
@@ -89,6 +92,18 @@ def add(sub: opt.Subparsers) -> None:
         action="store_true",
         help="embed the images in report.html as data URIs (one large file that opens on its "
         "own) instead of linking the PNGs written beside it",
+    )
+    p.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also write every figure as a PDF (vector, for papers) beside its PNG",
+    )
+    p.add_argument(
+        "--processes",
+        type=opt.POSITIVE,
+        default=os.cpu_count() or 1,
+        help="processes drawing the figures, one core each (default: every core, here "
+        "%(default)s); the figures are the same for any number",
     )
     opt.add(p, "quiet")
     p.set_defaults(func=report, default_out=lambda args: Path(args.runs) / "report")

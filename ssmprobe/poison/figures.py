@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ssmprobe.io import save_figure
+from ssmprobe.io import FIGURE_FORMATS, save_figure
 from ssmprobe.poison.experiment import Trajectory
 
 _COLOURS = {"baseline": "C0", "poisoned": "C3"}
@@ -61,8 +61,12 @@ def dynamics_title(student: str, config: Mapping[str, Any]) -> str:
 
 
 def write_dynamics_figure(
-    trajectories: Sequence[Trajectory], title: str, out_dir: str | Path, student: str
+    trajectories: Sequence[Trajectory],
+    title: str,
+    out_dir: str | Path,
+    student: str,
+    formats: Sequence[str] = FIGURE_FORMATS,
 ) -> list[Path]:
     stem = "poison_dynamics" if student == "linear" else f"poison_dynamics_{student}"
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return save_figure(make_dynamics_figure(trajectories, title), Path(out_dir) / stem)
+    return save_figure(make_dynamics_figure(trajectories, title), Path(out_dir) / stem, formats)

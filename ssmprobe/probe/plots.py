@@ -26,7 +26,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ssmprobe.io import save_figure
+from ssmprobe.io import FIGURE_FORMATS, save_figure
 from ssmprobe.probe.discrepancy import load_rows, summarise
 from ssmprobe.vocab import FAMILIES, METHOD_NAMES
 
@@ -145,15 +145,23 @@ def make_steps_figure(result: dict) -> Figure:
 
 
 def plot_discrepancy(
-    results: Sequence[str | Path], out_dir: str | Path, norm: str = "none"
+    results: Sequence[str | Path],
+    out_dir: str | Path,
+    norm: str = "none",
+    formats: Sequence[str] = FIGURE_FORMATS,
 ) -> list[Path]:
     """Figures 3-4 and the per-position curves of the CSV files `results` (`discrepancy.save`)
-    as PNG and PDF in `out_dir`; returns the written paths."""
+    in `out_dir` (PNG and PDF by default); returns the written paths."""
     summary = pd.DataFrame(summarise(load_rows(results).to_dict("records")))
-    return plot_rates(summary, out_dir, norm) + plot_steps(results, out_dir)
+    return plot_rates(summary, out_dir, norm, formats) + plot_steps(results, out_dir, formats)
 
 
-def plot_rates(summary: pd.DataFrame, out_dir: str | Path, norm: str = "none") -> list[Path]:
+def plot_rates(
+    summary: pd.DataFrame,
+    out_dir: str | Path,
+    norm: str = "none",
+    formats: Sequence[str] = FIGURE_FORMATS,
+) -> list[Path]:
     """Figure 3 (models without AdS) and Figure 4 (models with AdS) from the per-component
     summary (`discrepancy.summarise`) of normalisation `norm`; returns the written paths."""
     summary = summary[summary["norm"] == norm].reset_index(drop=True)
@@ -170,16 +178,37 @@ def plot_rates(summary: pd.DataFrame, out_dir: str | Path, norm: str = "none") -
         for name, (part, what) in figures.items()
         if not part.empty
         for path in save_figure(
-            make_rate_figure(part, f"Feature discrepancy rate {what}"), Path(out_dir) / name
+            make_rate_figure(part, f"Feature discrepancy rate {what}"),
+            Path(out_dir) / name,
+            formats,
         )
     ]
 
 
-def plot_steps(results: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+def plot_steps(
+    results: Sequence[str | Path], out_dir: str | Path, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
     """The per-position curves of every checkpoint in the JSON files beside the CSV files
-    `results` (a CSV without one has none), named steps_<model>_<method>_<checkpoint>; where
-    two checkpoints share that name (your s5_pgd run and the zoo's) each also gets its run
-    directory, then a count. Returns the written paths."""
+    `results` (a CSV without one has none), one figure per `steps_figures` entry. Returns the
+    written paths."""
+    return [
+        path
+        for result, stem in steps_figures(results, out_dir)
+        for path in save_steps_figure(result, stem, formats)
+    ]
+
+
+def save_steps_figure(
+    result: dict, stem: Path, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """`make_steps_figure(result)` written as `stem` + each of `formats`."""
+    return save_figure(make_steps_figure(result), stem, formats)
+
+
+def steps_figures(results: Sequence[str | Path], out_dir: str | Path) -> list[tuple[dict, Path]]:
+    """(result, stem) of every per-position figure of the JSON files beside the CSV files
+    `results`: out_dir/steps_<model>_<method>_<checkpoint>; where two checkpoints share that
+    name (your s5_pgd run and the zoo's) each also gets its run directory, then a count."""
     found = []
     for json_path in (Path(p).with_suffix(".json") for p in results):
         if json_path.is_file():
@@ -195,9 +224,8 @@ def plot_steps(results: Sequence[str | Path], out_dir: str | Path) -> list[Path]
         for name, r in zip(names, found, strict=True)
     ]
     seen: Counter[str] = Counter()
-    written = []
-    for name, result in zip(names, found, strict=True):
+    stems = []
+    for name in names:
         seen[name] += 1
-        stem = name if seen[name] == 1 else f"{name}_{seen[name]}"
-        written += save_figure(make_steps_figure(result), Path(out_dir) / stem)
-    return written
+        stems.append(Path(out_dir) / (name if seen[name] == 1 else f"{name}_{seen[name]}"))
+    return list(zip(found, stems, strict=True))

@@ -37,6 +37,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ import pandas as pd
 
 from ssmprobe.attacks import parse_attack
 from ssmprobe.evaluation.sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
-from ssmprobe.io import write_json, write_text
+from ssmprobe.io import FIGURE_FORMATS, write_json, write_text
 from ssmprobe.report.tables import (
     EVAL_FILES,
     KEY_COLUMNS,
@@ -85,12 +86,19 @@ class ReportOptions:
     data_dir: str | None = None
     progress: bool = True
     self_contained: bool = False  # report.html embeds its images instead of linking them
+    # Each figure as PNG (what report.html shows); add ".pdf" for vector copies, for papers.
+    formats: tuple[str, ...] = (".png",)
+    workers: int = 1  # processes drawing the figures (`report.workers`); the CLI uses every core
 
     def __post_init__(self) -> None:
         if self.n_eval < 1 or self.n_probe < 1:
             raise ValueError(
                 f"n_eval and n_probe must be positive, got {self.n_eval}, {self.n_probe}"
             )
+        if self.workers < 1:
+            raise ValueError(f"workers must be positive, got {self.workers}")
+        if ".png" not in self.formats or not set(self.formats) <= set(FIGURE_FORMATS):
+            raise ValueError(f"formats must hold .png, and only {FIGURE_FORMATS}: {self.formats}")
         for spec in self.attacks:
             parse_attack(spec)  # an unknown attack fails here, before any work
 
@@ -133,6 +141,8 @@ def build_report(
         ensure_eval(run, options, log)
     probes = {run.path: p for run in runs if (p := ensure_discrepancy(run, options, log))}
     bound_runs = [run for run in pick_bounds_runs(runs) if _probed(run) is not None]
+    for run in bound_runs:
+        ensure_bounds(run, options, log)
     poison = sorted(runs_dir.rglob("poison*.json"))
 
     fingerprint = _fingerprint(runs, poison, options)
@@ -149,11 +159,22 @@ def build_report(
     frame = collect_runs(runs_dir)
     tables = write_tables(frame, out)
     from ssmprobe.report.curves import write_figures
+    from ssmprobe.report.workers import figure_pool
 
-    curves = write_figures(runs_dir, out)
-    discrepancy, summary = _discrepancy_outputs(list(probes.values()), out / "discrepancy")
-    bounds = {run.path: _bounds_outputs(run, options, out / "bounds", log) for run in bound_runs}
-    poison_figures = [p for path in poison for p in _poison_figure(path, out / "poison")]
+    formats = options.formats
+    with figure_pool(options.workers) as pool:  # each figure is drawn by one worker
+        bound_jobs = {  # first: the bounds against L are the longest jobs
+            run.path: pool.submit(_bounds_figures, run, out / "bounds", formats)
+            for run in bound_runs
+        }
+        curves_job = pool.submit(write_figures, runs_dir, out, formats)
+        discrepancy, summary = _discrepancy_outputs(
+            list(probes.values()), out / "discrepancy", pool, formats
+        )
+        poison_jobs = [pool.submit(_poison_figure, p, out / "poison", formats) for p in poison]
+        curves = curves_job.result()
+        bounds = {path: job.result() for path, job in bound_jobs.items()}
+        poison_figures = [p for job in poison_jobs for p in job.result()]
     findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
     sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures)
     write_text(md_path, render_markdown(findings, sections, out))
@@ -165,7 +186,7 @@ def build_report(
             + [p for paths in bounds.values() for p in paths]
         }
     )
-    fingerprint = _fingerprint(runs, poison, options)  # the bounds check cached new files
+    fingerprint = _fingerprint(runs, poison, options)  # a bounds cache gained its lengths
     write_json(state, {"fingerprint": fingerprint, "outputs": outputs, "findings": findings})
     written = [p for p in _changed(out, before) if p.name != STATE_FILE]
     return ReportResult(md_path, html_path, findings, written, False)
@@ -647,12 +668,15 @@ def _pngs(paths: Sequence[Path]) -> list[Path]:
     return [p for p in paths if p.suffix == ".png"]
 
 
-def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], pd.DataFrame]:
-    """The combined CSV and Figures 3-4 of the probed runs, and the summary the findings use."""
+def _discrepancy_outputs(
+    csvs: Sequence[Path], out: Path, pool: Executor, formats: Sequence[str]
+) -> tuple[list[Path], pd.DataFrame]:
+    """The combined CSV, Figures 3-4 and the per-position figures of the probed runs (the
+    figures drawn by `pool`), and the summary the findings use."""
     if not csvs:
         return [], pd.DataFrame()
     from ssmprobe.probe.discrepancy import load_rows, summarise
-    from ssmprobe.probe.plots import plot_rates, plot_steps
+    from ssmprobe.probe.plots import plot_rates, save_steps_figure, steps_figures
     from ssmprobe.probe.verdicts import to_markdown, verdicts
 
     frames = []
@@ -666,35 +690,44 @@ def _discrepancy_outputs(csvs: Sequence[Path], out: Path) -> tuple[list[Path], p
     table = verdicts(summary)
     write_text(out / "verdicts.csv", table.to_csv(index=False, float_format="%.6g"))
     write_text(out / "verdicts.md", to_markdown(table))
-    figures = plot_rates(summary, out) + plot_steps(csvs, out)
+    jobs = [pool.submit(plot_rates, summary, out, "none", formats)]
+    jobs += [pool.submit(save_steps_figure, *job, formats) for job in steps_figures(csvs, out)]
+    figures = [path for job in jobs for path in job.result()]
     return [out / "discrepancy.csv", out / "verdicts.csv", out / "verdicts.md", *figures], summary
 
 
-def _bounds_outputs(
-    run: RunInfo, options: ReportOptions, out: Path, log: Callable[[str], None]
-) -> list[Path]:
-    """The run's bounds figures, kept while newer than its cached check, else drawn from the
-    cache; the check is recomputed (and re-cached) when the cache is stale or lacks what the
-    figures need."""
+def ensure_bounds(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> None:
+    """The run's Theorem 4.1.1 check in its cache, recomputed where the cache is older than the
+    probed checkpoint or lacks what the figures need (the law, Mamba's Δ points)."""
     from ssmprobe.bounds.check import check_model, load_check
 
-    name = run.path.name
-    figures = [out / f"{stem}_{name}.png" for stem in _bounds_stems(run.model)]
     cache = run.path / BOUNDS_FILE
-    if not _stale(cache, _probed(run)):
-        if not any(_stale(f, cache) for f in figures):
-            return [p for f in figures for p in (f, f.with_suffix(".pdf"))]
-        cached = load_check(cache, _probed(run))
-        if cached is not None:
-            return cached.figures(out, name)
+    if not _stale(cache, _probed(run)) and load_check(cache, _probed(run)) is not None:
+        return
     log(f"Theorem 4.1.1 on {_probed(run)}")
     eps = read_json(run.path / "config.json").get("train", {}).get("eps", 0.1)
-    result = check_model(
+    check_model(
         run.model, _probed(run), eps=eps, n=options.n_probe, data_dir=options.data_dir,
         progress=options.progress,
-    )  # fmt: skip
-    result.save(cache)
-    return result.figures(out, name)
+    ).save(cache)  # fmt: skip
+
+
+def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Path]:
+    """The run's bounds figures, kept while newer than its cached check, else drawn from it.
+    The bounds against L are computed here, in a worker beside the other figures, and cached
+    with the check (the zoo's caches ship them)."""
+    from ssmprobe.bounds.check import load_check
+
+    name = run.path.name
+    cache = run.path / BOUNDS_FILE
+    figures = [out / f"{stem}_{name}{s}" for stem in _bounds_stems(run.model) for s in formats]
+    if not any(_stale(f, cache) for f in figures):
+        return figures
+    check = load_check(cache, _probed(run))
+    assert check is not None, "ensure_bounds ran first"
+    if check.add_lengths():
+        check.save(cache)
+    return check.figures(out, name, formats)
 
 
 def _bounds_stems(model: str) -> tuple[str, ...]:
@@ -706,7 +739,7 @@ def _read_bounds(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def _poison_figure(path: Path, out: Path) -> list[Path]:
+def _poison_figure(path: Path, out: Path, formats: Sequence[str]) -> list[Path]:
     """The dynamics figure of one saved `ssmprobe poison` result; [] for another JSON."""
     from ssmprobe.poison.experiment import Trajectory
     from ssmprobe.poison.figures import dynamics_title, write_dynamics_figure
@@ -716,9 +749,8 @@ def _poison_figure(path: Path, out: Path) -> list[Path]:
         return []
     trajectories = [Trajectory(**run) for run in payload["runs"]]
     student = payload["student"] + ("_mlp" if payload["config"].get("mlp_width") else "")
-    return write_dynamics_figure(
-        trajectories, dynamics_title(student, payload["config"]), out, f"{path.stem}_{student}"
-    )
+    title = dynamics_title(student, payload["config"])
+    return write_dynamics_figure(trajectories, title, out, f"{path.stem}_{student}", formats)
 
 
 def _probed(run: RunInfo) -> Path | None:
@@ -735,7 +767,7 @@ def _stale(cache: Path, source: Path | None) -> bool:
 def _fingerprint(runs: Sequence[RunInfo], extra: Sequence[Path], options: ReportOptions) -> str:
     """A digest of every file of every run (name, size, modification time), the extra
     inputs and the options: equal digests mean nothing new to report."""
-    entries: list[Any] = [__version__, asdict(options) | {"progress": None}]
+    entries: list[Any] = [__version__, asdict(options) | {"progress": None, "workers": None}]
     for path in sorted({f for run in runs for f in run.path.iterdir() if f.is_file()} | set(extra)):
         stat = path.stat()
         entries.append([str(path), stat.st_size, stat.st_mtime_ns])

@@ -87,10 +87,12 @@ def plot_training_curves(run_dirs: Sequence[str | Path] | str | Path, out_path: 
     return out_path
 
 
-def write_figures(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def write_figures(
+    runs_dir: str | Path, out_dir: str | Path, formats: Sequence[str] = (".png",)
+) -> list[Path]:
     """One training-curve figure per (dataset, method) under `runs_dir`, like Figs. 1, 2, 5:
-    `out_dir/curves_<dataset>_<method>.png`. Runs without metrics.jsonl are skipped with a
-    warning. Returns the written paths."""
+    `out_dir/curves_<dataset>_<method>` + each of `formats`. Runs without metrics.jsonl are
+    skipped with a warning. Returns the written paths."""
     runs = []
     for run in find_runs(runs_dir):
         if (run.path / METRICS_FILE).is_file():
@@ -101,8 +103,11 @@ def write_figures(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:
     for run in runs:  # in table order, so each figure's rows are too
         groups.setdefault((run.dataset, run.method), []).append(run.path)
     return [
-        plot_training_curves(paths, Path(out_dir) / f"curves_{dataset}_{method}.png")
+        path
         for (dataset, method), paths in groups.items()
+        for path in save_figure(
+            make_training_figure(paths), Path(out_dir) / f"curves_{dataset}_{method}", formats
+        )
     ]
 
 
