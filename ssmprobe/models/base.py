@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssmprobe.vocab import ComponentKind
@@ -120,26 +121,27 @@ class LTISSM(nn.Module):
         """h_k = scale·Re(C̄ Ā^k B̄) for k < length: (H, length) SISO, (H, H, length) MIMO."""
         raise NotImplementedError
 
-    def convolve(self, u: Tensor) -> Tensor:
-        """h * u for a SISO layer's input (B, L, H), causal along L.
+    def convolve(self, u: Tensor, skip: Tensor) -> Tensor:
+        """y = h * u + skip ⊙ u for a SISO layer's input (B, L, H), causal along L: the
+        convolution with the kernel h + skip·δ, whose step 0 carries the skip term (D u).
 
-        Short sequences (L <= `DIRECT_MAX_LENGTH`) multiply by the kernel's Toeplitz matrix,
+        Short sequences (L <= `DIRECT_MAX_LENGTH`) multiply by that kernel's Toeplitz matrix,
         longer ones go through `time_conv`; either operator is computed once while the weights
         are frozen (`frozen_memo`), every pass otherwise. With `SSMPROBE_NO_SPEEDUPS` set, the
-        FFT of every pass as before (for side-by-side benchmarks).
+        FFT of h and the separate skip of every pass as before (for side-by-side benchmarks).
         """
         length = u.shape[1]
         if not speedups_enabled():
             kernel = self.impulse_response(length)
-            return fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2)
+            return fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2) + skip * u
+
+        def kernel() -> Tensor:
+            return self.impulse_response(length) + F.pad(skip.unsqueeze(-1), (0, length - 1))
+
         if length <= DIRECT_MAX_LENGTH:
-            weights = frozen_memo(
-                self, ("toeplitz", length), lambda: toeplitz(self.impulse_response(length))
-            )
+            weights = frozen_memo(self, ("toeplitz", length), lambda: toeplitz(kernel()))
             return torch.bmm(u.permute(2, 0, 1).contiguous(), weights).permute(1, 2, 0).contiguous()
-        spectrum = frozen_memo(
-            self, ("spectrum", length), lambda: kernel_spectrum(self.impulse_response(length))
-        )
+        spectrum = frozen_memo(self, ("spectrum", length), lambda: kernel_spectrum(kernel()))
         return time_conv(u, spectrum)
 
 

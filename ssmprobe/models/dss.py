@@ -120,4 +120,4 @@ class DSS(LTISSM):
         return vandermonde_kernel(lam * dt, as_complex(self.W), b_bar, length)
 
     def forward(self, u: Tensor) -> Tensor:
-        return self.convolve(u) + self.D * u
+        return self.convolve(u, self.D)

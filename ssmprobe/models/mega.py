@@ -87,7 +87,7 @@ class EMA(LTISSM):
         return torch.einsum("hn,hnl->hl", self.eta * alpha * self.beta, powers)
 
     def forward(self, u: Tensor) -> Tensor:
-        return self.convolve(u) + self.omega * u
+        return self.convolve(u, self.omega)
 
 
 class GatedAttention(nn.Module):

@@ -148,4 +148,4 @@ class S4(LTISSM):
         return torch.fft.ifft(k_hat, dim=-1).real
 
     def forward(self, u: Tensor) -> Tensor:
-        return self.convolve(u) + self.D * u
+        return self.convolve(u, self.D)
