@@ -33,12 +33,16 @@ DEMO_RUNS ?= runs/demo
 # second continues an interrupted one or, finished, reuses it.
 resume = $(if $(wildcard $(DEMO_RUNS)/$(1)/last.pt),--resume)
 demo: $(STAMP)
-	$(BIN)/ssmprobe train --model s5 --method st --epochs $(DEMO_EPOCHS) --out $(DEMO_RUNS) \
-		$(call resume,s5_digits_st) --quiet
-	$(BIN)/ssmprobe train --model s5 --method pgd --epochs $(DEMO_EPOCHS) --out $(DEMO_RUNS) \
-		$(call resume,s5_digits_pgd) --quiet
+	$(MAKE) --no-print-directory -j2 demo-st demo-pgd
 	$(BIN)/ssmprobe report --runs $(DEMO_RUNS) --zoo --out $(DEMO_RUNS)/report \
 		--n-eval $(DEMO_N) --n-probe $(DEMO_PROBE) --quiet
+
+# The two runs train side by side, one thread each: at batch 32 a second thread buys a run only
+# 1.3x, so together they finish sooner (90 s against 99 s one after the other, 2 cores).
+.PHONY: demo-st demo-pgd
+demo-st demo-pgd: demo-%: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/ssmprobe train --model s5 --method $* --epochs $(DEMO_EPOCHS) \
+		--out $(DEMO_RUNS) $(call resume,s5_digits_$*) --quiet
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -n auto
