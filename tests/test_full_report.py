@@ -84,6 +84,13 @@ def test_every_table_and_figure_is_written(built: tuple[Path, Path]) -> None:
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," not in html
     assert re.findall(r'src="([^"]+)"', html) == images  # the PNGs beside the page, relative
+    # The bounds against L, one job per length, are cached with the check as computed whole.
+    from ssmprobe.bounds.check import load_check
+    from ssmprobe.bounds.figures import length_medians
+
+    run = runs / "dss_relu_digits_pgd"
+    check = load_check(run / "bounds.csv", run / "best.pt")
+    assert check is not None and check.lengths == length_medians(check.model, check.law)
 
 
 @pytest.mark.slow

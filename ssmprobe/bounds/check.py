@@ -122,15 +122,11 @@ class BoundsCheck:
             )
         return "\n".join(lines)
 
-    def add_lengths(self) -> bool:
-        """Computes `lengths` if the figures draw them (an LTI model under a law) and they are
-        missing; True if it did."""
-        from ssmprobe.bounds.figures import length_medians
-
-        if self.law is None or self.deltas or self.lengths is not None:
-            return False
-        self.lengths = length_medians(self.model, self.law)
-        return True
+    @property
+    def needs_lengths(self) -> bool:
+        """True where the figures draw the bounds against L (an LTI model under a law) and
+        `lengths` does not hold them yet."""
+        return self.law is not None and not self.deltas and self.lengths is None
 
     def figures(
         self,

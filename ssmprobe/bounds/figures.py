@@ -77,18 +77,29 @@ def make_bounds_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
 def length_medians(model: nn.Module, law: PerturbationLaw) -> dict[str, dict[str, list[float]]]:
     """{layer: {series: median over the layer's channels at each of LENGTHS}}: what the
     bounds-against-L figure draws. The costly part of the figures (S5's 4096 kernels per layer
-    up to L = 1024: about 20 s), so the report caches it with the check."""
-    per_length = {length: model_rows(model, length, law, states=False) for length in LENGTHS}
-    layers = dict.fromkeys(r["layer"] for r in per_length[LENGTHS[0]])
+    up to L = 1024: 30 s on 2 cores), so the report computes it one length per worker
+    (`medians_at`, `stack_lengths`) and caches it with the check."""
+    return stack_lengths([medians_at(model, law, length) for length in LENGTHS])
+
+
+def medians_at(model: nn.Module, law: PerturbationLaw, length: int) -> dict[str, dict[str, float]]:
+    """{layer: {series: median over the layer's channels}} at one sequence length."""
+    rows = model_rows(model, length, law, states=False)
     return {
         layer: {
-            key: [
-                float(np.median([r[key] for r in per_length[length] if r["layer"] == layer]))
-                for length in LENGTHS
-            ]
-            for key in _SERIES
+            key: float(np.median([r[key] for r in rows if r["layer"] == layer])) for key in _SERIES
         }
-        for layer in layers
+        for layer in dict.fromkeys(r["layer"] for r in rows)
+    }
+
+
+def stack_lengths(
+    per_length: Sequence[dict[str, dict[str, float]]],
+) -> dict[str, dict[str, list[float]]]:
+    """`medians_at` at each of LENGTHS, in order, as `length_medians` gives them."""
+    return {
+        layer: {key: [at[layer][key] for at in per_length] for key in _SERIES}
+        for layer in per_length[0]
     }
 
 

@@ -37,10 +37,10 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -62,6 +62,9 @@ from ssmprobe.report.tables import (
 )
 from ssmprobe.version import __version__
 from ssmprobe.vocab import FAMILIES
+
+if TYPE_CHECKING:
+    from ssmprobe.bounds.check import BoundsCheck
 
 STATE_FILE = ".report_state.json"
 DISCREPANCY_FILE = "discrepancy.csv"
@@ -158,20 +161,28 @@ def build_report(
     before = _snapshot(out)
     frame = collect_runs(runs_dir)
     tables = write_tables(frame, out)
+    from ssmprobe.bounds.figures import LENGTHS
     from ssmprobe.report.curves import write_figures
     from ssmprobe.report.workers import figure_pool
 
     formats = options.formats
     with figure_pool(options.workers) as pool:  # each figure is drawn by one worker
-        bound_jobs = {  # first: the bounds against L are the longest jobs
-            run.path: pool.submit(_bounds_figures, run, out / "bounds", formats)
+        sweeps = {  # first, one job per length: the bounds against L are the longest work
+            run.path: [pool.submit(_medians_at, run, length) for length in LENGTHS]
             for run in bound_runs
+            if _bounds_check(run).needs_lengths
         }
         curves_job = pool.submit(write_figures, runs_dir, out, formats)
         discrepancy, summary = _discrepancy_outputs(
             list(probes.values()), out / "discrepancy", pool, formats
         )
         poison_jobs = [pool.submit(_poison_figure, p, out / "poison", formats) for p in poison]
+        for path, jobs in sweeps.items():
+            _keep_lengths(next(r for r in bound_runs if r.path == path), jobs)
+        bound_jobs = {
+            run.path: pool.submit(_bounds_figures, run, out / "bounds", formats)
+            for run in bound_runs
+        }
         curves = curves_job.result()
         bounds = {path: job.result() for path, job in bound_jobs.items()}
         poison_figures = [p for job in poison_jobs for p in job.result()]
@@ -712,22 +723,40 @@ def ensure_bounds(run: RunInfo, options: ReportOptions, log: Callable[[str], Non
     ).save(cache)  # fmt: skip
 
 
-def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Path]:
-    """The run's bounds figures, kept while newer than its cached check, else drawn from it.
-    The bounds against L are computed here, in a worker beside the other figures, and cached
-    with the check (the zoo's caches ship them)."""
+def _bounds_check(run: RunInfo) -> BoundsCheck:
     from ssmprobe.bounds.check import load_check
 
+    check = load_check(run.path / BOUNDS_FILE, _probed(run))
+    assert check is not None, "ensure_bounds ran first"
+    return check
+
+
+def _medians_at(run: RunInfo, length: int) -> dict[str, dict[str, float]]:
+    """The run's bounds against L at one length (a worker's job)."""
+    from ssmprobe.bounds.figures import medians_at
+
+    check = _bounds_check(run)
+    return medians_at(check.model, check.law, length)
+
+
+def _keep_lengths(run: RunInfo, jobs: Sequence[Future]) -> None:
+    """Saves the run's bounds against L, from one job per length, with its cached check (the
+    zoo's caches ship them)."""
+    from ssmprobe.bounds.figures import stack_lengths
+
+    check = _bounds_check(run)
+    check.lengths = stack_lengths([job.result() for job in jobs])
+    check.save(run.path / BOUNDS_FILE)
+
+
+def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Path]:
+    """The run's bounds figures, kept while newer than its cached check, else drawn from it."""
     name = run.path.name
     cache = run.path / BOUNDS_FILE
     figures = [out / f"{stem}_{name}{s}" for stem in _bounds_stems(run.model) for s in formats]
     if not any(_stale(f, cache) for f in figures):
         return figures
-    check = load_check(cache, _probed(run))
-    assert check is not None, "ensure_bounds ran first"
-    if check.add_lengths():
-        check.save(cache)
-    return check.figures(out, name, formats)
+    return _bounds_check(run).figures(out, name, formats)
 
 
 def _bounds_stems(model: str) -> tuple[str, ...]:
