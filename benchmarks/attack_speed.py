@@ -1,14 +1,14 @@
 """Attack speed on the bundled PGD-AT checkpoints, every speed-up on and off in one run.
 
-For each family's `FAMILY_pgd.pt` on the first N test digits: ms per forward + backward pass to
-the input at batch 100 (weights frozen, as in an attack; the least disturbed of --repeat), and
-the wall time and accuracy of PGD-10 and of standard AutoAttack, each measured twice: with
-`SSMPROBE_NO_SPEEDUPS=1` (kernels recomputed every pass; AutoAttack in one process with
-`ssmprobe eval`'s batch) and without (the defaults; AutoAttack's batches of `--batch-size` over
-`--workers` processes). Per-sample results agree where both use one batch size (sharding never
-changes them, `tests/test_attack_speed.py`); across batch sizes AutoAttack's random starts
-differ, so the table says whether they still agree. Time it alone on the machine: a second
-job on the same cores slows both several-fold.
+For each family's `FAMILY_pgd.pt` on the first N test digits: ms per forward + backward pass
+to the input at batch 100 (weights frozen, as in an attack; the least disturbed of --repeat,
+off and on alternating pass by pass), and the wall time and accuracy of PGD-10 and of standard
+AutoAttack, each measured twice: with `SSMPROBE_NO_SPEEDUPS=1` (kernels recomputed every pass;
+AutoAttack in one process with `ssmprobe eval`'s batch) and without (the defaults;
+AutoAttack's batches of `--batch-size` over `--workers` processes). Per-sample results agree
+where both use one batch size (sharding never changes them, `tests/test_attack_speed.py`);
+across batch sizes AutoAttack's random starts differ, so the table says whether they still
+agree. Time it alone on the machine: a second job on the same cores slows both several-fold.
 
     python benchmarks/attack_speed.py [--families dss,mamba] [--n 100] [--no-aa] [--workers 2]
 """
@@ -30,16 +30,22 @@ from ssmprobe.models.base import speedups
 from ssmprobe.vocab import FAMILIES
 
 
-def pass_ms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeat: int) -> float:
-    """Best-of-repeat ms of one forward + backward to the input, weights frozen."""
-    times = []
+def pass_ms(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeat: int
+) -> dict[bool, float]:
+    """Best-of-repeat ms of one forward + backward to the input, weights frozen, with the
+    speed-ups off (False) and on (True), the two alternating pass by pass so that the VM's
+    drift touches both alike."""
+    times: dict[bool, list[float]] = {False: [], True: []}
     with _attack_mode(model, True):
         for _ in range(repeat + 1):  # the first pass warms caches and allocators up
-            x_in = x.detach().requires_grad_(True)
-            start = time.perf_counter()
-            torch.nn.functional.cross_entropy(model(x_in), y).backward()
-            times.append(time.perf_counter() - start)
-    return 1000 * min(times[1:])  # the least disturbed pass: medians drift with the VM
+            for on in (False, True):
+                with speedups(on):
+                    x_in = x.detach().requires_grad_(True)
+                    start = time.perf_counter()
+                    torch.nn.functional.cross_entropy(model(x_in), y).backward()
+                    times[on].append(time.perf_counter() - start)
+    return {on: 1000 * min(t[1:]) for on, t in times.items()}  # the least disturbed pass
 
 
 def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
@@ -54,7 +60,7 @@ def main() -> None:
     )
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2, help="AutoAttack processes when on")
     parser.add_argument("--batch-size", type=int, default=50, help="AutoAttack's batch when on")
     parser.add_argument(
@@ -73,10 +79,11 @@ def main() -> None:
         data = load_dataset("digits", "test").head(args.n)
         x, y = data[:]
         row: dict[str, Any] = {"family": family}
+        passes = pass_ms(model, x[:100], y[:100], args.repeat)
         for on in (False, True):
             tag = "on" if on else "off"
             with speedups(on):
-                row[f"pass_{tag}"] = pass_ms(model, x[:100], y[:100], args.repeat)
+                row[f"pass_{tag}"] = passes[on]
                 pgd = parse_attack("pgd10", "digits")
                 loader = make_loader(data, 100)
                 row[f"pgd_s_{tag}"], res = timed(

@@ -91,7 +91,9 @@ class ReportOptions:
     self_contained: bool = False  # report.html embeds its images instead of linking them
     # Each figure as PNG (what report.html shows); add ".pdf" for vector copies, for papers.
     formats: tuple[str, ...] = (".png",)
-    workers: int = 1  # processes drawing the figures (`report.workers`); the CLI uses every core
+    # Processes drawing the figures (`report.workers`); the CLI uses every core. Above 1, a
+    # script calls build_report under `if __name__ == "__main__":`, as spawned processes need.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.n_eval < 1 or self.n_probe < 1:
@@ -167,24 +169,29 @@ def build_report(
 
     formats = options.formats
     with figure_pool(options.workers) as pool:  # each figure is drawn by one worker
-        sweeps = {  # first, one job per length: the bounds against L are the longest work
-            run.path: [pool.submit(_medians_at, run, length) for length in LENGTHS]
+        # The bounds against L first, one job per length, the longest (L = 1024) first: they
+        # are the longest work. A run's bounds figures wait for its sweep, the others do not.
+        sweeps = {
+            run.path: [pool.submit(_medians_at, run, length) for length in LENGTHS[::-1]][::-1]
             for run in bound_runs
             if _bounds_check(run).needs_lengths
+        }
+        bound_jobs = {
+            run.path: pool.submit(_bounds_figures, run, out / "bounds", formats)
+            for run in bound_runs
+            if run.path not in sweeps
         }
         curves_job = pool.submit(write_figures, runs_dir, out, formats)
         discrepancy, summary = _discrepancy_outputs(
             list(probes.values()), out / "discrepancy", pool, formats
         )
         poison_jobs = [pool.submit(_poison_figure, p, out / "poison", formats) for p in poison]
-        for path, jobs in sweeps.items():
-            _keep_lengths(next(r for r in bound_runs if r.path == path), jobs)
-        bound_jobs = {
-            run.path: pool.submit(_bounds_figures, run, out / "bounds", formats)
-            for run in bound_runs
-        }
+        for run in bound_runs:
+            if run.path in sweeps:
+                _keep_lengths(run, sweeps[run.path])
+                bound_jobs[run.path] = pool.submit(_bounds_figures, run, out / "bounds", formats)
         curves = curves_job.result()
-        bounds = {path: job.result() for path, job in bound_jobs.items()}
+        bounds = {run.path: bound_jobs[run.path].result() for run in bound_runs}
         poison_figures = [p for job in poison_jobs for p in job.result()]
     findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
     sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures)
