@@ -22,7 +22,7 @@ class Parser(argparse.ArgumentParser):
     `--help` still shows the usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"ssmprobe: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"ssmprobe: error: {message} (see {self.prog} --help)\n")
 
 
 Subparsers = argparse._SubParsersAction
@@ -134,7 +134,8 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 HELP = {
-    "quiet": "no progress bars or progress lines",
+    "quiet": "no progress bars or per-epoch lines (one line per step and the results still "
+    "print)",
     "data_dir": "dataset files (default $SSMPROBE_DATA or ~/.cache/ssmprobe/data)",
     "device": "torch device (default: CUDA when present, else the CPU)",
     "ckpt": "checkpoint file, or the name of a bundled one (s4_pgd.pt)",

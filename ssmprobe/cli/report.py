@@ -31,7 +31,7 @@ def report(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         self_contained=args.self_contained,
         formats=(".png", ".pdf") if args.pdf else (".png",),
-        workers=args.processes,
+        workers=args.jobs,
     )
     out = Path(args.out)  # RUNS/report unless given (`add`)
     if args.zoo:
@@ -99,11 +99,11 @@ def add(sub: opt.Subparsers) -> None:
         help="also write every figure as a PDF (vector, for papers) beside its PNG",
     )
     p.add_argument(
-        "--processes",
+        "--jobs",
         type=opt.POSITIVE,
         default=os.cpu_count() or 1,
-        help="processes drawing the figures, one core each (default: every core, here "
-        "%(default)s); the figures are the same for any number",
+        help="figures drawn at once, by as many processes, one core each (default: every core, "
+        "here %(default)s); the figures are the same for any number",
     )
     opt.add(p, "quiet")
     p.set_defaults(func=report, default_out=lambda args: Path(args.runs) / "report")
