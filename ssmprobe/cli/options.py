@@ -134,8 +134,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 HELP = {
-    "quiet": "no progress bars or per-epoch lines (one line per step and the results still "
-    "print)",
+    "quiet": "no progress bars or per-epoch lines (one line per step and the results still print)",
     "data_dir": "dataset files (default $SSMPROBE_DATA or ~/.cache/ssmprobe/data)",
     "device": "torch device (default: CUDA when present, else the CPU)",
     "ckpt": "checkpoint file, or the name of a bundled one (s4_pgd.pt)",

@@ -146,8 +146,7 @@ def build_report(
         ensure_eval(run, options, log)
     probes = {run.path: p for run in runs if (p := ensure_discrepancy(run, options, log))}
     bound_runs = [run for run in pick_bounds_runs(runs) if _probed(run) is not None]
-    for run in bound_runs:
-        ensure_bounds(run, options, log)
+    checks = {run.path: ensure_bounds(run, options, log) for run in bound_runs}
     poison = sorted(runs_dir.rglob("poison*.json"))
 
     fingerprint = _fingerprint(runs, poison, options)
@@ -163,7 +162,7 @@ def build_report(
     before = _snapshot(out)
     frame = collect_runs(runs_dir)
     tables = write_tables(frame, out)
-    from ssmprobe.bounds.figures import LENGTHS
+    from ssmprobe.bounds.figures import LENGTHS, medians_at
     from ssmprobe.report.curves import write_figures
     from ssmprobe.report.workers import figure_pool
 
@@ -172,9 +171,9 @@ def build_report(
         # The bounds against L first, one job per length, the longest (L = 1024) first: they
         # are the longest work. A run's bounds figures wait for its sweep, the others do not.
         sweeps = {
-            run.path: [pool.submit(_medians_at, run, length) for length in LENGTHS[::-1]][::-1]
-            for run in bound_runs
-            if _bounds_check(run).needs_lengths
+            path: [pool.submit(medians_at, c.model, c.law, n) for n in LENGTHS[::-1]][::-1]
+            for path, c in checks.items()
+            if c.needs_lengths
         }
         bound_jobs = {
             run.path: pool.submit(_bounds_figures, run, out / "bounds", formats)
@@ -188,7 +187,7 @@ def build_report(
         poison_jobs = [pool.submit(_poison_figure, p, out / "poison", formats) for p in poison]
         for run in bound_runs:
             if run.path in sweeps:
-                _keep_lengths(run, sweeps[run.path])
+                _keep_lengths(checks[run.path], sweeps[run.path], run.path / BOUNDS_FILE)
                 bound_jobs[run.path] = pool.submit(_bounds_figures, run, out / "bounds", formats)
         curves = curves_job.result()
         bounds = {run.path: bound_jobs[run.path].result() for run in bound_runs}
@@ -714,56 +713,47 @@ def _discrepancy_outputs(
     return [out / "discrepancy.csv", out / "verdicts.csv", out / "verdicts.md", *figures], summary
 
 
-def ensure_bounds(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> None:
-    """The run's Theorem 4.1.1 check in its cache, recomputed where the cache is older than the
-    probed checkpoint or lacks what the figures need (the law, Mamba's Δ points)."""
+def ensure_bounds(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> BoundsCheck:
+    """The run's Theorem 4.1.1 check, from its cache, recomputed (and cached) where the cache
+    is older than the probed checkpoint or lacks what the figures need (the law, Mamba's Δ
+    points)."""
     from ssmprobe.bounds.check import check_model, load_check
 
     cache = run.path / BOUNDS_FILE
-    if not _stale(cache, _probed(run)) and load_check(cache, _probed(run)) is not None:
-        return
+    if not _stale(cache, _probed(run)) and (check := load_check(cache, _probed(run))):
+        return check
     log(f"Theorem 4.1.1 on {_probed(run)}")
     eps = read_json(run.path / "config.json").get("train", {}).get("eps", 0.1)
-    check_model(
+    check = check_model(
         run.model, _probed(run), eps=eps, n=options.n_probe, data_dir=options.data_dir,
         progress=options.progress,
-    ).save(cache)  # fmt: skip
-
-
-def _bounds_check(run: RunInfo) -> BoundsCheck:
-    from ssmprobe.bounds.check import load_check
-
-    check = load_check(run.path / BOUNDS_FILE, _probed(run))
-    assert check is not None, "ensure_bounds ran first"
+    )  # fmt: skip
+    check.save(cache)
     return check
 
 
-def _medians_at(run: RunInfo, length: int) -> dict[str, dict[str, float]]:
-    """The run's bounds against L at one length (a worker's job)."""
-    from ssmprobe.bounds.figures import medians_at
-
-    check = _bounds_check(run)
-    return medians_at(check.model, check.law, length)
-
-
-def _keep_lengths(run: RunInfo, jobs: Sequence[Future]) -> None:
-    """Saves the run's bounds against L, from one job per length, with its cached check (the
+def _keep_lengths(check: BoundsCheck, jobs: Sequence[Future], cache: Path) -> None:
+    """Saves the bounds against L, from one job per length, with the check in its cache (the
     zoo's caches ship them)."""
     from ssmprobe.bounds.figures import stack_lengths
 
-    check = _bounds_check(run)
     check.lengths = stack_lengths([job.result() for job in jobs])
-    check.save(run.path / BOUNDS_FILE)
+    check.save(cache)
 
 
 def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Path]:
-    """The run's bounds figures, kept while newer than its cached check, else drawn from it."""
+    """The run's bounds figures, kept while newer than its cached check, else drawn from it
+    (loaded here, in the worker)."""
+    from ssmprobe.bounds.check import load_check
+
     name = run.path.name
     cache = run.path / BOUNDS_FILE
     figures = [out / f"{stem}_{name}{s}" for stem in _bounds_stems(run.model) for s in formats]
     if not any(_stale(f, cache) for f in figures):
         return figures
-    return _bounds_check(run).figures(out, name, formats)
+    check = load_check(cache, _probed(run))
+    assert check is not None, "ensure_bounds cached it"
+    return check.figures(out, name, formats)
 
 
 def _bounds_stems(model: str) -> tuple[str, ...]:
