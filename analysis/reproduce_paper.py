@@ -16,4 +16,4 @@ a job that fails leaves the others running, and the same command retries it.
 from ssmprobe.cli.grid import main
 
 if __name__ == "__main__":
-    main(None, ("mnist", "cifar10"), __doc__)
+    main(None, ("mnist", "cifar10", "mnist10k"), __doc__)

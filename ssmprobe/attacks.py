@@ -56,10 +56,16 @@ PRESET_BUDGETS: dict[str, tuple[float, float]] = {
     "mnist": (0.3, 0.04),
     "cifar10": (0.031, 0.007),
     "digits": (0.1, 0.025),
+    "mnist10k": (0.3, 0.04),  # MNIST's images, MNIST's budget
 }
 # ℓ2 radius for `pgdl2-N`, the usual MNIST / CIFAR-10 choices; for digits below half of the
 # ℓ2 separation (1.22) for the same reason as above. α defaults to 2.5ε/steps (Madry et al.).
-PRESET_L2_BUDGETS: dict[str, float] = {"mnist": 2.0, "cifar10": 0.5, "digits": 0.5}
+PRESET_L2_BUDGETS: dict[str, float] = {
+    "mnist": 2.0,
+    "cifar10": 0.5,
+    "digits": 0.5,
+    "mnist10k": 2.0,
+}
 
 TRADES_INIT_STD = 0.001
 ATTACK_NAMES = ("pgd", "fgsm", "pgdl2", "aa", "aa-fast")

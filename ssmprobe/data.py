@@ -7,9 +7,15 @@ An image becomes a sequence by reading its pixels row by row (row-major), channe
 | `digits`  | 64   | 1 | 10      | 1437 / 360   | scikit-learn's bundled 8x8 digits (no network) |
 | `mnist`   | 784  | 1 | 10      | 60000/10000  | the four official IDX `.gz` files              |
 | `cifar10` | 1024 | 3 | 10      | 50000/10000  | `cifar-10-python.tar.gz` or its extracted dir  |
+| `mnist10k`| 784  | 1 | 10      | 8000 / 2000  | the official MNIST *test* images, shipped      |
 
 `digits` is the default: its split is fixed (stratified `train_test_split`, test fraction 0.2,
-`random_state=0`), so every run and every machine sees the same 1437 / 360 images.
+`random_state=0`), so every run and every machine sees the same 1437 / 360 images. `mnist10k` is
+the 10,000 official MNIST test images shipped with the package (CC BY-SA 3.0, attribution in
+`ssmprobe/datafiles/mnist10k/NOTICE.md`), MD5-checked on every load and split the same way
+(stratified, 2,000 test images, `random_state=0`): the paper's L = 784 on real MNIST digits
+without the 60,000 training images, which cannot be had offline. Its accuracies are mnist10k
+accuracies, never "MNIST test" accuracies.
 
 Files of `mnist` and `cifar10` are looked for in `<data_dir>/<name>/`, then in `<data_dir>/`
 itself (so `data_dir` may be a root of datasets or the folder holding the files);
@@ -81,7 +87,9 @@ DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(64, 1, 10, (8, 8), {"train": 1437, "test": 360}),
     "mnist": DatasetInfo(784, 1, 10, (28, 28), {"train": 60000, "test": 10000}),
     "cifar10": DatasetInfo(1024, 3, 10, (32, 32), {"train": 50000, "test": 10000}),
+    "mnist10k": DatasetInfo(784, 1, 10, (28, 28), {"train": 8000, "test": 2000}),
 }
+MNIST10K_TEST_SIZE = 2000
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -482,19 +490,25 @@ def safe_unpickle(file: IO[bytes], source: str) -> Any:
 # -------------------------------------------------------------------------------- loaders
 
 
-def _load_digits(split: str, files: _Files) -> SequenceDataset:
-    from sklearn.datasets import load_digits
+def _stratified_split(labels: np.ndarray, test_size: float | int, split: str) -> np.ndarray:
+    """The sorted indices of `split` in the fixed stratified split (seed `DIGITS_SPLIT_SEED`)."""
     from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    labels = bunch.target
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)),
-        test_size=DIGITS_TEST_FRACTION,
+        test_size=test_size,
         random_state=DIGITS_SPLIT_SEED,
         stratify=labels,
     )
-    chosen = np.sort(train_idx if split == "train" else test_idx)
+    return np.sort(train_idx if split == "train" else test_idx)
+
+
+def _load_digits(split: str, files: _Files) -> SequenceDataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    labels = bunch.target
+    chosen = _stratified_split(labels, DIGITS_TEST_FRACTION, split)
     pixels = bunch.data[chosen].astype(np.uint8)  # integers 0..16 stored as float64
     return SequenceDataset(
         torch.from_numpy(pixels[:, :, None]),
@@ -506,13 +520,8 @@ def _load_digits(split: str, files: _Files) -> SequenceDataset:
     )
 
 
-def _load_mnist(split: str, files: _Files) -> SequenceDataset:
-    names = MNIST_FILES[split]
-    paths = [files.find_or_fetch(name, MNIST_MIRRORS) for name in names]
-    missing = [name for name, path in zip(names, paths, strict=True) if path is None]
-    if missing:
-        raise files.not_found(split, missing, ", ".join(missing))
-    images_path, labels_path = paths
+def _read_mnist(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 784, 1) uint8 and labels (N,) int64 of one pair of IDX files, checked."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise CorruptDataError(
@@ -523,14 +532,44 @@ def _load_mnist(split: str, files: _Files) -> SequenceDataset:
             f"{labels_path}: expected {len(images)} uint8 labels, got {labels.dtype} {labels.shape}"
         )
     _check_labels(labels, 10, labels_path)
+    return images.reshape(len(images), 28 * 28, 1), labels.astype(np.int64)
+
+
+def _mnist_dataset(
+    images: np.ndarray, labels: np.ndarray, name: str, split: str
+) -> SequenceDataset:
     return SequenceDataset(
-        torch.from_numpy(images.reshape(len(images), 28 * 28, 1)),
-        torch.from_numpy(labels.astype(np.int64)),
-        10,
-        scale=255.0,
-        name="mnist",
-        split=split,
+        torch.from_numpy(images), torch.from_numpy(labels), 10, scale=255.0, name=name, split=split
     )
+
+
+def _load_mnist(split: str, files: _Files) -> SequenceDataset:
+    names = MNIST_FILES[split]
+    paths = [files.find_or_fetch(name, MNIST_MIRRORS) for name in names]
+    missing = [name for name, path in zip(names, paths, strict=True) if path is None]
+    if missing:
+        raise files.not_found(split, missing, ", ".join(missing))
+    return _mnist_dataset(*_read_mnist(*paths), "mnist", split)
+
+
+def _load_mnist10k(split: str, files: _Files) -> SequenceDataset:
+    from importlib.resources import as_file
+    from importlib.resources import files as package_files
+
+    folder = package_files("ssmprobe.datafiles") / "mnist10k"
+    with (
+        as_file(folder / MNIST_FILES["test"][0]) as images,
+        as_file(folder / MNIST_FILES["test"][1]) as labels,
+    ):
+        for path in (images, labels):
+            if md5sum(Path(path)) != OFFICIAL_MD5[Path(path).name]:  # always checked
+                raise ChecksumError(
+                    f"{path}: the shipped MNIST file does not have the official MD5; the "
+                    "installed package is damaged: reinstall ssmprobe"
+                )
+        pixels, targets = _read_mnist(Path(images), Path(labels))
+    chosen = _stratified_split(targets, MNIST10K_TEST_SIZE, split)
+    return _mnist_dataset(pixels[chosen], targets[chosen], "mnist10k", split)
 
 
 def _load_cifar10(split: str, files: _Files) -> SequenceDataset:
@@ -634,4 +673,5 @@ _LOADERS: dict[str, Callable[[str, _Files], SequenceDataset]] = {
     "digits": _load_digits,
     "mnist": _load_mnist,
     "cifar10": _load_cifar10,
+    "mnist10k": _load_mnist10k,
 }

@@ -19,4 +19,10 @@ ADS_NAMES = {"none": "–", "relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"
 ComponentKind = Literal["ssm", "linear", "attention", "ads", "norm"]
 COMPONENT_KINDS: tuple[str, ...] = get_args(ComponentKind)
 
-DATASET_NAMES = {"digits": "Digits", "mnist": "MNIST", "cifar10": "CIFAR-10"}
+# mnist10k: the 10k official MNIST test images split 8k/2k; never to be read as "MNIST test".
+DATASET_NAMES = {
+    "digits": "Digits",
+    "mnist": "MNIST",
+    "cifar10": "CIFAR-10",
+    "mnist10k": "MNIST-10k",
+}

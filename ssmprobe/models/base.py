@@ -50,6 +50,11 @@ def speedups(on: bool) -> Iterator[None]:
         _speedups["on"] = before
 
 
+def weights_frozen(module: nn.Module) -> bool:
+    """No gradient can reach `module`'s parameters: grad mode off, or none requires grad."""
+    return not torch.is_grad_enabled() or not any(p.requires_grad for p in module.parameters())
+
+
 def frozen_memo(module: nn.Module, key: Hashable, compute: Callable[[], Tensor]) -> Tensor:
     """`compute()`, kept on `module` for as long as its parameters are frozen and unchanged.
 
@@ -59,10 +64,9 @@ def frozen_memo(module: nn.Module, key: Hashable, compute: Callable[[], Tensor])
     optimizer step, `load_state_dict`, `.copy_()`), so training, which needs the parameters'
     gradients, always computes afresh, and any change of the weights drops the kept value.
     """
-    params = list(module.parameters())
-    frozen = not torch.is_grad_enabled() or not any(p.requires_grad for p in params)
-    if not (frozen and speedups_enabled()):
+    if not (weights_frozen(module) and speedups_enabled()):
         return compute()
+    params = list(module.parameters())
     memo = module.__dict__.setdefault("_frozen_memo", {})  # not a buffer: never saved
     kept = memo.get(key)
     # Compared in place: a tuple of states per pass would pile up in Python's free lists.
@@ -121,28 +125,81 @@ class LTISSM(nn.Module):
         """h_k = scale·Re(C̄ Ā^k B̄) for k < length: (H, length) SISO, (H, H, length) MIMO."""
         raise NotImplementedError
 
-    def convolve(self, u: Tensor, skip: Tensor) -> Tensor:
-        """y = h * u + skip ⊙ u for a SISO layer's input (B, L, H), causal along L: the
-        convolution with the kernel h + skip·δ, whose step 0 carries the skip term (D u).
 
-        Short sequences (L <= `DIRECT_MAX_LENGTH`) multiply by that kernel's Toeplitz matrix,
+class ConvSSM(LTISSM):
+    """An LTI SSM layer whose forward is the convolution y = h * u + skip ⊙ u (S4, DSS, Mega's
+    EMA): `skip` is the layer's D."""
+
+    @property
+    def skip(self) -> Tensor:
+        raise NotImplementedError
+
+    def conv_kernel(self, length: int) -> Tensor:
+        """h + skip·δ (H, length): the impulse response with the skip term in its step 0."""
+        return self.impulse_response(length) + F.pad(self.skip.unsqueeze(-1), (0, length - 1))
+
+    def forward(self, u: Tensor) -> Tensor:
+        """y = h * u + skip ⊙ u for u (B, L, H), causal along L.
+
+        Short sequences (L <= `DIRECT_MAX_LENGTH`) multiply by the kernel's Toeplitz matrix,
         longer ones go through `time_conv`; either operator is computed once while the weights
-        are frozen (`frozen_memo`), every pass otherwise. With `SSMPROBE_NO_SPEEDUPS` set, the
-        FFT of h and the separate skip of every pass as before (for side-by-side benchmarks).
+        are frozen (`frozen_memo`), and once per training batch inside `shared_kernels`.
+        With `SSMPROBE_NO_SPEEDUPS` set, the FFT of h and the separate skip of every pass as
+        before (for side-by-side benchmarks).
         """
         length = u.shape[1]
         if not speedups_enabled():
             kernel = self.impulse_response(length)
-            return fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2) + skip * u
-
-        def kernel() -> Tensor:
-            return self.impulse_response(length) + F.pad(skip.unsqueeze(-1), (0, length - 1))
-
+            return fft_causal_conv(u.transpose(1, 2), kernel).transpose(1, 2) + self.skip * u
         if length <= DIRECT_MAX_LENGTH:
-            weights = frozen_memo(self, ("toeplitz", length), lambda: toeplitz(kernel()))
+            weights = frozen_memo(
+                self, ("toeplitz", length), lambda: toeplitz(self.conv_kernel(length))
+            )
             return torch.bmm(u.permute(2, 0, 1).contiguous(), weights).permute(1, 2, 0).contiguous()
-        spectrum = frozen_memo(self, ("spectrum", length), lambda: kernel_spectrum(kernel()))
-        return time_conv(u, spectrum)
+        shared = _batch_kernels["kept"]
+        kept = shared.get((self, length)) if shared else None
+        if kept is None:
+            if weights_frozen(self):
+                spectrum = frozen_memo(
+                    self, ("spectrum", length), lambda: kernel_spectrum(self.conv_kernel(length))
+                )
+                return time_conv(u, spectrum)
+            kernel = self.conv_kernel(length)
+            kept = (kernel, kernel_spectrum(kernel.detach()))
+        kernel, spectrum = kept
+        if weights_frozen(self):  # an attack's step: no gradient may reach the weights
+            return time_conv(u, spectrum)
+        return kernel_conv(u, kernel, spectrum)
+
+
+# The kernels of one training batch while `shared_kernels` runs: {(layer, L): (kernel, spectrum)}.
+_batch_kernels: dict[str, dict[tuple[ConvSSM, int], tuple[Tensor, Tensor]] | None] = {"kept": None}
+
+
+@contextmanager
+def shared_kernels(model: nn.Module, length: int) -> Iterator[None]:
+    """One training batch of adversarial training: the weights stay as they are from the
+    attack's first step to the training loss's backward, so every convolutional layer builds
+    its kernel once, with its graph, before the attack. The attack's steps convolve with it
+    detached (its spectrum), the training forward (and TRADES's second one) with the graph, so
+    the loss's gradient reaches the weights as it would through a kernel built in that forward.
+    Short sequences (the Toeplitz path, already kept while frozen) and `SSMPROBE_NO_SPEEDUPS`
+    leave everything as it is. Nothing outlives the block.
+    """
+    if not speedups_enabled() or length <= DIRECT_MAX_LENGTH:
+        yield
+        return
+    kept = {}
+    for layer in model.modules():
+        if isinstance(layer, ConvSSM):
+            kernel = layer.conv_kernel(length)
+            kept[layer, length] = (kernel, kernel_spectrum(kernel.detach()))
+    before = _batch_kernels["kept"]
+    _batch_kernels["kept"] = kept
+    try:
+        yield
+    finally:
+        _batch_kernels["kept"] = before
 
 
 @dataclass(frozen=True)
@@ -209,14 +266,62 @@ def spectral_conv(u: Tensor, spectrum: Tensor) -> Tensor:
     return torch.fft.irfft(torch.fft.rfft(u, n=2 * length) * spectrum, n=2 * length)[..., :length]
 
 
+# Batch elements per FFT on a CPU: chunks of a few sequences stay in cache and below the size
+# at which every allocation is a fresh mmap (measured at B = 64, L = 784, H = 128: 120 ms for
+# the whole batch at once, 31 ms in chunks of 4, the same numbers to the bit).
+_CPU_FFT_CHUNK = 4
+
+
+def _batch_chunks(u: Tensor) -> list[slice]:
+    """Slices of u's batch: `_CPU_FFT_CHUNK` elements each on a CPU, the whole batch elsewhere."""
+    step = _CPU_FFT_CHUNK if u.device.type == "cpu" else max(u.shape[0], 1)
+    return [slice(start, start + step) for start in range(0, u.shape[0], step)]
+
+
+class _Padded:
+    """A reused (chunk, H, 2L) buffer whose second half stays zero: a chunk of u (B, L, H) is
+    copied time-last into its first half, which is the zero padding and the layout change in
+    one copy (rfft's own padding allocates and fills a new tensor every call)."""
+
+    def __init__(self, u: Tensor) -> None:
+        batch, length, channels = u.shape
+        step = _batch_chunks(u)[0].stop if batch else 1
+        self.length = length
+        self.buffer = u.new_zeros((min(step, batch), channels, 2 * length))
+
+    def spectrum(self, part: Tensor) -> Tensor:
+        """rfft of `part` (b, L, H) zero-padded to 2L along time: (b, H, L + 1)."""
+        view = self.buffer[: part.shape[0]]
+        view[..., : self.length].copy_(part.transpose(1, 2))
+        return torch.fft.rfft(view)
+
+
 def _conv_along_time(u: Tensor, spectrum: Tensor) -> Tensor:
     """irfft(rfft(u) · spectrum) along dim 1 of u (B, L, H), the first L steps, with spectrum
-    (H, L + 1). The FFTs run over a contiguous time-last copy, and the result is made
-    contiguous again: an FFT over a strided axis, or a strided result that every later
-    elementwise op and its backward would walk, costs several times more (measured)."""
+    (H, L + 1), computed a few batch elements at a time (`_CPU_FFT_CHUNK`) into one (B, L, H)
+    result."""
     length = u.shape[1]
-    y = torch.fft.irfft(torch.fft.rfft(u.transpose(1, 2).contiguous(), n=2 * length) * spectrum)
-    return y[..., :length].transpose(1, 2).contiguous()
+    out = torch.empty(
+        u.shape, dtype=torch.promote_types(u.dtype, spectrum.real.dtype), device=u.device
+    )
+    padded = _Padded(u)
+    for chunk in _batch_chunks(u):
+        y = torch.fft.irfft(padded.spectrum(u[chunk]) * spectrum, n=2 * length)
+        out[chunk] = y[..., :length].transpose(1, 2)
+    return out
+
+
+def _kernel_grad(u: Tensor, grad: Tensor) -> Tensor:
+    """∂loss/∂kernel (H, L) of y = kernel * u: Σ_b Σ_t g_b[t] u_b[t - j], the correlation of
+    the output's gradient with the input, as irfft(Σ_b conj(U_b) G_b)[:L] (the padding to 2L
+    keeps the circular correlation exact for lags j < L); the sum over the batch is taken in
+    the frequency domain, a few elements at a time."""
+    inputs, grads = _Padded(u), _Padded(grad)
+    total = sum(
+        (inputs.spectrum(u[chunk]).conj() * grads.spectrum(grad[chunk])).sum(0)
+        for chunk in _batch_chunks(u)
+    )
+    return torch.fft.irfft(total, n=2 * u.shape[1])[..., : u.shape[1]]
 
 
 class _TimeConv(torch.autograd.Function):
@@ -237,10 +342,31 @@ class _TimeConv(torch.autograd.Function):
 
 def time_conv(u: Tensor, spectrum: Tensor) -> Tensor:
     """The causal convolution of u (B, L, H) along L with kernels given by their spectrum
-    (H, L + 1) (`kernel_spectrum`); differentiable in both."""
-    if spectrum.requires_grad:
+    (H, L + 1) (`kernel_spectrum`), a constant: differentiable in u (`kernel_conv` for a
+    kernel that needs its gradient too)."""
+    return _TimeConv.apply(u, spectrum.detach())
+
+
+class _KernelConv(torch.autograd.Function):
+    """`kernel_conv`: the gradient to u as in `_TimeConv`, to the kernel by `_kernel_grad`."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, kernel: Tensor, spectrum: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(u, spectrum)
         return _conv_along_time(u, spectrum)
-    return _TimeConv.apply(u, spectrum)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+        u, spectrum = ctx.saved_tensors
+        grad_u = _conv_along_time(grad, spectrum.conj()) if ctx.needs_input_grad[0] else None
+        grad_kernel = _kernel_grad(u, grad) if ctx.needs_input_grad[1] else None
+        return grad_u, grad_kernel, None
+
+
+def kernel_conv(u: Tensor, kernel: Tensor, spectrum: Tensor) -> Tensor:
+    """The causal convolution of u (B, L, H) with `kernel` (H, L), whose `kernel_spectrum` is
+    given (computed once for many calls); differentiable in u and in the kernel."""
+    return _KernelConv.apply(u, kernel, spectrum.detach())
 
 
 def real_parameter(values: Tensor) -> nn.Parameter:

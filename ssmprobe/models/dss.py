@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ssmprobe.models import discretize, hippo
 from ssmprobe.models.base import (
-    LTISSM,
+    ConvSSM,
     DiscreteSSM,
     as_complex,
     real_parameter,
@@ -57,7 +57,7 @@ def softmax_factor(z: Tensor, length: int) -> Tensor:
     return discretize.expm1(length * z)
 
 
-class DSS(LTISSM):
+class DSS(ConvSSM):
     """Diagonal SSM with ZOH, DSS-exp or DSS-softmax (`b_norm`): (B, L, H) -> (B, L, H)."""
 
     def __init__(
@@ -119,5 +119,6 @@ class DSS(LTISSM):
         b_bar = self._b_bar(lam, dt, length)
         return vandermonde_kernel(lam * dt, as_complex(self.W), b_bar, length)
 
-    def forward(self, u: Tensor) -> Tensor:
-        return self.convolve(u, self.D)
+    @property
+    def skip(self) -> Tensor:
+        return self.D

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssmprobe.models.base import LTISSM, DiscreteSSM
+from ssmprobe.models.base import ConvSSM, DiscreteSSM
 
 
-class EMA(LTISSM):
+class EMA(ConvSSM):
     """Multi-dimensional damped EMA (eq. 9): (B, L, H) -> (B, L, H), causal."""
 
     def __init__(self, d_model: int, d_state: int = 16) -> None:
@@ -86,8 +86,9 @@ class EMA(LTISSM):
         powers = torch.exp(log_decay[..., None] * steps)  # Ā^k: (H, N, L)
         return torch.einsum("hn,hnl->hl", self.eta * alpha * self.beta, powers)
 
-    def forward(self, u: Tensor) -> Tensor:
-        return self.convolve(u, self.omega)
+    @property
+    def skip(self) -> Tensor:
+        return self.omega
 
 
 class GatedAttention(nn.Module):

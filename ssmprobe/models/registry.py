@@ -37,7 +37,12 @@ ARCHS: dict[str, dict[str, Any]] = {
         "shared_nplr": True,
     },
 }
-ARCH_DEFAULTS = {"mnist": "reference", "cifar10": "reference", "digits": "table3"}
+ARCH_DEFAULTS = {
+    "mnist": "reference",
+    "cifar10": "reference",
+    "digits": "table3",
+    "mnist10k": "reference",
+}
 
 
 # Sizes that must be >= 1 where set (None: the family's default). d_state 0 used to build a
@@ -126,6 +131,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cifar10": {"d_input": 3, "n_classes": 10, "d_model": 128, "n_layers": 4, "d_ffn": 256},
     "digits": {"d_input": 1, "n_classes": 10, "d_model": 64, "n_layers": 2, "d_state": 16},
 }
+PRESETS["mnist10k"] = PRESETS["mnist"]  # real MNIST images at L = 784: the paper's architecture
 
 
 # A family's departures from its preset. S5's d_state is one MIMO state shared by all channels,

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ssmprobe.models import hippo
 from ssmprobe.models.base import (
-    LTISSM,
+    ConvSSM,
     DiscreteSSM,
     as_complex,
     real_parameter,
@@ -62,7 +62,7 @@ def _deficit_power(deficit: Tensor, power: int) -> Tensor:
         deficit = 2 * deficit - deficit @ deficit
 
 
-class S4(LTISSM):
+class S4(ConvSSM):
     """S4 layer (NPLR A, bilinear, FFT convolution): (B, L, H) -> (B, L, H).
 
     With `shared`, Λ, P̃ and B̃ are one set of parameters for all channels (as in the paper's
@@ -147,5 +147,6 @@ class S4(LTISSM):
         )
         return torch.fft.ifft(k_hat, dim=-1).real
 
-    def forward(self, u: Tensor) -> Tensor:
-        return self.convolve(u, self.D)
+    @property
+    def skip(self) -> Tensor:
+        return self.D
