@@ -5,6 +5,8 @@
     ssmprobe.list_models()                        # the bundled zoo and its accuracies
     model = ssmprobe.load_model("dss_pgd")        # (B, L, C) in [0, 1] -> logits
     x_adv = ssmprobe.attack(model, x, y, "pgd10")  # at the checkpoint's training budget
+    probe = ssmprobe.wrap(my_model, components={"ssm": "layers.*.mixer"}, eps=0.1)
+    ssmprobe.discrepancy(probe, data=(x, y))       # your own model, components by pattern
 
 The names below are imported when first used, so `import ssmprobe` stays light.
 """
@@ -26,6 +28,7 @@ _API = {  # public name -> (module, attribute)
     "evaluate": ("ssmprobe.evaluation.evaluate", "evaluate_checkpoint"),
     "train": ("ssmprobe.training.run", "train"),
     "record": ("ssmprobe.probe.recorder", "record"),
+    "wrap": ("ssmprobe.interop.wrap", "wrap"),
     "discrepancy": ("ssmprobe.probe.discrepancy", "discrepancy"),
     "check_bounds": ("ssmprobe.bounds.check", "check_model"),
     "load_reference": ("ssmprobe.interop.reference", "load_reference"),

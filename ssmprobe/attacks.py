@@ -512,21 +512,23 @@ def parse_attack(
     spec: str, dataset: str = "digits", eps: float | None = None, alpha: float | None = None
 ) -> AttackConfig:
     """Reads pgd<N>, pgdl2-<N>, fgsm, aa or aa-fast; eps / alpha default to the dataset's preset
-    (`PRESET_BUDGETS`, `PRESET_L2_BUDGETS` for ℓ2, whose α defaults to 2.5·eps/N)."""
-    if dataset not in PRESET_BUDGETS:
+    (`PRESET_BUDGETS`, `PRESET_L2_BUDGETS` for ℓ2, whose α defaults to 2.5·eps/N). A dataset
+    without a preset (a user's model) needs eps; its PGD α defaults to 2.5·eps/N as well."""
+    if dataset not in PRESET_BUDGETS and eps is None:
         raise ValueError(
-            f"no attack budget for dataset {dataset!r}; known: {sorted(PRESET_BUDGETS)}"
+            f"no attack budget for dataset {dataset!r} (known: {sorted(PRESET_BUDGETS)}): give eps"
         )
     text = spec.strip().lower()
-    linf_eps, linf_alpha = PRESET_BUDGETS[dataset]
+    linf_eps, linf_alpha = PRESET_BUDGETS.get(dataset, (eps, None))
     if match := re.fullmatch(r"pgd(\d+)", text):
         steps = int(match[1])
-        return AttackConfig(
-            "pgd", linf_eps if eps is None else eps, linf_alpha if alpha is None else alpha, steps
-        )
+        linf_eps = linf_eps if eps is None else eps
+        if alpha is None:  # the preset's α, or Madry et al.'s 2.5·ε/steps without a preset
+            alpha = linf_alpha if linf_alpha is not None else 2.5 * linf_eps / steps
+        return AttackConfig("pgd", linf_eps, alpha, steps)
     if match := re.fullmatch(r"pgdl2-(\d+)", text):
         steps = int(match[1])
-        radius = PRESET_L2_BUDGETS[dataset] if eps is None else eps
+        radius = PRESET_L2_BUDGETS[dataset] if eps is None else eps  # eps given: any dataset
         step = 2.5 * radius / max(steps, 1) if alpha is None else alpha
         return AttackConfig("pgdl2", radius, step, steps)
     if text in ("fgsm", "aa", "aa-fast"):
@@ -604,7 +606,10 @@ def checkpoint_attack(spec: str, meta: dict[str, Any], eps: float | None = None)
     (0, 1]), else the run's training eps and α, else the dataset's preset budget; ℓ2 attacks use
     `eps` (> 0) or the dataset's preset radius."""
     dataset, train = meta["dataset"], meta.get("train", {})
-    config = parse_attack(spec, dataset)
+    # Without a preset (a user's model) the spec is read at the budget given or declared.
+    config = parse_attack(
+        spec, dataset, eps=None if dataset in PRESET_BUDGETS else eps or train.get("eps")
+    )
     if eps is not None:
         top = 1.0 if config.norm == "Linf" else math.inf
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= top:

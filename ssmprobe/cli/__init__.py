@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from ssmprobe.checkpoint import CheckpointError
-from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train, zoo
+from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train, usermodel, zoo
 from ssmprobe.cli import options as opt
 from ssmprobe.data import DatasetError
 from ssmprobe.training.fit import TrainingDiverged
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.add(sub)
+    usermodel.add_inspect(sub)
     return parser
 
 

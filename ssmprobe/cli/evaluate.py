@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ssmprobe.cli import options as opt
+from ssmprobe.cli import usermodel
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,9 +19,16 @@ def run(args: argparse.Namespace) -> int:
 
         options = LaunchOptions(launcher=args.launcher, partition=args.partition)
         runner = partial(launch_shards, shards=args.shards, options=options)
+    if usermodel.given(args):
+        target, data = usermodel.load(args), usermodel.load_data(args)
+    elif args.ckpt is None:
+        raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
+    else:
+        target, data = args.ckpt, None
     results = evaluate_checkpoint(
-        args.ckpt,
+        target,
         opt.comma_list(args.attack),
+        data=data,
         n=args.n,
         batch_size=args.batch_size,
         eps=args.eps,
@@ -46,7 +54,7 @@ def add(sub: opt.Subparsers) -> None:
         "Evaluate a checkpoint on the first N test samples of its dataset and save "
         "eval_<checkpoint>.json next to it (a bundled one's in the working folder) or at --out.",
     )
-    opt.add(p, "ckpt", required=True)
+    opt.add(p, "ckpt")
     opt.add(p, "attack", default="pgd10,aa")
     opt.add(p, "n", default=1000)
     opt.add(p, "eps")
@@ -75,5 +83,6 @@ def add(sub: opt.Subparsers) -> None:
     opt.out(p, "json")
     opt.data_and_device(p)
     opt.reference_source(p)
+    usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
     opt.add(p, "quiet")
     p.set_defaults(func=run)

@@ -194,8 +194,10 @@ def reference_source(p: Parser, own_model: bool = False) -> None:
         help="native: an ssmprobe checkpoint; reference: that code's state dict (needs "
         "--model and --dataset)",
     )
-    if not own_model:
-        add(g, "model", choices=REFERENCE_FAMILIES)
+    if not own_model:  # a family, or your own model's factory (`cli.usermodel`)
+        g.add_argument("--model", help=f"model family ({', '.join(REFERENCE_FAMILIES)}) of a "
+                       "reference state dict; or your own model: pkg.module:factory or "
+                       "path/file.py:factory (importing it runs that code)")  # fmt: skip
     add(g, "dataset")
     add(g, "ads")
 
@@ -205,6 +207,8 @@ def reference(args: argparse.Namespace, own_model: bool = False) -> Reference | 
     whose config already says what --model/--dataset/--ads would (`own_model`: --model is the
     command's own, not the reference group's)."""
     flags = ["dataset", "ads"] if own_model else ["model", "dataset", "ads"]
+    if ":" in (getattr(args, "model", None) or "") and not own_model:
+        flags.remove("model")  # your own model's factory (`cli.usermodel`)
     if args.source == "native":
         given = [f"--{f}" for f in flags if getattr(args, f) is not None]
         if given:
@@ -215,6 +219,9 @@ def reference(args: argparse.Namespace, own_model: bool = False) -> Reference | 
     missing = [f"--{f}" for f in ("model", "dataset") if getattr(args, f) is None]
     if missing:
         raise ValueError(f"--from reference needs {' and '.join(missing)}")
+    if args.model not in REFERENCE_FAMILIES:
+        raise ValueError(f"--model {args.model!r}: a reference family is one of "
+                         f"{', '.join(REFERENCE_FAMILIES)}")  # fmt: skip
     return Reference(args.model, args.dataset, args.ads)
 
 

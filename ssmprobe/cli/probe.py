@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ssmprobe.cli import options as opt
+from ssmprobe.cli import usermodel
 
 
 def discrepancy(args: argparse.Namespace) -> int:
@@ -12,12 +13,20 @@ def discrepancy(args: argparse.Namespace) -> int:
     from ssmprobe.probe.discrepancy import discrepancy, format_summary, save
 
     reference = opt.reference(args)
-    for ckpt in args.ckpt:  # every file checked before hours of work on the first
-        load_model(ckpt, "cpu", reference)
+    if usermodel.given(args):  # your own model: its data, every split of it as "test"
+        targets: list = [usermodel.load(args)]
+        extra = {"data": usermodel.load_data(args)}
+    else:
+        if not args.ckpt:
+            raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
+        for ckpt in args.ckpt:  # every file checked before hours of work on the first
+            load_model(ckpt, "cpu", reference)
+        targets, extra = args.ckpt, {}
     results = []
-    for ckpt in args.ckpt:
+    for ckpt in targets:
         result = discrepancy(
             ckpt,
+            **extra,
             splits=opt.comma_list(args.split),
             n=args.n,
             batch_size=args.batch_size,
@@ -82,7 +91,7 @@ def add(sub: opt.Subparsers) -> None:
         "component kind. Writes a tidy CSV (one row per checkpoint, layer, component, split, "
         "metric, norm) and a JSON beside it with the per-position curves.",
     )
-    opt.add(p, "ckpt", required=True, action="append")
+    opt.add(p, "ckpt", action="append")
     opt.add(p, "split", default="train,test")
     opt.add(p, "n", default=1000)
     opt.add(p, "batch_size", default=100)
@@ -93,6 +102,7 @@ def add(sub: opt.Subparsers) -> None:
     opt.out(p, "csv", default="discrepancy.csv")
     opt.data_and_device(p)
     opt.reference_source(p)
+    usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
     opt.add(p, "quiet")
     p.set_defaults(func=discrepancy)
 

@@ -23,6 +23,7 @@ from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.sanity import masking_flags
 from ssmprobe.evaluation.shards import SHARDABLE, ShardResult, sharded_attack
 from ssmprobe.interop.reference import Reference
+from ssmprobe.interop.userdata import UserData, user_batches
 from ssmprobe.io import check_output_file, write_json
 from ssmprobe.loading import load_model
 
@@ -49,7 +50,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tupl
 
 
 def evaluate_checkpoint(
-    path: str | Path,
+    path: str | Path | nn.Module,
     attacks: list[str],
     n: int = 1000,
     batch_size: int = 256,
@@ -62,6 +63,7 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     workers: int = 1,
     shard_runner: ShardRunner | None = None,
+    data: UserData | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...), saved to
     `out` (default eval_<checkpoint>.json next to it; for a bundled checkpoint, in the working
@@ -73,12 +75,19 @@ def evaluate_checkpoint(
     "autoattack_checks": [AutoAttack's own check warnings, e.g. Square still succeeding after
     the gradient attacks, which its AA accuracy already counts]}.
     With `reference`, `path` is a state dict of the paper's reference code (`Reference`).
+    `path` may be a model in memory (`ssmprobe.wrap`'s) with its `data` (`evaluate_model`).
 
     With `workers` > 1, AutoAttack's batches of `batch_size` run in that many processes
     (`evaluation.shards`); `shard_runner` runs them elsewhere instead (the grid's submitit
     launcher). Either way the result equals the unsharded one sample for sample, and the
     record keeps AutoAttack's per-sample results under "per_sample" (1: still correct).
     """
+    if isinstance(path, nn.Module):  # a model in memory (`ssmprobe.wrap`'s) and its data
+        if data is None:
+            raise ValueError(
+                "a model needs data=: (x, y) tensors, a Dataset, a DataLoader or a file"
+            )
+        return evaluate_model(path, data, attacks, n, batch_size, eps, progress, seed, out)
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     if workers < 1:
@@ -136,6 +145,51 @@ def evaluate_checkpoint(
     if per_sample:
         record["per_sample"] = per_sample
     write_json(out, record)
+    return record
+
+
+def evaluate_model(
+    model: nn.Module,
+    data: UserData,
+    attacks: list[str],
+    n: int = 1000,
+    batch_size: int = 256,
+    eps: float | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """`evaluate_checkpoint` for a model in memory (`ssmprobe.wrap`'s) on the user's `data`
+    ((x, y), a Dataset, a DataLoader or a .pt/.npz file): clean accuracy, each attack at `eps`
+    (else the wrap's declared budget) and the masking flags; saved to `out` when given."""
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    out = check_output_file(out) if out is not None else None
+    meta = dict(getattr(model, "meta", None) or {"dataset": "custom", "train": {}})
+    configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
+
+    def batches() -> Iterable[tuple[Tensor, Tensor]]:  # streamed anew for each pass
+        return user_batches(model, data, batch_size, n)
+
+    count = sum(len(y) for _, y in batches())
+    if count == 0:
+        raise ValueError("data holds no samples")
+    results = {"clean": evaluate(model, batches())[1]}
+    for config in configs:
+        results[config.label] = evaluate_attack(
+            model, batches(), config, progress=progress, seed=seed
+        )["acc"]
+    record = {
+        "checkpoint": meta.get("model", type(model).__name__),  # what format_results names
+        "input": meta.get("input"),
+        "dataset": meta["dataset"],
+        "n": count,
+        "eps": next((c.eps for c in configs if c.norm == "Linf"), eps),
+        "results": results,
+        "masking": masking_flags(results),
+    }
+    if out is not None:
+        write_json(out, record)
     return record
 
 

@@ -19,6 +19,7 @@ so one recorder serves every family.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -213,7 +214,11 @@ class SequenceClassifier(nn.Module):
 
     def components(self) -> list[Component]:
         """Every recordable component, in forward order, named `layers.{i}.{part}`."""
-        return [c for i, layer in enumerate(self.layers) for c in layer.components(f"layers.{i}")]
+        return [
+            replace(c, layer=i, part=c.name.removeprefix(f"layers.{i}."))
+            for i, layer in enumerate(self.layers)
+            for c in layer.components(f"layers.{i}")
+        ]
 
     def ssm_layers(self) -> dict[str, nn.Module]:
         """The SSM of every layer by component name, for parameter and bound analysis."""

@@ -204,10 +204,46 @@ def shared_kernels(model: nn.Module, length: int) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Site:
-    """A tensor a forward hook can see: the first input or the output of `module`."""
+    """A tensor a forward hook can see: the input or the output of `module`.
+
+    `index` picks the tensor out of a tuple (a block's `(hidden, residual)`, a module called
+    with several positional inputs); `layout` says how it holds its features: `bld` (B, L, d),
+    `bdl` (B, d, L), or `auto`, decided from the sequence length of the recorded batch.
+    """
 
     module: nn.Module
     side: Literal["input", "output"]
+    index: int = 0
+    layout: Literal["auto", "bld", "bdl"] = "bld"
+
+    def features(self, value: object, length: int | None = None) -> Tensor:
+        """The (B, L, d) features in what the hook saw (`value`: the output, or the inputs)."""
+        where = f"the {self.side} of {type(self.module).__name__}"
+        if isinstance(value, tuple | list):
+            if not -len(value) <= self.index < len(value):
+                raise TypeError(f"{where} has {len(value)} elements, no index {self.index}")
+            value = value[self.index]
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"{where} is a {type(value).__name__}, not a tensor: declare an extractor "
+                "(the index of the tensor in a tuple)"
+            )
+        if self.layout == "bdl":
+            return value.transpose(1, 2)
+        if self.layout == "bld" or value.dim() != 3 or length is None:
+            return value
+        fits = [value.shape[1] == length, value.shape[2] == length]
+        if all(fits):
+            raise ValueError(
+                f"{where} is {tuple(value.shape)}: with d = L = {length} its layout is "
+                "ambiguous; declare layout='bld' or 'bdl'"
+            )
+        if not any(fits):
+            raise ValueError(
+                f"{where} is {tuple(value.shape)}, neither (B, L, d) nor (B, d, L) for "
+                f"L = {length}: declare its layout or pick another module"
+            )
+        return value if fits[0] else value.transpose(1, 2)
 
 
 @dataclass(frozen=True)
@@ -215,15 +251,18 @@ class Component:
     """A named place in a model whose input and output features can be recorded.
 
     `name` is stable across models of a family (`layers.0.ssm`), `kind` groups components
-    across layers and families. The component's input is `entry`, its output `exit`; both are
-    usually the same module, but a fused block (Mamba) can end a component at the input of
-    its next sub-module.
+    across layers and families; `layer` and `part` place it in the model for tables and figures
+    (set by whoever builds the list, never parsed back from the name). The component's input is
+    `entry`, its output `exit`; both are usually the same module, but a fused block (Mamba) can
+    end a component at the input of its next sub-module.
     """
 
     name: str
     kind: ComponentKind
     entry: Site
     exit: Site
+    layer: int = 0  # the block it belongs to, or its order among the components of its kind
+    part: str = ""  # what it is inside that block (`ssm`, `linear`, ...; default the name)
 
 
 def module_component(name: str, kind: ComponentKind, module: nn.Module) -> Component:

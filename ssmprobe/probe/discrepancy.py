@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ssmprobe.attacks import AttackConfig, checkpoint_attack
 from ssmprobe.data import SPLITS, load_dataset, make_loader
 from ssmprobe.interop.reference import Reference
+from ssmprobe.interop.userdata import UserData, user_batches
 from ssmprobe.io import atomic_file, write_json
 from ssmprobe.loading import load_model
 from ssmprobe.probe.metrics import (
@@ -144,14 +145,13 @@ def component_rows(model: nn.Module, stats: DiscrepancyStats, split: str) -> lis
     """One row per (component, metric, norm) of a split's stats."""
     rows = []
     for component in model.components():
-        layer, part = component.name.rsplit(".", 1)
         for metric, norm in MEASURES:
             before, after = (stats.mean(component.name, s, metric, norm) for s in SIDES)
             rows.append(
                 {
-                    "layer": int(layer.split(".")[-1]),
+                    "layer": component.layer,
                     "component": component.name,
-                    "part": part,
+                    "part": component.part or component.name,
                     "kind": component.kind,
                     "split": split,
                     "metric": metric,
@@ -166,7 +166,7 @@ def component_rows(model: nn.Module, stats: DiscrepancyStats, split: str) -> lis
 
 
 def discrepancy(
-    ckpt: str | Path,
+    ckpt: str | Path | nn.Module,
     splits: Sequence[str] = SPLITS,
     n: int = 1000,
     batch_size: int = 100,
@@ -177,43 +177,63 @@ def discrepancy(
     seed: int = 0,
     progress: bool = True,
     reference: Reference | None = None,
+    data: UserData | Mapping[str, UserData] | None = None,
 ) -> DiscrepancyResult:
     """Per-component feature discrepancy of a checkpoint (a path or a bundled name) on the
     first `n` samples of each split, adversarial inputs from `attack` (`parse_attack` specs).
-    With `reference`, `ckpt` is a state dict of the paper's reference code (`Reference`)."""
+    With `reference`, `ckpt` is a state dict of the paper's reference code (`Reference`).
+
+    `ckpt` may also be a model (`ssmprobe.wrap`'s, or any module with `components()`): then
+    `data` gives its samples, one source (the split "test") or a mapping split -> source, each
+    (x, y) tensors, a Dataset, a DataLoader or a .pt/.npz file, and `eps` (or the wrap's) the
+    budget."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits:
-        raise ValueError(f"unknown split {', '.join(unknown) or '(none)'}; choose from {SPLITS}")
-    model, meta = load_model(ckpt, device, reference)
+    if isinstance(splits, str):
+        raise TypeError(f"splits must be a list of split names, got the string {splits!r}")
+    if isinstance(ckpt, nn.Module):
+        model, meta, sources = _model_sources(ckpt, data, device)
+        splits = tuple(sources)
+    else:
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown or not splits:
+            raise ValueError(
+                f"unknown split {', '.join(unknown) or '(none)'}; choose from {SPLITS}"
+            )
+        model, meta = load_model(ckpt, device, reference)
+        sources = {}
     config = checkpoint_attack(attack, meta, eps)
     if config.eps <= 0:
         raise ValueError(f"the attack's eps must be in (0, 1], got {config.eps}")
+    config_meta = meta.get("config", {})
     info: dict[str, Any] = {
-        "checkpoint": str(ckpt),
+        "checkpoint": str(ckpt) if not isinstance(ckpt, nn.Module) else meta["model"],
         "file": meta.get("file"),
-        "model": meta["config"]["model"],
+        "model": config_meta.get("model", meta.get("model")),
         "method": meta.get("method"),
-        "ads": meta["config"].get("ads"),
+        "ads": config_meta.get("ads"),
         "dataset": meta["dataset"],
         "eps": config.eps,
         "attack": config.label,
         "n": {},
-        "notes": [],
+        "notes": [f"input: {meta['input']}"] if "input" in meta else [],
     }
     rows, steps = [], []
     for split in splits:
-        data = load_dataset(meta["dataset"], split, data_dir)
-        data = data.head(n)
-        used = len(data)
-        if used < n:
-            info["notes"].append(f"{split}: n capped at the split's {used} samples")
-        info["n"][split] = used
-        loader = make_loader(data, batch_size)
-        stats = collect(model, loader, config, seed=seed, progress=progress, total=used)
+        if sources:
+            loader: Iterable[tuple[Tensor, Tensor]] = user_batches(
+                model, sources[split], batch_size, n
+            )
+            total = None
+        else:
+            dataset = load_dataset(meta["dataset"], split, data_dir).head(n)
+            if len(dataset) < n:
+                info["notes"].append(f"{split}: n capped at the split's {len(dataset)} samples")
+            loader, total = make_loader(dataset, batch_size), len(dataset)
+        stats = collect(model, loader, config, seed=seed, progress=progress, total=total)
+        info["n"][split] = stats.count
         rows += component_rows(model, stats, split)
         steps += [
             {
@@ -225,8 +245,31 @@ def discrepancy(
             for c in model.components()
         ]
     labels = {k: info[k] for k in ("model", "method", "ads", "dataset", "eps", "attack")}
-    rows = [{"checkpoint": str(ckpt), **labels, **row} for row in rows]
+    rows = [{"checkpoint": info["checkpoint"], **labels, **row} for row in rows]
     return DiscrepancyResult(info, rows, steps)
+
+
+def _model_sources(
+    model: nn.Module,
+    data: UserData | Mapping[str, UserData] | None,
+    device: torch.device | str | None,
+) -> tuple[nn.Module, dict[str, Any], dict[str, UserData]]:
+    """A given model, its meta (the wrap's, or a bare one) and its data by split."""
+    if not hasattr(model, "components"):
+        raise TypeError(
+            f"{type(model).__name__} lists no components: wrap it first "
+            "(ssmprobe.wrap(model, components={...}))"
+        )
+    if data is None:
+        raise ValueError("a model needs data=: (x, y) tensors, a Dataset, a DataLoader or a file")
+    sources = dict(data) if isinstance(data, Mapping) else {"test": data}
+    if not sources:
+        raise ValueError("data= names no split")
+    if device is not None:
+        model = model.to(device)
+    meta = dict(getattr(model, "meta", None) or {"dataset": "custom", "train": {}})
+    meta.setdefault("model", type(model).__name__)
+    return model, meta, sources
 
 
 def summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -302,7 +345,8 @@ def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
     meta = result.meta
     ns = ", ".join(f"{s} {n}" for s, n in meta["n"].items())
     head = (
-        f"{meta['checkpoint']}: {meta['model']} {meta['method']}"
+        f"{meta['checkpoint']}: {meta['model']}"
+        f"{' ' + meta['method'] if meta['method'] else ''}"
         f"{' AdS-' + meta['ads'] if meta['ads'] else ''} on {meta['dataset']}, "
         f"{meta['attack']} at eps {meta['eps']:g} ({ns}; norm {norm})"
     )

@@ -43,26 +43,29 @@ class Recording:
         # Sites compare by (module, side): a place two components share is hooked once.
         self._sites = list(dict.fromkeys(s for c in self.components for s in (c.entry, c.exit)))
         self._seen: dict[Site, Tensor] | None = None  # None: not capturing
+        self._length: int | None = None  # the captured batch's sequence length
 
     def _store(self, site: Site, value: Any) -> None:
         if self._seen is None:
             return
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{site.side} of {type(site.module).__name__} is not a tensor")
         if site in self._seen:
             raise RuntimeError(
                 f"{type(site.module).__name__} ran twice in one forward: its features are ambiguous"
             )
-        self._seen[site] = value.detach()
+        self._seen[site] = site.features(value, self._length).detach()
 
     def hook(self, handles: list[torch.utils.hooks.RemovableHandle]) -> None:
         """Registers one hook per site, appending each handle as soon as it exists (so the
-        caller can remove all of them even if a later registration fails)."""
+        caller can remove all of them even if a later registration fails). An input is the
+        module's positional inputs, or its tensor keyword arguments when it has none."""
         for site in self._sites:
             if site.side == "input":
                 handles.append(
                     site.module.register_forward_pre_hook(
-                        lambda _m, args, site=site: self._store(site, args[0])
+                        lambda _m, args, kwargs, site=site: self._store(
+                            site, args or [v for v in kwargs.values() if isinstance(v, Tensor)]
+                        ),
+                        with_kwargs=True,
                     )
                 )
             else:
@@ -76,6 +79,7 @@ class Recording:
     def capture(self, x: Tensor) -> dict[str, Features]:
         """One forward of `x`; every component's features by name, in forward order."""
         self._seen = {}
+        self._length = x.shape[1] if x.dim() >= 2 else None
         try:
             self.model(x)
             seen = self._seen
@@ -98,6 +102,13 @@ def record(model: nn.Module, components: Sequence[Component] | None = None) -> I
     finally:
         for handle in handles:
             handle.remove()
+
+
+def check_components(model: nn.Module, x: Tensor) -> None:
+    """One recorded forward of `x`: every component runs once and its features have a layout,
+    else the recorder's error (`ssmprobe inspect` runs this on the first batch)."""
+    with record(model) as recording:
+        recording.capture(x)
 
 
 def adversarial_features(
