@@ -59,8 +59,15 @@ def attribute(args: argparse.Namespace) -> int:
         save_attribution,
     )
 
+    if usermodel.given(args):
+        target, data = usermodel.load(args), usermodel.load_data(args)
+    elif args.ckpt is None:
+        raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
+    else:
+        target, data = args.ckpt, None
     result = attribute_checkpoint(
-        args.ckpt,
+        target,
+        data=data,
         n=args.n,
         method=args.attribution,
         split=args.split,
@@ -126,7 +133,7 @@ def add(sub: opt.Subparsers) -> None:
         "its exit: the part of the true-class logit drop that flows through it (100% for a "
         "component every path crosses).",
     )
-    opt.add(p, "ckpt", required=True)
+    opt.add(p, "ckpt")
     p.add_argument("--attribution", choices=["ig", "saliency"], default="ig", help="method")
     opt.add(p, "n", default=8)
     opt.add(p, "split", default="test", choices=["train", "test"])
@@ -137,6 +144,7 @@ def add(sub: opt.Subparsers) -> None:
     opt.out(p, "folder", default="figures")
     opt.data_and_device(p)
     opt.reference_source(p)
+    usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
     opt.add(p, "quiet")
     opt.renamed(p, "--method", "--attribution")
     opt.renamed(p, "--steps", "--ig-steps")

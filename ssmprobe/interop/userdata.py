@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssmprobe.interop.wrap import WrapError, WrappedModel
@@ -64,6 +64,31 @@ def _pairs(data: UserData, batch_size: int) -> Iterable[tuple[Any, Any]]:
         "data must be (x, y) tensors, a Dataset, a DataLoader or a .pt/.npz path, got "
         f"{type(data).__name__}"
     )
+
+
+def model_meta(
+    model: nn.Module, device: torch.device | str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A model given in memory (`wrap`'s, or any module with `components()`), on `device`, and
+    its meta: the wrap's, or a bare one (dataset "custom", no training budget)."""
+    if not hasattr(model, "components"):
+        raise TypeError(
+            f"{type(model).__name__} lists no components: wrap it first "
+            "(ssmprobe.wrap(model, components={...}))"
+        )
+    if device is not None:
+        model = model.to(device)
+    meta = dict(getattr(model, "meta", None) or {"dataset": "custom", "train": {}})
+    meta.setdefault("model", type(model).__name__)
+    return model, meta
+
+
+def first_samples(model: WrappedModel, data: UserData, n: int) -> tuple[Tensor, Tensor]:
+    """The first `n` samples of `data` as one batch in the attack's space."""
+    parts = list(user_batches(model, data, batch_size=n, n=n))
+    if not parts:
+        raise WrapError("data holds no samples")
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
 def user_batches(

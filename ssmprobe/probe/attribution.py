@@ -64,6 +64,7 @@ from tqdm.auto import tqdm
 from ssmprobe.attacks import _attack_mode, checkpoint_attack, parse_attack, run_attack
 from ssmprobe.data import DATASETS, load_dataset
 from ssmprobe.interop.reference import Reference
+from ssmprobe.interop.userdata import UserData, first_samples, model_meta
 from ssmprobe.io import save_figure, write_json
 from ssmprobe.loading import load_model
 
@@ -198,9 +199,12 @@ def component_shares(
                 n_steps=n_steps,
                 attribute_to_layer_input=comp.exit.side == "input",
                 return_convergence_delta=True,
+                # a tuple output (a GRU's (output, h_n)) may have elements the model never uses
+                grad_kwargs={"allow_unused": True, "materialize_grads": True},
             )
-            parts = attr if isinstance(attr, tuple | list) else (attr,)
-            total = sum(p.detach().flatten(1).sum(1) for p in parts).mean().item()
+            # Of a tuple, the element whose features the component records (`Site.index`).
+            part = attr[comp.exit.index] if isinstance(attr, tuple | list) else attr
+            total = part.detach().flatten(1).sum(1).mean().item()
             shares.append(
                 ComponentShare(
                     name=comp.name,
@@ -294,7 +298,7 @@ def plot_input_attributions(
 
 
 def attribute_checkpoint(
-    ckpt: str | Path,
+    ckpt: str | Path | nn.Module,
     n: int = 8,
     method: str = "ig",
     split: str = "test",
@@ -306,8 +310,10 @@ def attribute_checkpoint(
     n_steps: int = 32,
     reference: Reference | None = None,
     progress: bool = False,
+    data: UserData | None = None,
 ) -> dict[str, Any]:
-    """Input and component attributions of a checkpoint on the first `n` samples of `split`.
+    """Input and component attributions of a checkpoint on the first `n` samples of `split`
+    (or of a model in memory, `ssmprobe.wrap`'s, on the first `n` of its `data`).
 
     Adversarial examples come from `attack` with ℓ∞ budget `eps`, else the run's training
     eps (and then its alpha too), else the dataset's preset, as
@@ -322,11 +328,18 @@ def attribute_checkpoint(
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {METHODS}")
     _check_steps(n_steps)
-    parse_attack(attack)  # checks the spec before anything is loaded
-    model, meta = load_model(ckpt, device, reference)
+    if isinstance(ckpt, nn.Module):  # a model in memory (`ssmprobe.wrap`'s) and its data
+        if data is None:
+            raise ValueError("a model needs data=: (x, y) tensors, a Dataset or a file")
+        model, meta = model_meta(ckpt, device)
+        config = checkpoint_attack(attack, meta, eps)
+        x, y = first_samples(model, data, n)
+    else:
+        parse_attack(attack)  # checks the spec before anything is loaded
+        model, meta = load_model(ckpt, device, reference)
+        config = checkpoint_attack(attack, meta, eps)
+        x, y = load_dataset(meta["dataset"], split, data_dir).head(n)[:]
     dataset = meta["dataset"]
-    config = checkpoint_attack(attack, meta, eps)
-    x, y = load_dataset(dataset, split, data_dir).head(n)[:]
     dev = _device(model)
     x, y = x.to(dev), y.to(dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
@@ -335,13 +348,13 @@ def attribute_checkpoint(
     drop, components = component_shares(model, x, y, x_adv, n_steps=n_steps, progress=progress)
     with _attack_mode(model, True), torch.no_grad():
         pred_clean, pred_adv = model(x).argmax(-1), model(x_adv).argmax(-1)
-    info = DATASETS[dataset]
-    image_shape = info.image_size if math.prod(info.image_size) == x.shape[1] else (1, x.shape[1])
+    size = DATASETS[dataset].image_size if dataset in DATASETS else (1, x.shape[1])
+    image_shape = size if math.prod(size) == x.shape[1] else (1, x.shape[1])
     record = {
-        "checkpoint": str(ckpt),
+        "checkpoint": meta["model"] if isinstance(ckpt, nn.Module) else str(ckpt),
         "file": meta.get("file"),
         "dataset": dataset,
-        "model": meta.get("config", {}).get("model"),
+        "model": meta.get("config", {}).get("model", meta.get("model")),
         "train_method": meta.get("method"),
         "split": split,
         "n": len(y),

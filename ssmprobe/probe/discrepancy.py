@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ssmprobe.attacks import AttackConfig, checkpoint_attack
 from ssmprobe.data import SPLITS, load_dataset, make_loader
 from ssmprobe.interop.reference import Reference
-from ssmprobe.interop.userdata import UserData, user_batches
+from ssmprobe.interop.userdata import UserData, model_meta, user_batches
 from ssmprobe.io import atomic_file, write_json
 from ssmprobe.loading import load_model
 from ssmprobe.probe.metrics import (
@@ -254,22 +254,13 @@ def _model_sources(
     data: UserData | Mapping[str, UserData] | None,
     device: torch.device | str | None,
 ) -> tuple[nn.Module, dict[str, Any], dict[str, UserData]]:
-    """A given model, its meta (the wrap's, or a bare one) and its data by split."""
-    if not hasattr(model, "components"):
-        raise TypeError(
-            f"{type(model).__name__} lists no components: wrap it first "
-            "(ssmprobe.wrap(model, components={...}))"
-        )
+    """A given model, its meta and its data by split (one source: the split "test")."""
     if data is None:
         raise ValueError("a model needs data=: (x, y) tensors, a Dataset, a DataLoader or a file")
     sources = dict(data) if isinstance(data, Mapping) else {"test": data}
     if not sources:
         raise ValueError("data= names no split")
-    if device is not None:
-        model = model.to(device)
-    meta = dict(getattr(model, "meta", None) or {"dataset": "custom", "train": {}})
-    meta.setdefault("model", type(model).__name__)
-    return model, meta, sources
+    return (*model_meta(model, device), sources)
 
 
 def summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
