@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ssmprobe.attacks import checkpoint_attack
 from ssmprobe.bounds.lti import (
@@ -33,9 +33,11 @@ from ssmprobe.bounds.selective import DeltaStats, load_deltas, save_deltas
 from ssmprobe.checkpoint import bundled_dir
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.interop.reference import Reference
+from ssmprobe.interop.userdata import UserData, model_meta, user_batches
 from ssmprobe.io import FIGURE_FORMATS, atomic_file, write_json
 from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
+from ssmprobe.models.base import LTISSM
 
 PERTURB_CHOICES = ("uniform", "sign", "gaussian", "adversarial")
 _FORMS = ("kernel", "eigen", "spectral")  # the bounds the summary compares
@@ -198,9 +200,71 @@ def check_memory(model: nn.Module, length: int) -> None:
         )
 
 
+def check_wrapped(
+    model: nn.Module,
+    data: UserData | None = None,
+    *,
+    L: int = 64,
+    perturb: str = "uniform",
+    eps: float | None = None,
+    mu: float = 0.0,
+    n: int = 360,
+    samples: int = 0,
+    layers: list[int] | None = None,
+    channels: list[int] | None = None,
+    progress: bool = False,
+) -> BoundsCheck:
+    """Theorem 4.1.1 on a wrapped model's SSM components (`ssmprobe.wrap`), through the layers
+    that the SSM readers rebuild from their own parameters (`interop.readers`): LTI layers (s4d,
+    s5, a callable's) like a bundled family's, at length `L` under `perturb`, or on `data`
+    under PGD-10; selective ones (mamba1, mamba2) on the first `n` samples of `data`."""
+    if perturb not in PERTURB_CHOICES:
+        raise ValueError(f"unknown perturbation {perturb!r}; choose one of {PERTURB_CHOICES}")
+    model, meta = model_meta(model)
+    read = model.ssm_layers()
+    if not read:
+        raise ValueError(
+            f"{meta['model']}: no `ssm` component whose parameters a reader knows (mamba1, "
+            "mamba2, s4d, s5): name the SSM layers in components, or give readers="
+        )
+    selective = [name for name, layer in read.items() if not isinstance(layer, LTISSM)]
+    if selective and len(selective) < len(read):
+        raise ValueError(f"{meta['model']} mixes time-varying ({', '.join(selective)}) and LTI "
+                         "SSM layers: check them with two wraps")  # fmt: skip
+    adversarial = perturb == "adversarial"
+    attack = checkpoint_attack("pgd10", meta, eps) if adversarial else None
+    law = None if adversarial else perturbation_law(perturb, 0.1 if eps is None else eps, mu)
+    if (selective or adversarial) and data is None:
+        raise ValueError("this check runs on real inputs: give data=")
+
+    def batches(size: int) -> Iterable[tuple[Tensor, Tensor]]:
+        return user_batches(model, data, size, n)
+
+    on = f"the first {n} samples of the given data"
+    if selective:
+        from ssmprobe.bounds.selective import selective_rows
+
+        rows, deltas = selective_rows(
+            model, batches(50), attack or law, layers, channels, total=n, progress=progress
+        )
+        length = next(iter(batches(1)))[0].shape[1]
+        what = f"{'PGD-10' if attack else law.kind} perturbation, H of {on}"
+        return BoundsCheck(model, meta["model"], meta["model"], length, what, rows, law, deltas)
+    check_memory(model, L)
+    perturbation: Any = law
+    if attack is not None:
+        perturbation = measure_adversarial(model, batches(100), attack)
+        L = next(iter(batches(1)))[0].shape[1]
+        what = f"PGD-10 (eps {attack.eps:g}) on {on}"
+    else:
+        what = f"{law.kind} perturbation: mu = {law.mu:g}, sigma^2 = {law.sigma2:.4g}"
+    rows = model_rows(model, L, perturbation, layers, channels, samples, progress=progress)
+    return BoundsCheck(model, meta["model"], meta["model"], L, what, rows, law)
+
+
 def check_model(
-    model_name: str | None,
-    ckpt: str | Path | None = None,
+    model_name: str | nn.Module | None,
+    ckpt: str | Path | UserData | None = None,
     *,
     init: bool = False,
     L: int = 64,
@@ -218,7 +282,13 @@ def check_model(
     """Theorem 4.1.1 on the `model_name` at `ckpt` (default the bundled `<model>_pgd.pt`; with
     `init`, a fresh digits model) under `perturb` (module docstring); `eps` is the noise scale
     (default 0.1) or, adversarially, the attack's budget (default: the run's). `model_name`
-    None takes the family from the checkpoint."""
+    None takes the family from the checkpoint. A wrapped model (`ssmprobe.wrap`) in place of
+    `model_name` goes to `check_wrapped`, with its data as `ckpt`."""
+    if isinstance(model_name, nn.Module):  # `ssmprobe.wrap`'s model: `ckpt` is its data
+        return check_wrapped(
+            model_name, ckpt, L=L, perturb=perturb, eps=eps, mu=mu, n=n, samples=samples,
+            layers=layers, channels=channels, progress=progress,
+        )  # fmt: skip
     if model_name is None and (init or ckpt is None):
         raise ValueError("name the model family (--model) for --init or the bundled checkpoint")
     if L < 1:

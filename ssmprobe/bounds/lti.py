@@ -370,8 +370,9 @@ def measure_adversarial(
     (the feature recorder's `ssm` components: f'_in - f_in), streamed over `batches` into
     float64 sums: per channel μ, M = max_k E[ε_k²], E[εεᵀ] (SISO layers) and the measured
     output error E||(f'_out - f_out) - D ε||² (the SSM's own part, without the feed-through)."""
-    components = [c for c in model.components() if c.kind == "ssm"]
     layers = model.ssm_layers()
+    # The SSM components with readable parameters (a wrapped model's may lack some).
+    components = [c for c in model.components() if c.kind == "ssm" and c.name in layers]
     for name, layer in layers.items():
         if not isinstance(layer, LTISSM):
             raise ValueError(f"{name} is not time-invariant: no per-channel LTI bounds")

@@ -50,7 +50,7 @@ from ssmprobe.bounds.theorem import (
 )
 from ssmprobe.io import atomic_file
 from ssmprobe.models import discretize
-from ssmprobe.models.mamba import Mamba, SelectiveSSM
+from ssmprobe.models.mamba import SelectiveSSM
 from ssmprobe.probe.recorder import Features, adversarial_features, record
 
 POINTS = 20_000  # Δ-analysis points kept per layer and input kind, for figures and quantiles
@@ -247,8 +247,12 @@ def selective_rows(
     docstring) and each layer's `DeltaStats`. `perturbation` is an i.i.d. law of the SSM input's
     perturbation, or an attack whose adversarial inputs give the measured one."""
     ssm_layers = list(model.ssm_layers().items())
-    if not all(isinstance(layer, Mamba) for _, layer in ssm_layers):
-        raise ValueError("selective_rows needs Mamba layers; LTI layers go to layer_bounds")
+    # Any layer with Mamba's selective interface: ours, or one read by `interop.readers`.
+    if not all(hasattr(layer, "discrete") and hasattr(layer, "d_inner") for _, layer in ssm_layers):
+        raise ValueError(
+            "selective_rows needs selective layers (Mamba, or a layer read by mamba1/mamba2: "
+            "discrete(hidden) and d_inner); LTI layers go to layer_bounds"
+        )
     picked = list(range(len(ssm_layers))) if layers is None else list(layers)
     bad = [i for i in picked if not 0 <= i < len(ssm_layers)]
     if bad:
