@@ -8,7 +8,11 @@ each one's fastest. Overhead = probe / bare - 1 (goal: at most 15%).
 Memory: peak resident memory (ru_maxrss) of a fresh process that probes N samples, for two N
 (the train split repeated as often as needed), to show that it does not grow with N.
 
-    python benchmarks/discrepancy.py [--ckpt s4_pgd.pt] [--n 1000] [--memory-n 1000,5000]
+`--ckpt hf-mamba` times a wrapped model instead (`ssmprobe.wrap`): transformers' MambaModel
+(random weights, d = 64, 2 layers, state 16) under a linear head on digits, its mixers and norms
+as components: the probe's overhead on a user's model.
+
+    python benchmarks/discrepancy.py [--ckpt s4_pgd.pt|hf-mamba] [--n 1000] [--memory-n 1000,5000]
 """
 
 from __future__ import annotations
@@ -25,6 +29,33 @@ from ssmprobe.attacks import checkpoint_attack, run_attack
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.loading import load_model
 from ssmprobe.probe.discrepancy import collect
+
+
+def hf_mamba() -> tuple[torch.nn.Module, dict]:
+    """transformers' MambaModel under a linear head, wrapped by pattern."""
+    from transformers import MambaConfig, MambaModel
+
+    import ssmprobe
+
+    class Classifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            config = MambaConfig(hidden_size=64, state_size=16, num_hidden_layers=2, vocab_size=8)
+            self.encoder, self.backbone = torch.nn.Linear(1, 64), MambaModel(config)
+            self.head = torch.nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            hidden = self.backbone(inputs_embeds=self.encoder(x)).last_hidden_state
+            return self.head(hidden.mean(1))
+
+    torch.manual_seed(0)
+    spec = {"ssm": "backbone.layers.*.mixer", "norm": "backbone.layers.*.norm"}
+    probe = ssmprobe.wrap(Classifier().eval(), spec, eps=0.1, alpha=0.025, layout="bld")
+    return probe, {**probe.meta, "dataset": "digits", "train": {"eps": 0.1, "alpha": 0.025}}
+
+
+def load(ckpt: str) -> tuple[torch.nn.Module, dict]:
+    return hf_mamba() if ckpt == "hf-mamba" else load_model(ckpt, "cpu")
 
 
 def loader(dataset: str, n: int, batch_size: int):
@@ -66,7 +97,7 @@ def main() -> None:
     parser.add_argument("--memory-n", default="1000,5000")
     parser.add_argument("--probe-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    model, meta = load_model(args.ckpt, "cpu")
+    model, meta = load(args.ckpt)
     attack = checkpoint_attack("pgd10", meta)
     if args.probe_only:
         collect(model, loader(meta["dataset"], args.probe_only, args.batch_size), attack,

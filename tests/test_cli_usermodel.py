@@ -119,3 +119,28 @@ def test_a_spec_without_components_and_a_pattern_matching_nothing(user: Path, ca
     (user / "spec.toml").write_text('[components]\nssm = "layer.*"\n')
     assert run("inspect", *USER) == 2
     assert "matches no module of the model; closest: layers" in capsys.readouterr().err
+
+
+def test_bounds_on_a_user_model(user: Path, capsys) -> None:
+    """A GRU has no SSM parameters a reader knows: one error line; a state-spaces S4D block
+    (tests/test_readers.py) is read and checked."""
+    assert run("bounds", *USER[:4], "--out", "b.csv") == 2
+    assert "no `ssm` component whose parameters a reader knows" in capsys.readouterr().err
+    tests = Path(__file__).resolve().parent
+    (user / "s4dmodel.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tests)!r})\n"
+        "import torch\nfrom test_readers import LocalS4D\n\n\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.encoder, self.block = torch.nn.Linear(1, 6), LocalS4D(6, 8)\n"
+        "        self.head = torch.nn.Linear(6, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.block(self.encoder(x).transpose(1, 2)).mean(-1))\n\n\n"
+        "def build():\n    return M()\n"
+    )
+    (user / "s4d.toml").write_text('layout = "bdl"\n[components]\nssm = "block"\n')
+    argv = ["--model", "s4dmodel.py:build", "--components", "s4d.toml", "--L", "16"]
+    assert run("bounds", *argv, "--mu", "0.05", "--out", "b.csv", "--quiet") == 0
+    rows = (user / "b.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and rows[1].startswith("block,")  # one row per channel

@@ -6,15 +6,20 @@ import argparse
 
 from ssmprobe.bounds.check import PERTURB_CHOICES
 from ssmprobe.cli import options as opt
+from ssmprobe.cli import usermodel
 from ssmprobe.vocab import FAMILIES
 
 
 def run(args: argparse.Namespace) -> int:
     from ssmprobe.bounds.check import check_model
 
+    model, source = args.model, args.ckpt
+    if usermodel.given(args):  # your own model: its readable SSM layers, --data if given
+        model = usermodel.load(args)
+        source = usermodel.load_data(args) if args.data is not None else None
     result = check_model(
-        args.model,
-        args.ckpt,
+        model,
+        source,
         init=args.init,
         L=args.L,
         perturb=args.perturb,
@@ -52,7 +57,12 @@ def add(sub: opt.Subparsers) -> None:
         "bundled MODEL_pgd.pt is checked) and with --from reference. --eps is the attack's "
         "budget with --perturb adversarial, else the noise's scale (default 0.1).",
     )
-    opt.add(p, "model", choices=FAMILIES)
+    p.add_argument(
+        "--model",
+        type=_family_or_factory,
+        help=f"model family ({', '.join(FAMILIES)}), or your own model: pkg.module:factory or "
+        "path/file.py:factory (importing it runs that code) with --components",
+    )
     opt.add(p, "ckpt")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
     p.add_argument("--L", type=opt.POSITIVE, default=64, help="sequence length")
@@ -75,4 +85,13 @@ def add(sub: opt.Subparsers) -> None:
     opt.add(p, "figures")
     opt.add(p, "quiet")
     opt.reference_source(p, own_model=True)
+    usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
     p.set_defaults(func=run)
+
+
+def _family_or_factory(text: str) -> str:
+    if text in FAMILIES or ":" in text:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(FAMILIES)}, or pkg.module:factory)"
+    )

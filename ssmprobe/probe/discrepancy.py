@@ -240,6 +240,8 @@ def discrepancy(
                 "split": split,
                 "component": c.name,
                 "kind": c.kind,
+                "layer": c.layer,
+                "part": c.part or c.name,
                 **{side: stats.mean_steps(c.name, side) for side in SIDES},
             }
             for c in model.components()

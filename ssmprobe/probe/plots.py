@@ -15,9 +15,8 @@ the state carries it forward.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,22 +54,20 @@ def _labels(summary: pd.DataFrame) -> pd.Series:
     return labels.where(shared <= 1, labels + " (" + runs + ")")
 
 
-def _order(labels: Iterable[str]) -> list[str]:
-    families = list(FAMILIES)
-    return sorted(set(labels), key=lambda s: (families.index(_family(s)), s))
-
-
-def _family(label: str) -> str:
-    """ "S5+AdS-relu (run)" -> "s5"."""
-    return re.split(r"[+ ]", label)[0].lower()
+def _order(summary: pd.DataFrame) -> list[str]:
+    """The labels, our families in the paper's order (from each row's `model`), then the rest."""
+    rank = {family: i for i, family in enumerate(FAMILIES)}
+    first = summary.groupby("label")["model"].first()
+    return sorted(first.index, key=lambda label: (rank.get(first[label], len(rank)), label))
 
 
 def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
     """Bars of the rate per (method row, metric column, model, kind, split) of `summarise`d
     rows (one checkpoint per model label and method)."""
-    summary = summary.assign(label=_labels(summary))
-    methods = [m for m in METHOD_NAMES if m in set(summary["method"])]
-    labels = _order(summary["label"])
+    summary = summary.assign(label=_labels(summary), method=summary["method"].fillna(""))
+    present = set(summary["method"])  # a user's model has no training method: ""
+    methods = [m for m in METHOD_NAMES if m in present] + sorted(present - set(METHOD_NAMES))
+    labels = _order(summary)
     kinds = [k for k in KINDS_SHOWN if k in set(summary["kind"])]
     width = 0.8 / (2 * len(kinds))
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
@@ -101,7 +98,7 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
                 ax.set_yscale("symlog", linthresh=100)
                 ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 5 else 0)
                 ax.set(
-                    title=f"{METHOD_NAMES[method]}: {METRIC_TITLES[metric]}",
+                    title=f"{METHOD_NAMES.get(method, 'your model')}: {METRIC_TITLES[metric]}",
                     ylabel="rate: change / before (%)",
                 )
         handles, names = axes[0, 0].get_legend_handles_labels()
@@ -110,20 +107,28 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def _place(entry: dict) -> tuple[int, str]:
+    """(layer, part) of a per-position entry, as the recorder's components gave them; files
+    written before entries carried them name our families' `layers.<i>.<part>`."""
+    if "layer" in entry:
+        return entry["layer"], entry["part"]
+    return int(entry["component"].split(".")[1]), entry["component"].rsplit(".", 1)[1]
+
+
 def make_steps_figure(result: dict) -> Figure:
     """Per-position squared error before and after every component of one checkpoint."""
     steps = result["steps"]
     meta = result["meta"]
-    components = list(dict.fromkeys(s["component"] for s in steps))
-    layers = sorted({c.split(".")[1] for c in components}, key=int)
-    parts = list(dict.fromkeys(c.rsplit(".", 1)[1] for c in components))
+    place = {s["component"]: _place(s) for s in steps}
+    layers = sorted({layer for layer, _ in place.values()})
+    parts = list(dict.fromkeys(part for _, part in place.values()))
     colors = dict(zip(("train", "test"), sns.color_palette("deep"), strict=False))
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.0):
         fig = Figure(figsize=(3.2 * len(parts), 0.8 + 2.4 * len(layers)), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(len(layers), len(parts), squeeze=False, sharex=True)
         for entry in steps:
-            layer, part = entry["component"].split(".")[1], entry["component"].rsplit(".", 1)[1]
+            layer, part = place[entry["component"]]
             ax = axes[layers.index(layer), parts.index(part)]
             for side, style in (("before", "--"), ("after", "-")):
                 ax.plot(
@@ -137,7 +142,7 @@ def make_steps_figure(result: dict) -> Figure:
         handles, names = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, names, loc="outside lower center", ncols=4)
         fig.suptitle(
-            f"{meta['checkpoint']}: {meta['model']} {meta['method']}, {meta['attack']} "
+            f"{meta['checkpoint']}: {meta['model']} {meta['method'] or ''}, {meta['attack']} "
             f"eps {meta['eps']:g}",
             fontweight="bold",
         )
