@@ -79,7 +79,7 @@ def test_discrepancy_and_eval_of_a_user_model(user: Path, capsys) -> None:
     assert record["n"] == 8 and set(record["results"]) == {"clean", "pgd10"}
     assert run("attribute", *USER, "--n", "4", "--ig-steps", "4", "--out", "a", "--quiet") == 0
     shares = json.loads((user / "a" / "attributions_Net_ig.json").read_text())["components"]
-    assert [c["name"] for c in shares] == ["layers.0", "layers.1", "norms.0", "norms.1"]
+    assert [c["name"] for c in shares] == ["layers.0", "norms.0", "layers.1", "norms.1"]
     assert shares[-1]["share"] == pytest.approx(1.0, abs=1e-4)  # every path crosses the last norm
 
 

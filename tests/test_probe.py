@@ -181,11 +181,13 @@ def test_identity_rate_is_zero_and_halving_rate_is_minus_75_percent() -> None:
     x = torch.rand(4, 10, 3)
     with record(model) as rec:
         stats.add(rec.capture(x), rec.capture(x + 0.1 * torch.randn_like(x)))
-    rows = {(r["part"], r["metric"], r["norm"]): r for r in component_rows(model, stats, "test")}
+    rows = {
+        (r["component"], r["metric"], r["norm"]): r for r in component_rows(model, stats, "test")
+    }
     for metric in ("mse", "kl"):
-        assert rows["same", metric, "none"]["rate"] == pytest.approx(0.0, abs=1e-9)
-    assert rows["halve", "mse", "none"]["rate"] == pytest.approx(-75.0)
-    assert rows["halve", "mse", "relative"]["rate"] == pytest.approx(-50.0)  # ||f|| halves too
+        assert rows["layers.0.same", metric, "none"]["rate"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["layers.0.halve", "mse", "none"]["rate"] == pytest.approx(-75.0)
+    assert rows["layers.0.halve", "mse", "relative"]["rate"] == pytest.approx(-50.0)  # ||f||/2
 
 
 def digits_batches(n: int, batch: int, length: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:

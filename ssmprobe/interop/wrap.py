@@ -9,10 +9,12 @@ The wrapped model is an `nn.Module` whose forward maps the attack's space, seque
 takes it as it takes a bundled model; nothing of the user's model is changed, subclassed or
 copied (its parameters are the wrapper's, by reference).
 
-- **components**: kind -> pattern(s) over the model's `named_modules()`: a glob (`*` one name,
-  `**` any number of dotted names), a regex (`re.compile(...)` or a string starting `re:`), a
-  callable `(name, module) -> bool`, or a list of them. Every matched module is one component,
-  input to output; a pattern that matches nothing is an error listing the closest names.
+- **components**: kind -> pattern(s) over the model's `named_modules()` (`models.components`,
+  the mechanism our own families' presets use too): a glob (`*` one name, `**` any number of
+  dotted names), a regex (`re.compile(...)` or a string starting `re:`), a callable
+  `(name, module) -> bool`, a list of them, or an entry/exit pair. Every matched module is one
+  component, input to output; a pattern that matches nothing is an error listing the closest
+  names.
 - **input**: `"positional"` (the model's first positional tensor, default), `"kw:NAME"` (a
   keyword argument, e.g. `kw:inputs_embeds`), or `"embedding:PATTERN"` (a token model: the data
   are token ids, the attack runs on the output of the embedding module, and every result says
@@ -30,9 +32,7 @@ copied (its parameters are the wrapper's, by reference).
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,58 +40,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ssmprobe.models.base import Component, Site
+from ssmprobe.models.base import Component
+from ssmprobe.models.components import LAYOUTS, Patterns, SpecError, build_components, match_modules
 from ssmprobe.vocab import COMPONENT_KINDS
 
-Pattern = str | re.Pattern | Callable[[str, nn.Module], bool]
-Patterns = Pattern | Sequence[Pattern]
-LAYOUTS = ("auto", "bld", "bdl")
 REDUCTIONS = ("last", "mean")
-
-
-class WrapError(ValueError):
-    """The spec does not fit the model: the message names the pattern, module or argument."""
-
-
-def _glob_regex(glob: str) -> re.Pattern:
-    """`*` one dotted name (no dot), `**` any number of them, the rest literal."""
-    parts = re.split(r"(\*\*|\*)", glob)
-    body = "".join({"**": r".*", "*": r"[^.]*"}.get(p, re.escape(p)) for p in parts)
-    return re.compile(body)
-
-
-def _matcher(pattern: Pattern) -> Callable[[str, nn.Module], bool]:
-    if callable(pattern) and not isinstance(pattern, re.Pattern):
-        return pattern
-    if isinstance(pattern, str) and pattern.startswith("re:"):
-        pattern = re.compile(pattern[3:])
-    regex = pattern if isinstance(pattern, re.Pattern) else _glob_regex(pattern)
-    return lambda name, _module: regex.fullmatch(name) is not None
-
-
-def _patterns(value: Patterns) -> list[Pattern]:
-    if isinstance(value, str | re.Pattern) or callable(value):
-        return [value]
-    if isinstance(value, Sequence) and value:
-        return list(value)
-    raise WrapError(f"a pattern must be a string, regex, callable or non-empty list, got {value!r}")
-
-
-def match_modules(model: nn.Module, patterns: Patterns) -> list[tuple[str, nn.Module]]:
-    """The (name, module) pairs of `model.named_modules()` (the root excluded) that one of
-    `patterns` matches, in the model's order; a pattern matching nothing is a `WrapError`
-    naming the closest module names."""
-    named = [(n, m) for n, m in model.named_modules() if n]
-    found: dict[str, nn.Module] = {}
-    for pattern in _patterns(patterns):
-        hits = [(n, m) for n, m in named if _matcher(pattern)(n, m)]
-        if not hits:
-            shown = pattern if isinstance(pattern, str) else getattr(pattern, "pattern", pattern)
-            close = difflib.get_close_matches(str(shown), [n for n, _ in named], n=5, cutoff=0.3)
-            hint = f"; closest: {', '.join(close)}" if close else ""
-            raise WrapError(f"pattern {shown!r} matches no module of the model{hint}")
-        found.update(hits)
-    return [(n, m) for n, m in named if n in found]
+WrapError = SpecError  # every misfit of a spec and a model: a ValueError naming it
 
 
 @dataclass(frozen=True)
@@ -176,7 +130,7 @@ class WrappedModel(nn.Module):
         self.name = name or type(model).__name__
         self._embedding = None
         if self.input.kind == "embedding":
-            (_, self._embedding), *more = match_modules(model, self.input.name)
+            (_, self._embedding, _), *more = match_modules(model, self.input.name)
             if more:
                 raise WrapError(
                     f"input pattern {self.input.name!r} matches {len(more) + 1} modules"
@@ -187,14 +141,7 @@ class WrappedModel(nn.Module):
                                        weight.max().item())  # fmt: skip
         if not self.input.low < self.input.high:
             raise WrapError(f"input_range needs low < high, got {input_range}")
-        self._components: list[Component] = []
-        for kind, patterns in components.items():
-            for order, (module_name, module) in enumerate(match_modules(model, patterns)):
-                sites = [Site(module, side, index, layouts.get(kind, "auto"))  # type: ignore[arg-type]
-                         for side in ("input", "output")]  # fmt: skip
-                self._components.append(
-                    Component(module_name, kind, *sites, layer=order, part=module_name)
-                )
+        self._components = build_components(model, list(components.items()), layouts, index)
         self._readers = readers
         self.meta: dict[str, Any] = {
             "dataset": "custom",

@@ -19,16 +19,18 @@ so one recorder serves every family.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssmprobe.models.ads import AdS
-from ssmprobe.models.base import Component, Site, module_component
+from ssmprobe.models.base import Component
+from ssmprobe.models.components import build_components
 from ssmprobe.models.mamba import Mamba
 from ssmprobe.models.mega import EMA, GatedAttention
+from ssmprobe.vocab import COMPONENT_KINDS
 
 INPUT_ORDERS = ("pixel", "view")
 
@@ -43,12 +45,9 @@ def _full_precision(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         return fn(x)
 
 
-def _ssm_components(block: nn.Module, prefix: str) -> list[Component]:
-    """The SSM and, if present, the AdS right after it."""
-    parts = [module_component(f"{prefix}.ssm", "ssm", block.ssm)]
-    if block.ads is not None:
-        parts.append(module_component(f"{prefix}.ads", "ads", block.ads))
-    return parts
+# Each block's components as a spec relative to the block (`models.components`), in the
+# order they run; `SequenceClassifier.components` places it under every `layers.<i>`.
+_SSM_HEAD = [("ssm", "ssm"), ("ads", "ads?")]
 
 
 class SSMBlock(nn.Module):
@@ -80,11 +79,8 @@ class SSMBlock(nn.Module):
             y = F.gelu(self.linear(F.gelu(y))) if self.gelu else self.linear(y)
         return self.norm(x + y if self.residual else y)
 
-    def components(self, prefix: str) -> list[Component]:
-        parts = _ssm_components(self, prefix)
-        if self.linear is not None:
-            parts.append(module_component(f"{prefix}.linear", "linear", self.linear))
-        return [*parts, module_component(f"{prefix}.norm", "norm", self.norm)]
+    def component_spec(self) -> list[tuple[str, Any]]:
+        return [*_SSM_HEAD, ("linear", "linear?"), ("norm", "norm")]
 
 
 class MegaBlock(nn.Module):
@@ -111,13 +107,13 @@ class MegaBlock(nn.Module):
         h = self.norm(self.attention(y, x))
         return self.ffn_norm(h + self.linear(h))
 
-    def components(self, prefix: str) -> list[Component]:
+    def component_spec(self) -> list[tuple[str, Any]]:
         return [
-            *_ssm_components(self, prefix),
-            module_component(f"{prefix}.attention", "attention", self.attention),
-            module_component(f"{prefix}.norm", "norm", self.norm),
-            module_component(f"{prefix}.linear", "linear", self.linear),
-            module_component(f"{prefix}.ffn_norm", "norm", self.ffn_norm),
+            *_SSM_HEAD,
+            ("attention", "attention"),
+            ("norm", "norm"),
+            ("linear", "linear"),
+            ("norm", "ffn_norm"),
         ]
 
 
@@ -149,26 +145,22 @@ class MambaBlock(nn.Module):
             y = self.ads(y)
         return self.norm(y)
 
-    def components(self, prefix: str) -> list[Component]:
+    def component_spec(self) -> list[tuple[str, Any]]:
+        """The SSM runs from the block's input to the input of what follows the scan (AdS,
+        else out_proj); out_proj is the block's `linear`."""
+        after = "mixer.out_proj" if self.ads is None or self.ads_after_residual else "ads"
+        ssm = {"entry": "@input", "exit": f"{after}@input", "name": "layers.{layer}.ssm"}
+        linear = {"module": "mixer.out_proj", "name": "layers.{layer}.linear"}
         if self.ads_after_residual:
-            parts = [
-                Component(
-                    f"{prefix}.ssm", "ssm", Site(self, "input"), Site(self.mixer.out_proj, "input")
-                ),
-                module_component(f"{prefix}.linear", "linear", self.mixer.out_proj),
-            ]
-            if self.ads is not None:
-                parts.append(module_component(f"{prefix}.ads", "ads", self.ads))
-            return [*parts, module_component(f"{prefix}.norm", "norm", self.norm)]
-        after_ssm = self.ads if self.ads is not None else self.mixer.out_proj
-        parts = [Component(f"{prefix}.ssm", "ssm", Site(self, "input"), Site(after_ssm, "input"))]
-        if self.ads is not None:
-            parts.append(module_component(f"{prefix}.ads", "ads", self.ads))
-        return [
-            *parts,
-            module_component(f"{prefix}.linear", "linear", self.mixer.out_proj),
-            module_component(f"{prefix}.norm", "norm", self.norm),
-        ]
+            return [("ssm", ssm), ("linear", linear), ("ads", "ads?"), ("norm", "norm")]
+        return [("ssm", ssm), ("ads", "ads?"), ("linear", linear), ("norm", "norm")]
+
+
+def _under_layers(pattern: Any) -> Any:
+    """A block-relative pattern (a glob, a place, or a dict of them) under `layers.*`."""
+    if isinstance(pattern, dict):
+        return {k: v if k == "name" else _under_layers(v) for k, v in pattern.items()}
+    return "layers.*" + (pattern if pattern.startswith("@") else "." + pattern)
 
 
 class SequenceClassifier(nn.Module):
@@ -213,12 +205,10 @@ class SequenceClassifier(nn.Module):
         return self.decoder(x.mean(dim=1))
 
     def components(self) -> list[Component]:
-        """Every recordable component, in forward order, named `layers.{i}.{part}`."""
-        return [
-            replace(c, layer=i, part=c.name.removeprefix(f"layers.{i}."))
-            for i, layer in enumerate(self.layers)
-            for c in layer.components(f"layers.{i}")
-        ]
+        """Every recordable component, in forward order, named `layers.{i}.{part}`: the
+        blocks' preset spec under `layers.*`, through the one mechanism a user's model uses."""
+        entries = [(kind, _under_layers(p)) for kind, p in self.layers[0].component_spec()]
+        return build_components(self, entries, layouts=dict.fromkeys(COMPONENT_KINDS, "bld"))
 
     def ssm_layers(self) -> dict[str, nn.Module]:
         """The SSM of every layer by component name, for parameter and bound analysis."""
