@@ -144,6 +144,23 @@ def test_the_conv_output_of_another_length_is_a_layout_error() -> None:
         check_components(probe, x)
 
 
+def test_verdicts_and_plots_take_a_wrapped_models_results(tmp_path) -> None:
+    import pandas as pd
+
+    from ssmprobe.probe.discrepancy import save, summarise
+    from ssmprobe.probe.plots import plot_discrepancy
+    from ssmprobe.probe.verdicts import to_markdown, verdicts
+
+    probe = plain(layout={"ssm": "bdl", "linear": "bld", "norm": "bld"})
+    result = discrepancy(probe, data=plain_data(), progress=False)
+    table = verdicts(pd.DataFrame(summarise(result.rows)))
+    assert set(table["kind"]) == {"ssm", "linear", "norm"} and len(table) == 3
+    assert "| PlainModel |" in to_markdown(table)
+    csv, _ = save([result], tmp_path / "d.csv")
+    written = plot_discrepancy([csv], tmp_path / "figures", formats=(".png",))
+    assert sorted(p.name for p in written) == ["figure3_discrepancy.png", "steps_PlainModel.png"]
+
+
 def test_evaluate_attack_and_describe_take_a_wrapped_model() -> None:
     probe = plain(layout={"ssm": "bdl", "linear": "bld", "norm": "bld"})
     x, y = plain_data()

@@ -222,7 +222,9 @@ def steps_figures(results: Sequence[str | Path], out_dir: str | Path) -> list[tu
     for result in found:
         meta = result["meta"]
         model = meta["model"] + (f"-{meta['ads']}" if meta["ads"] else "")
-        names.append(f"steps_{model}_{meta['method']}_{Path(meta['checkpoint']).stem}")
+        stem = Path(meta["checkpoint"]).stem  # a wrapped model: its name, no method
+        parts = [model, meta["method"], stem if stem != meta["model"] else None]
+        names.append("_".join(["steps", *(p for p in parts if p)]))
     shared = Counter(names)
     names = [
         name if shared[name] == 1 else f"{name}_{Path(r['meta']['checkpoint']).parent.name}"
