@@ -125,7 +125,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # benchmarks/mnist_speed.py), ε ramped over the first 2 epochs (at full ε from a random
     # init PGD-AT can sit at a constant prediction for the whole of such a short run), and the
     # per-epoch curves on 500 train / 500 test images (the final evaluation uses all 2,000).
-    # A run fits in an hour on one core (docs/data.md has the figures).
+    # Measured (one thread, two runs side by side): S5 ST 131-225 s of training an epoch, S4 ST
+    # 284-469 s; docs/data.md has the figures.
     "mnist10k": _table4("mnist10k", epochs=5, beta=1.0)
     | {"batch_size": 64, "eps_warmup": 2, "train_eval_size": 500, "test_eval_size": 500},
 }
