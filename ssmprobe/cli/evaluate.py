@@ -19,12 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
         options = LaunchOptions(launcher=args.launcher, partition=args.partition)
         runner = partial(launch_shards, shards=args.shards, options=options)
-    if usermodel.given(args):
-        target, data = usermodel.load(args), usermodel.load_data(args)
-    elif args.ckpt is None:
-        raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
-    else:
-        target, data = args.ckpt, None
+    target, data = usermodel.target(args, args.ckpt)
     results = evaluate_checkpoint(
         target,
         opt.comma_list(args.attack),

@@ -13,15 +13,10 @@ def discrepancy(args: argparse.Namespace) -> int:
     from ssmprobe.probe.discrepancy import discrepancy, format_summary, save
 
     reference = opt.reference(args)
-    if usermodel.given(args):  # your own model: its data, every split of it as "test"
-        targets: list = [usermodel.load(args)]
-        extra = {"data": usermodel.load_data(args)}
-    else:
-        if not args.ckpt:
-            raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
-        for ckpt in args.ckpt:  # every file checked before hours of work on the first
-            load_model(ckpt, "cpu", reference)
-        targets, extra = args.ckpt, {}
+    target, data = usermodel.target(args, args.ckpt)  # your own model: its data as "test"
+    targets, extra = ([target], {"data": data}) if data is not None else (target, {})
+    for ckpt in targets if data is None else []:  # every file checked before hours of work
+        load_model(ckpt, "cpu", reference)
     results = []
     for ckpt in targets:
         result = discrepancy(
@@ -59,12 +54,7 @@ def attribute(args: argparse.Namespace) -> int:
         save_attribution,
     )
 
-    if usermodel.given(args):
-        target, data = usermodel.load(args), usermodel.load_data(args)
-    elif args.ckpt is None:
-        raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
-    else:
-        target, data = args.ckpt, None
+    target, data = usermodel.target(args, args.ckpt)
     result = attribute_checkpoint(
         target,
         data=data,

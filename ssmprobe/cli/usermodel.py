@@ -133,6 +133,15 @@ def load_data(args: argparse.Namespace) -> Any:
         raise ValueError(f"--data {args.data}: the loader raised {err!r}") from None
 
 
+def target(args: argparse.Namespace, ckpt: Any) -> tuple[Any, Any]:
+    """(what to analyse, its data): the user's wrapped model and --data, or `ckpt` and None."""
+    if given(args):
+        return load(args), load_data(args)
+    if not ckpt:
+        raise ValueError("name a checkpoint (--ckpt) or your own model (--model pkg:factory)")
+    return ckpt, None
+
+
 def inspect(args: argparse.Namespace) -> int:
     from ssmprobe.interop.userdata import user_batches
     from ssmprobe.probe.recorder import check_components

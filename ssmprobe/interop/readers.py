@@ -74,6 +74,20 @@ from ssmprobe.models.base import LTISSM, DiscreteSSM, vandermonde_kernel
 from ssmprobe.models.mamba import SelectiveSSM
 
 
+def _selective(
+    a: Tensor, dt: Tensor, b: Tensor, c: Tensor, skip: Tensor, x: Tensor, z: Tensor
+) -> SelectiveSSM:
+    """The SelectiveSSM of eq. 10 from A (D, N), Δ (B, L, D), one B_k and C_k (B, L, N) shared
+    by every channel, D, and the scan's input x and gate z: Ā_k = exp(Δ_k A) and the exact ZOH
+    B̄_k (eq. 6), and Δ_k B_k, what the layers' kernels run."""
+    a_bar, b_scale = discretize.zoh(a, dt.unsqueeze(-1))  # (B, L, D, N)
+    b = b.unsqueeze(2)  # (B, L, 1, N): one B_k for every channel
+    return SelectiveSSM(
+        A=a, A_bar=a_bar, B_bar=b_scale * b, B_bar_euler=dt.unsqueeze(-1) * b, C=c, D=skip,
+        dt=dt, x=x, z=z,
+    )  # fmt: skip
+
+
 @runtime_checkable
 class SelectiveReading(Protocol):
     """What a selective reader returns, and what `bounds.selective.selective_rows` takes."""
@@ -415,19 +429,7 @@ class ReadMamba1(_ReadSelective):
         delta, b, c = _linear(m.x_proj, x).split([self.dt_rank, self.d_state, self.d_state], -1)
         dt = F.softplus(_linear(m.dt_proj, delta))  # dt_proj's bias inside the softplus
         a = -torch.exp(m.A_log)
-        a_bar, b_scale = discretize.zoh(a, dt.unsqueeze(-1))  # (B, L, D, N)
-        b = b.unsqueeze(2)  # (B, L, 1, N): one B_k for every channel
-        return SelectiveSSM(
-            A=a,
-            A_bar=a_bar,
-            B_bar=b_scale * b,
-            B_bar_euler=dt.unsqueeze(-1) * b,
-            C=c,
-            D=m.D,
-            dt=dt,
-            x=x,
-            z=z,
-        )
+        return _selective(a, dt, b, c, m.D, x, z)
 
     def _gate(self, y: Tensor, z: Tensor) -> Tensor:
         return y * F.silu(z)
@@ -485,20 +487,8 @@ class ReadMamba2(_ReadSelective):
         dt = F.softplus(delta + m.dt_bias).clamp(*self.dt_limit)  # (B, L, heads)
         dt = self._per_channel(dt)  # (B, L, D)
         a = self._per_channel(-torch.exp(m.A_log)).unsqueeze(-1).expand(d, n)  # (D, N)
-        a_bar, b_scale = discretize.zoh(a, dt.unsqueeze(-1))
-        b = b.unsqueeze(2)
         skip = m.D if m.D.shape[0] == d else self._per_channel(m.D)
-        return SelectiveSSM(
-            A=a,
-            A_bar=a_bar,
-            B_bar=b_scale * b,
-            B_bar_euler=dt.unsqueeze(-1) * b,
-            C=c,
-            D=skip,
-            dt=dt,
-            x=x,
-            z=z,
-        )
+        return _selective(a, dt, b, c, skip, x, z)
 
     def _gate(self, y: Tensor, z: Tensor) -> Tensor:
         norm = getattr(self.source, "norm", None)
