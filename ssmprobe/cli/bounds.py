@@ -57,12 +57,7 @@ def add(sub: opt.Subparsers) -> None:
         "bundled MODEL_pgd.pt is checked) and with --from reference. --eps is the attack's "
         "budget with --perturb adversarial, else the noise's scale (default 0.1).",
     )
-    p.add_argument(
-        "--model",
-        type=_family_or_factory,
-        help=f"model family ({', '.join(FAMILIES)}), or your own model: pkg.module:factory or "
-        "path/file.py:factory (importing it runs that code) with --components",
-    )
+    opt.add(p, "model", type=_family_or_factory)
     opt.add(p, "ckpt")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
     p.add_argument("--L", type=opt.POSITIVE, default=64, help="sequence length")

@@ -148,7 +148,8 @@ HELP = {
     "split": "split(s) of the dataset, comma-separated: train, test",
     "norm": "printed table: plain discrepancy, or divided by ||f|| (the paper's relative form); "
     "the files hold both",
-    "model": "model family",
+    "model": "model family; where a command analyses a model, also your own: pkg.module:factory "
+    "or path/file.py:factory with --components (importing it runs that code)",
     "dataset": "dataset",
     "ads": "AdS activation after each SSM (a reference file with AdS weights needs it too)",
     "figures": "also draw the figures into this folder",
@@ -195,9 +196,7 @@ def reference_source(p: Parser, own_model: bool = False) -> None:
         "--model and --dataset)",
     )
     if not own_model:  # a family, or your own model's factory (`cli.usermodel`)
-        g.add_argument("--model", help=f"model family ({', '.join(REFERENCE_FAMILIES)}) of a "
-                       "reference state dict; or your own model: pkg.module:factory or "
-                       "path/file.py:factory (importing it runs that code)")  # fmt: skip
+        add(g, "model")
     add(g, "dataset")
     add(g, "ads")
 

@@ -26,8 +26,6 @@ from typing import Any
 from ssmprobe.cli import options as opt
 
 HELP = {
-    "model": "your own model: pkg.module:factory or path/file.py:factory, a function returning "
-    "the nn.Module (importing it runs that code)",
     "weights": "a state dict for your model (read with weights_only=True)",
     "components": "TOML spec of your model's components (kind = pattern(s)) and its input, "
     "output, layout, readers and eps (docs: Your own model)",
@@ -39,7 +37,7 @@ HELP = {
 def add(p: argparse.ArgumentParser | argparse._ArgumentGroup, with_model: bool = False) -> None:
     """--weights, --components, --data (and --model where the command has no --model yet)."""
     if with_model:
-        p.add_argument("--model", help=HELP["model"])
+        opt.add(p, "model", required=True)
     for name in ("weights", "components", "data"):
         p.add_argument(f"--{name}", help=HELP[name])
 
