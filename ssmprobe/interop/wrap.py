@@ -128,9 +128,11 @@ class WrappedModel(nn.Module):
         self.input = InputSpec.parse(input, input_range)
         self.output_select, self.reduce = output, reduce
         self.name = name or type(model).__name__
-        self._embedding = None
+        self._embedding: nn.Module | None = None
         if self.input.kind == "embedding":
-            (_, self._embedding, _), *more = match_modules(model, self.input.name)
+            (_, embedding, _), *more = match_modules(model, self.input.name)
+            # Held outside `_modules`: it is the model's, not a second copy in state_dict.
+            self.__dict__["_embedding"] = embedding
             if more:
                 raise WrapError(
                     f"input pattern {self.input.name!r} matches {len(more) + 1} modules"
