@@ -50,7 +50,13 @@ def test_load_model_and_attack_read_like_robustbench_and_torchattacks() -> None:
     x_adv = ssmprobe.attack(model, x, y, "pgd10")  # the checkpoint's training ε: 0.1
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
+    # An attack that returned x (or a random point) would fail here: the budget is used and
+    # the true class's loss rises on every sample.
+    assert (x_adv - x).abs().max() > 0.09
     with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy
+        clean, adv = loss(model(x), y, reduction="none"), loss(model(x_adv), y, reduction="none")
+        assert (adv > clean).all()
         assert (model(x_adv).argmax(-1) == y).sum() <= (model(x).argmax(-1) == y).sum()
     bare = ssmprobe.build_model(model.meta["config"])
     with pytest.raises(ValueError, match="eps is needed"):
