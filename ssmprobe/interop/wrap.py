@@ -222,6 +222,12 @@ class WrappedModel(nn.Module):
     def components(self) -> list[Component]:
         return list(self._components)
 
+    def _reader_for(self, name: str) -> Any:
+        """The reader declared for component `name` (None: detect it)."""
+        if isinstance(self._readers, Mapping):
+            return self._readers.get(name)
+        return self._readers
+
     def ssm_layers(self) -> dict[str, Any]:
         """The `ssm` components whose parameters a reader rebuilds: name -> read layer."""
         from ssmprobe.interop.readers import read_ssm
@@ -230,9 +236,7 @@ class WrappedModel(nn.Module):
         for c in self._components:
             if c.kind != "ssm":
                 continue
-            reader = self._readers
-            if isinstance(reader, Mapping):
-                reader = reader.get(c.name)
+            reader = self._reader_for(c.name)
             try:
                 layers[c.name] = read_ssm(c.entry.module, reader)
             except ValueError:
@@ -250,8 +254,7 @@ class WrappedModel(nn.Module):
             sites = f"input[{c.entry.index}] -> output[{c.exit.index}], layout {c.entry.layout}"
             line = f"  {c.kind:<9} {c.name:<40} {type(module).__name__:<22} {sites}"
             if c.kind == "ssm":
-                reader = self._readers if not isinstance(self._readers, Mapping) else (
-                    self._readers.get(c.name))  # fmt: skip
+                reader = self._reader_for(c.name)
                 found = reader if isinstance(reader, str) else (
                     "callable" if reader is not None else detect_reader(module))  # fmt: skip
                 params = ", ".join(n for n, _ in module.named_parameters(recurse=False)) or "-"
