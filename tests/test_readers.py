@@ -9,7 +9,7 @@ give the layer's own output (or the matching intermediate, caught by a forward p
 - mamba2: transformers' `Mamba2Mixer` (ngroups = 1; its chunked SSD path, in float32 inside).
   mambapy's `Mamba2Block` is not used: mambapy.mamba2 imports mamba_ssm's Triton kernels at
   import time, so it does not import on a CPU-only host.
-- s4d: state-spaces publishes S4D on no package index, so `LocalS4DKernel`/`LocalS4D` below
+- s4d: state-spaces publishes S4D on no package index, so `local_s4d.LocalS4DKernel`/`LocalS4D`
   rebuild its standalone `models/s4/s4d.py` layer with the same parameter names, ZOH and
   Vandermonde kernel, written here.
 - s5: `s5-pytorch` (import `s5`), the PyTorch S5 port on PyPI: it imports with torch 2.13 and
@@ -20,7 +20,6 @@ give the layer's own output (or the matching intermediate, caught by a forward p
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 import torch.nn.functional as F
+from local_s4d import LocalS4D
 from torch import Tensor, nn
 
 from ssmprobe.bounds.lti import layer_rows, perturbation_law, state_rows
@@ -206,48 +206,6 @@ def test_mamba2_refuses_several_groups() -> None:
 
 
 # --------------------------------------------------------------------------- s4d
-
-
-class LocalS4DKernel(nn.Module):
-    """state-spaces' S4DKernel (models/s4/s4d.py) with its parameter names: A = -exp(log_A_real)
-    + i·A_imag, Δ = exp(log_dt), ZOH, K = 2 Re Σ_n C_n (e^{ΔA_n} - 1)/A_n · e^{kΔA_n}."""
-
-    def __init__(self, d_model: int, d_state: int, dt_min: float = 1e-3, dt_max: float = 1e-1):
-        super().__init__()
-        low, high = math.log(dt_min), math.log(dt_max)
-        self.log_dt = nn.Parameter(low + (high - low) * torch.rand(d_model))
-        c = torch.randn(d_model, d_state // 2, dtype=torch.complex64)
-        self.C = nn.Parameter(torch.view_as_real(c))
-        # S4D-Lin with some spread, so no two channels share their poles
-        self.log_A_real = nn.Parameter(math.log(0.5) + 0.3 * torch.randn(d_model, d_state // 2))
-        self.A_imag = nn.Parameter(math.pi * torch.arange(d_state // 2.0).repeat(d_model, 1))
-
-    def forward(self, length: int) -> Tensor:
-        dt = torch.exp(self.log_dt)
-        a = -torch.exp(self.log_A_real) + 1j * self.A_imag
-        dta = a * dt.unsqueeze(-1)
-        weights = torch.view_as_complex(self.C) * (torch.exp(dta) - 1) / a
-        powers = torch.exp(dta.unsqueeze(-1) * torch.arange(length, dtype=dt.dtype))
-        return 2 * torch.einsum("hn,hnl->hl", weights, powers).real
-
-
-class LocalS4D(nn.Module):
-    """state-spaces' standalone S4D block: (B, H, L) -> FFT conv with the kernel + D u -> GELU
-    -> 1x1 conv to 2H -> GLU."""
-
-    def __init__(self, d_model: int, d_state: int) -> None:
-        super().__init__()
-        self.D = nn.Parameter(torch.randn(d_model))
-        self.kernel = LocalS4DKernel(d_model, d_state)
-        self.activation = nn.GELU()
-        self.output_linear = nn.Sequential(nn.Conv1d(d_model, 2 * d_model, 1), nn.GLU(dim=-2))
-
-    def forward(self, u: Tensor) -> Tensor:
-        length = u.shape[-1]
-        k = self.kernel(length)
-        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length))
-        y = y[..., :length] + u * self.D.unsqueeze(-1)
-        return self.output_linear(self.activation(y))
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,7 @@ def test_s5_port_end_to_end() -> None:
 
 
 def test_local_s4d_end_to_end() -> None:
-    from test_readers import LocalS4D
+    from local_s4d import LocalS4D
 
     class S4DModel(nn.Module):
         def __init__(self) -> None:
@@ -163,3 +163,18 @@ def test_local_s4d_end_to_end() -> None:
     before, _ = hand_written_mse(probe, probe.model.block, x, y, channels_first=True)
     assert row["before"] == pytest.approx(before, rel=1e-4)
     assert ssmprobe.check_bounds(probe, L=16, mu=0.05).rows
+
+
+def test_report_on_hugging_face_mamba(tmp_path) -> None:
+    from ssmprobe.report.build import ReportOptions
+    from ssmprobe.report.model import model_report
+
+    probe = ssmprobe.wrap(hf("mamba"), {"ssm": "backbone.layers.*.mixer"}, eps=EPS, layout="bld")
+    options = ReportOptions(attacks=("pgd10",), n_eval=6, n_probe=6, progress=False)
+    result = model_report(probe, data(), tmp_path, options, log=lambda _: None)
+    assert "kernel-form upper bound held on" in result.findings[-1]
+    assert {p.name for p in (tmp_path / "bounds").iterdir()} == {
+        "bounds_Head.png",
+        "delta_Head.png",
+    }
+    assert "## Theorem 4.1.1 on Head's SSM layers" in result.report_md.read_text()

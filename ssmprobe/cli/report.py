@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ssmprobe.cli import options as opt
+from ssmprobe.cli import usermodel
 
 
 def table(args: argparse.Namespace) -> int:
@@ -22,6 +23,7 @@ def table(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from ssmprobe.report.build import ReportOptions, build_report, zoo_runs
+    from ssmprobe.report.model import model_report
 
     options = ReportOptions(
         attacks=tuple(opt.comma_list(args.attack)),
@@ -33,10 +35,16 @@ def report(args: argparse.Namespace) -> int:
         formats=(".png", ".pdf") if args.pdf else (".png",),
         workers=args.jobs,
     )
-    out = Path(args.out)  # RUNS/report unless given (`add`)
-    if args.zoo:
-        zoo_runs(Path(args.runs) / "zoo")
-    result = build_report(args.runs, out, options)  # progress lines on stderr
+    out = Path(args.out)  # RUNS/report, or report_<factory> for your model, unless given
+    if usermodel.given(args):
+        model, data = usermodel.target(args, None)
+        result = model_report(model, data, out, options)
+    else:
+        if args.model or args.components or args.data or args.weights:
+            raise ValueError("--components, --data and --weights go with --model pkg:factory")
+        if args.zoo:
+            zoo_runs(Path(args.runs) / "zoo")
+        result = build_report(args.runs, out, options)  # progress lines on stderr
     if result.up_to_date:
         print(f"nothing new under {args.runs}: {out} is up to date")
     else:
@@ -72,7 +80,10 @@ def add(sub: opt.Subparsers) -> None:
         "bounds figures, the poisoning figure of any `ssmprobe poison` results under --runs, "
         "report.md and report.html (which links the PNGs beside it; --self-contained embeds "
         "them) into --out, by default RUNS/report. A second run with nothing new rewrites no "
-        "file. Progress lines go to stderr, the written files and findings to stdout.",
+        "file. With --model pkg.module:factory (your own model, --components, --data): its "
+        "accuracy under --attack, its feature discrepancy and, where a reader knows its SSM "
+        "layers, Theorem 4.1.1, into --out (default report_<factory>). Progress lines go to "
+        "stderr, the written files and findings to stdout.",
     )
     p.add_argument("--runs", default="runs", help="folder of run folders")
     opt.out(p, "folder")
@@ -106,4 +117,11 @@ def add(sub: opt.Subparsers) -> None:
         "here %(default)s); the figures are the same for any number",
     )
     opt.add(p, "quiet")
-    p.set_defaults(func=report, default_out=lambda args: Path(args.runs) / "report")
+    usermodel.add(p.add_argument_group("your own model"), with_model=True, required=False)
+    p.set_defaults(func=report, default_out=_default_out)
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    if usermodel.given(args):
+        return Path(f"report_{args.model.rpartition(':')[2]}")
+    return Path(args.runs) / "report"

@@ -34,10 +34,14 @@ HELP = {
 }
 
 
-def add(p: argparse.ArgumentParser | argparse._ArgumentGroup, with_model: bool = False) -> None:
+def add(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    with_model: bool = False,
+    required: bool = True,
+) -> None:
     """--weights, --components, --data (and --model where the command has no --model yet)."""
     if with_model:
-        opt.add(p, "model", required=True)
+        opt.add(p, "model", required=required)
     for name in ("weights", "components", "data"):
         p.add_argument(f"--{name}", help=HELP[name])
 

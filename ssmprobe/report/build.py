@@ -361,33 +361,14 @@ def compute_findings(
         at_rows = at_rows.iloc[order.argsort(kind="stable")]
         first = at_rows.iloc[0]
         rows = at_rows[at_rows["checkpoint"] == first["checkpoint"]]
-        parts = [  # rates are in % already
-            f"the {_KINDS[r['kind']]} {_change(r['kl_plain'])}"
-            + (f" (relative form: {_change(r['kl_relative'])}" if _finite(r["kl_relative"]) else "")
-            + (f"; amplification {r['amplification']:.2f}" if _finite(r["amplification"]) else "")
-            + (")" if _finite(r["kl_relative"]) else "")
-            for _, r in rows.iterrows()
-            if r["kind"] in _KINDS and _finite(r["kl_plain"])
-        ]
-        findings.append(
-            f"{display('model', first['model'])} {display('method', first['method'])}, "
-            f"adversarial test inputs: " + "; ".join(parts) + "."
-        )
+        what = f"{display('model', first['model'])} {display('method', first['method'])}"
+        findings.append(component_finding(what, rows))
     if len(table):
         findings.append(verdict_finding(table[table["split"] == "test"]))
     findings += gap_findings(frame)
     held = [b for b in bounds if b]
     if held:
-        kernel = [(display("model", b["meta"]["model"]), *_holds(b, "kernel_upper")) for b in held]
-        spectral = [_holds(b, "spectral_upper") for b in held]
-        failing = [f"{n - k} of {name}'s {n}" for name, k, n in kernel if k < n]
-        findings.append(
-            f"Theorem 4.1.1's kernel-form upper bound held on {sum(k for _, k, _ in kernel)} of "
-            f"{sum(n for _, _, n in kernel)} channels ({', '.join(name for name, _, _ in kernel)})"
-            + (f", failing on {', '.join(failing)}" if failing else "")
-            + f"; the spectral bound on {sum(k for k, _ in spectral)} of "
-            f"{sum(n for _, n in spectral)}."
-        )
+        findings.append(bounds_finding(held))
     flagged = frame[frame["masking"].fillna("") != ""]
     findings.append(
         f"{len(flagged)} of {len(frame)} rows show a gradient-masking pattern."
@@ -402,6 +383,35 @@ def compute_findings(
             "are in table.csv, and AA already counts what its attacks found."
         )
     return findings
+
+
+def component_finding(what: str, rows: pd.DataFrame) -> str:
+    """What each component of one checkpoint does to the KL discrepancy on adversarial test
+    inputs (its `probe.verdicts` rows), in the plain and the relative form."""
+    parts = [  # rates are in % already
+        f"the {_KINDS[r['kind']]} {_change(r['kl_plain'])}"
+        + (f" (relative form: {_change(r['kl_relative'])}" if _finite(r["kl_relative"]) else "")
+        + (f"; amplification {r['amplification']:.2f}" if _finite(r["amplification"]) else "")
+        + (")" if _finite(r["kl_relative"]) else "")
+        for _, r in rows.iterrows()
+        if r["kind"] in _KINDS and _finite(r["kl_plain"])
+    ]
+    return f"{what}, adversarial test inputs: " + "; ".join(parts) + "."
+
+
+def bounds_finding(held: Sequence[dict[str, Any]]) -> str:
+    """On how many channels Theorem 4.1.1's kernel-form and spectral bounds held, over the
+    saved checks (`BoundsCheck.save`'s JSON) `held`."""
+    kernel = [(display("model", b["meta"]["model"]), *_holds(b, "kernel_upper")) for b in held]
+    spectral = [_holds(b, "spectral_upper") for b in held]
+    failing = [f"{n - k} of {name}'s {n}" for name, k, n in kernel if k < n]
+    return (
+        f"Theorem 4.1.1's kernel-form upper bound held on {sum(k for _, k, _ in kernel)} of "
+        f"{sum(n for _, _, n in kernel)} channels ({', '.join(name for name, _, _ in kernel)})"
+        + (f", failing on {', '.join(failing)}" if failing else "")
+        + f"; the spectral bound on {sum(k for k, _ in spectral)} of "
+        f"{sum(n for _, n in spectral)}."
+    )
 
 
 def _change(rate: float) -> str:
