@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
-from ssmprobe.io import atomic_file
+from ssmprobe.io import atomic_file, bundled_dir
 
 FORMAT_NAME = "ssmprobe.checkpoint"
 FORMAT_VERSION = 1
@@ -90,14 +90,6 @@ def save_checkpoint(
     with atomic_file(path, "wb") as f:
         torch.save(payload, f)
     return path
-
-
-def bundled_dir() -> Path:
-    """The folder of checkpoints the project ships: `checkpoints/` beside the package in a
-    clone (or an editable install), `ssmprobe/checkpoints/` in an installed wheel."""
-    package = Path(__file__).resolve().parent
-    installed = package / "checkpoints"
-    return installed if installed.is_dir() else package.parent / "checkpoints"
 
 
 def resolve_checkpoint(name: str | Path) -> Path:

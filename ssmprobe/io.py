@@ -1,11 +1,25 @@
-"""Atomic file output: a crash mid-write leaves the previous file (or none), never half of one.
-Figures are written the same way, without a creation date, so the same figure gives the same
-bytes and a rerun with nothing new rewrites nothing."""
+"""File output: atomic, and never over anything a user had.
+
+A crash mid-write leaves the previous file (or none), never half of one. Figures are written the
+same way, without a creation date, so the same figure gives the same bytes and a rerun with
+nothing new rewrites nothing.
+
+The output rule (`check_output_file`, `check_output_dir`), applied before any work: an output is
+a new path or a regular file this tool wrote. Every file written here is recorded, with its
+SHA-256, in the sidecar `.ssmprobe-written.json` of its folder; a file whose name and content
+are not recorded there is the user's. Anything else is refused with its reason: a device, FIFO
+or socket, a symbolic link, a folder, a file inside the zoo or the installed package (never
+replaced, --force or not), a user's file (replaced only with --force, and never when it is a
+PyTorch checkpoint, unless the output itself is a checkpoint).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -19,6 +33,8 @@ if TYPE_CHECKING:
 _UMASK = os.umask(0)  # read once: new files get the usual permissions, not mkstemp's 0600
 os.umask(_UMASK)
 FIGURE_FORMATS = (".png", ".pdf")
+WRITTEN = ".ssmprobe-written.json"  # the sidecar: file name -> SHA-256 of what was written
+PACKAGE_DIR = Path(__file__).resolve().parent
 _NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "ps": {"CreationDate": None}}
 
 
@@ -35,11 +51,62 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        digest = _sha256(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    _record(path, digest)
+
+
+def bundled_dir() -> Path:
+    """The folder of checkpoints the project ships (the zoo): `checkpoints/` beside the package
+    in a clone (or an editable install), `ssmprobe/checkpoints/` in an installed wheel."""
+    installed = PACKAGE_DIR / "checkpoints"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "checkpoints"
+
+
+def written_here(path: str | Path) -> bool:
+    """Whether `path` holds what this tool wrote there (its folder's sidecar records its name
+    with this content's SHA-256)."""
+    path = Path(path)
+    recorded = _read_sidecar(path.parent).get(path.name)
+    return recorded is not None and path.is_file() and recorded == _sha256(path)
+
+
+def _record(path: Path, digest: str) -> None:
+    """Adds `path` to its folder's sidecar, under a lock on the folder: processes writing into
+    one folder at once (the report's workers) keep each other's entries."""
+    folder = path.parent
+    if _read_sidecar(folder).get(path.name) == digest:
+        return
+    with suppress(OSError):  # best effort: an unrecorded file only needs --force later
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entries = _read_sidecar(folder) | {path.name: digest}
+            tmp = folder / f"{WRITTEN}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(entries, indent=0, sort_keys=True) + "\n")
+            os.replace(tmp, folder / WRITTEN)
+        finally:
+            os.close(fd)
+
+
+def _read_sidecar(folder: Path) -> dict[str, str]:
+    try:
+        entries = json.loads((folder / WRITTEN).read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class OutputError(ValueError):
@@ -48,28 +115,96 @@ class OutputError(ValueError):
 
 
 def check_output_file(
-    path: str | Path, inputs: Sequence[str | Path] = (), overwrite: bool = True
+    path: str | Path,
+    inputs: Sequence[str | Path] = (),
+    overwrite: bool = True,
+    force: bool = False,
+    checkpoint: bool = False,
 ) -> Path:
-    """`path` if a file can be written there: not a folder, not one of `inputs`, not an
-    existing file unless `overwrite`, in a folder that exists or can be made and is writable."""
+    """`path` if the output rule (module docstring) lets a file be written there: a new path,
+    or a regular file this tool wrote (only with `overwrite`), or with `force` a user's regular
+    file that is not a PyTorch checkpoint (unless the output is a `checkpoint`); never one of
+    `inputs`, never in the zoo or the package; in a folder that exists or can be made and is
+    writable."""
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; name a file to write")
-    if any(path.resolve() == Path(i).resolve() for i in inputs):
+    if any(_same(path, i) for i in inputs):
         raise OutputError(f"{path} is also an input; writing it would destroy it")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --force to replace it")
+    _check_not_protected(path)
+    if os.path.lexists(path):
+        what = _special(path)
+        if what:
+            raise OutputError(f"{path} is {what}; name a new path or a file ssmprobe wrote")
+        if not (force or (overwrite and written_here(path))):
+            if written_here(path):
+                raise OutputError(f"{path} exists; pass --force to replace it")
+            raise OutputError(
+                f"{path} exists and ssmprobe did not write it ({_kind(path)}); name a new path"
+                + ("" if _is_torch_file(path) and not checkpoint else ", or pass --force")
+            )
+        if _is_torch_file(path) and not (checkpoint or written_here(path)):
+            raise OutputError(f"{path} is a PyTorch checkpoint; it is never replaced by results")
     _check_writable_folder(path.parent)
     return path
 
 
 def check_output_dir(path: str | Path) -> Path:
-    """`path` if it is (or can become) a writable folder."""
+    """`path` if it is (or can become) a writable folder outside the zoo and the package."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path} is a file; name a folder")
+    if os.path.lexists(path) and not path.is_dir():  # a link to a folder is a folder
+        raise OutputError(f"{path} is {_special(path) or 'a file'}; name a folder")
+    _check_not_protected(path)
     _check_writable_folder(path)
     return path
+
+
+def _same(path: Path, other: str | Path) -> bool:
+    try:
+        return path.resolve() == Path(other).resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop: refused as a link below
+        return False
+
+
+def _special(path: Path) -> str | None:
+    """What makes `path` no place for a result: a link, a folder, a device, a FIFO, a socket."""
+    if path.is_symlink():
+        return f"a symbolic link (to {os.readlink(path)})"
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def _check_not_protected(path: Path) -> None:
+    """Results never go into the zoo or the installed package."""
+    try:
+        target = path.absolute().parent.resolve() / path.name
+    except (OSError, RuntimeError):
+        return  # a loop above `path`: _check_writable_folder names it
+    for folder, what in ((bundled_dir(), "the bundled checkpoints (the zoo)"),
+                         (PACKAGE_DIR, "the installed ssmprobe package")):  # fmt: skip
+        if target == folder.resolve() or folder.resolve() in target.parents:
+            raise OutputError(f"{path} lies in {what}; write results elsewhere (--out)")
+
+
+def _is_torch_file(path: Path) -> bool:
+    """A torch.save file: a zip archive holding data.pkl, or the legacy pickle's magic."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        import zipfile
+
+        with suppress(zipfile.BadZipFile, OSError):
+            return any(n.endswith("data.pkl") for n in zipfile.ZipFile(path).namelist())
+        return False
+    return head[:2] == b"\x80\x02" and path.suffix in (".pt", ".pth", ".ckpt", ".bin")
+
+
+def _kind(path: Path) -> str:
+    return "a PyTorch checkpoint" if _is_torch_file(path) else "not in its folder's " + WRITTEN
 
 
 def _check_writable_folder(folder: Path) -> None:
@@ -89,6 +224,7 @@ def write_bytes(path: str | Path, data: bytes) -> bool:
     then stays, so a rerun with nothing new rewrites nothing); returns whether it wrote."""
     path = Path(path)
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        _record(path, hashlib.sha256(data).hexdigest())  # what we would write: ours
         return False
     with atomic_file(path, "wb") as f:
         f.write(data)

@@ -138,7 +138,8 @@ def test_crash_mid_write_keeps_the_previous_checkpoint(
     loaded = load_checkpoint(path)
     for name, tensor in old.state_dict().items():
         assert torch.equal(loaded.state_dict[name], tensor)
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".ssmprobe-written.json", "last.pt"]  # no temp file left behind
 
 
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])

@@ -3,18 +3,22 @@ thing (a numeric option at NaN, inf, a negative, zero or a huge value it cannot 
 argument that is missing, a folder, empty, truncated, a non-checkpoint, a checkpoint with
 flipped bytes; an --out that cannot be written). Every draw must end with exit code 1 or 2,
 one line on stderr that starts with `ssmprobe: error:`, no traceback, and no file of the
-working folder changed or left half-written."""
+working folder (nor of the zoo) changed or left half-written. Outputs are drawn by class (the
+output rule of `ssmprobe.io`): folders, inputs, a user's files, FIFOs, a character device made in
+the temporary folder, links, a derived name on a user's file, the zoo, the package."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ssmprobe
 from ssmprobe.checkpoint import bundled_dir
 from ssmprobe.cli import main
 
@@ -85,7 +89,11 @@ BAD_OUTS = {  # an --out that cannot be written as what the command writes
     "report": ["report", "--out", "{out}"],
     "poison": ["poison", "--max-steps", "2", "--out", "{out}"],
 }
-OUTS = ("a_folder", "under_a_file/x.csv", "the_checkpoint", "existing.json", "existing.pt")
+OUTS = (  # by class: a folder, a path under a file, an input, a user's files, special files,
+    # links (to elsewhere, in a loop), a derived name on a user's file, the zoo, the package
+    "a_folder", "under_a_file/x.csv", "the_checkpoint", "existing.json", "existing.pt",
+    "a_fifo", "a_device", "a_link", "a_loop", "run/config.csv", "the_zoo", "the_package",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +115,33 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "under_a_file").write_text("a file where a folder would go\n")
     (root / "existing.json").write_text("{}\n")
     (root / "existing.pt").write_bytes(b"mine")
+    os.mkfifo(root / "a_fifo")
+    try:  # a character device like /dev/null, made here: the real /dev is never a target
+        os.mknod(root / "a_device", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:  # not root: a FIFO stands in for it
+        os.mkfifo(root / "a_device")
+    (root / "a_link").symlink_to(root / "text")
+    (root / "a_loop").symlink_to(root / "a_loop")
+    (root / "run").mkdir()
+    (root / "run" / "config.json").write_text('{"mine": true}\n')
     return root
 
 
+def target_of(out: str) -> str:
+    """The --out of a drawn output class (the zoo and the package are outside the workdir)."""
+    if out == "the_zoo":
+        return str(bundled_dir() / "dss_pgd.pt")
+    if out == "the_package":
+        return str(Path(ssmprobe.__file__).parent / "results.csv")
+    return "model.pt" if out == "the_checkpoint" else out
+
+
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every entry under `folder`, links as links."""
     return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns)
         for p in folder.rglob("*")
-    }
+    } | {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in bundled_dir().glob("*.pt")}
 
 
 def run_refused(argv: list[str], workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,15 +196,12 @@ def test_a_bad_file_is_one_clear_error(command, bad, workdir, capsys) -> None:
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(
     command, out, workdir, capsys
 ) -> None:
-    target = "model.pt" if out == "the_checkpoint" else out
-    writable = {  # what these commands may write: the draw is no bad output for them
-        ("eval", "existing.json"),  # a JSON record is replaced
-        ("train", "a_folder"),  # a folder of runs
-        ("report", "a_folder"),
-        ("bounds", "the_checkpoint"),  # a CSV may go anywhere that is not an input
-        ("poison", "the_checkpoint"),
-    }
-    if (command, out) in writable or (out == "existing.pt" and command != "export"):
+    # A folder of runs or of report files is no bad output for them; a CSV's derived JSON
+    # name matters only to the commands that write a CSV.
+    if (command, out) in {("train", "a_folder"), ("report", "a_folder")}:
         return
+    if out == "run/config.csv" and command not in ("discrepancy", "bounds", "poison"):
+        return
+    target = target_of(out)
     argv = [a.replace("{ckpt}", "model.pt").replace("{out}", target) for a in BAD_OUTS[command]]
     run_refused(argv, workdir, capsys)

@@ -20,6 +20,7 @@ from ssmprobe.bounds.lti import (
 )
 from ssmprobe.checkpoint import bundled_dir
 from ssmprobe.cli import main
+from ssmprobe.io import WRITTEN
 from ssmprobe.loading import load_model
 from ssmprobe.models import build_model, model_config
 
@@ -183,7 +184,7 @@ def test_bounds_figures(tmp_path: Path) -> None:
     out = tmp_path / "b.csv"
     args = ["bounds", "--model", "dss", "--channels", "0-3", "--mu", "0.05"]
     assert main([*args, "--out", str(out), "--figures", str(tmp_path / "figs")]) == 0
-    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    names = {p.name for p in (tmp_path / "figs").iterdir()} - {WRITTEN}
     stems = ("bounds_dss", "bounds_vs_L_dss", "eigenvalues_dss")
     assert names == {f"{s}{suffix}" for s in stems for suffix in (".png", ".pdf")}
     for stem in stems:

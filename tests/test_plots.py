@@ -13,6 +13,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from run_fixtures import metrics_rows, write_run
 
+from ssmprobe.io import WRITTEN
 from ssmprobe.report.curves import (
     make_training_figure,
     plot_training_curves,
@@ -108,7 +109,8 @@ def test_png_is_written_and_valid(two_runs: list[Path], tmp_path: Path) -> None:
     width, height = png_size(out)
     assert (width, height) == (11 * 150, int((0.5 + 3.2 * 2) * 150))
     assert 20_000 < out.stat().st_size < 5_000_000
-    assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temporary file left
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert names == [WRITTEN, "curves.png"]  # no temporary file left
 
 
 def test_an_interrupted_save_leaves_the_previous_png(
@@ -126,7 +128,7 @@ def test_an_interrupted_save_leaves_the_previous_png(
     with pytest.raises(KeyboardInterrupt):
         plot_training_curves(two_runs[:1], out)
     assert out.read_bytes() == before
-    assert [p.name for p in out.parent.iterdir()] == ["curves.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [WRITTEN, "curves.png"]
 
 
 def test_pdf_path_writes_pdf_and_png(two_runs: list[Path], tmp_path: Path) -> None:

@@ -390,7 +390,7 @@ def test_tables_are_replaced_whole(runs: Path, tmp_path: Path, monkeypatch) -> N
     assert paths["md"].read_text(encoding="utf-8").count("| Digits") == 1  # rewritten
     assert paths["tex"].read_text(encoding="utf-8") == tex  # the old table, whole
     assert sorted(p.name for p in out.iterdir()) == [
-        "table.csv", "table.md", "table.tex", "table_gap.md",
+        ".ssmprobe-written.json", "table.csv", "table.md", "table.tex", "table_gap.md",
     ]  # fmt: skip
 
 

@@ -173,7 +173,7 @@ def test_report_on_hugging_face_mamba(tmp_path) -> None:
     options = ReportOptions(attacks=("pgd10",), n_eval=6, n_probe=6, progress=False)
     result = model_report(probe, data(), tmp_path, options, log=lambda _: None)
     assert "kernel-form upper bound held on" in result.findings[-1]
-    assert {p.name for p in (tmp_path / "bounds").iterdir()} == {
+    assert {p.name for p in (tmp_path / "bounds").glob("*.png")} == {
         "bounds_Head.png",
         "delta_Head.png",
     }

@@ -241,6 +241,7 @@ def test_ddp_two_cpu_processes_write_one_set_of_metrics(tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     assert [r["epoch"] for r in rows(run)] == [1, 2]
     assert sorted(p.name for p in run.iterdir()) == [
+        ".ssmprobe-written.json",
         "best.pt",
         "config.json",
         "last.pt",

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         reference=opt.reference(args),
         out=args.out,
+        force=args.force,
         workers=args.processes,
         shard_runner=runner,
     )

@@ -89,8 +89,13 @@ def out(p: Parser, kind: str, default: str | None = None, required: bool = False
         "--out", default=default, required=required, metavar=kind.upper(), help=OUT_KINDS[kind]
     )
     p.set_defaults(out_kind=kind)
-    if kind == "checkpoint":
-        p.add_argument("--force", action="store_true", help="replace an existing --out")
+    if kind in ("csv", "json", "checkpoint"):
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="replace an existing --out file, even one ssmprobe did not write (results never "
+            "replace a PyTorch checkpoint)",
+        )
 
 
 RESERVED_RUN_NAMES = ("zoo",)  # `report --zoo` writes the bundled checkpoints there
@@ -128,9 +133,11 @@ def check_outputs(args: argparse.Namespace) -> None:
         if Path(target).suffix.lower() == ".json":
             raise ValueError(f"--out {target}: name the CSV; its JSON is written beside it")
         for path in (Path(target), Path(target).with_suffix(".json")):
-            check_output_file(path, inputs)
-    elif kind in ("json", "checkpoint") and target is not None:
-        check_output_file(target, inputs, overwrite=kind == "json" or args.force)
+            check_output_file(path, inputs, force=args.force)
+    elif kind == "json" and target is not None:
+        check_output_file(target, inputs, force=args.force)
+    elif kind == "checkpoint":
+        check_output_file(target, inputs, overwrite=args.force, checkpoint=True)
 
 
 HELP = {

@@ -64,10 +64,12 @@ def evaluate_checkpoint(
     workers: int = 1,
     shard_runner: ShardRunner | None = None,
     data: UserData | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...), saved to
     `out` (default eval_<checkpoint>.json next to it; for a bundled checkpoint, in the working
-    folder), which is checked before any work.
+    folder), which is checked before any work: a new path or a file ssmprobe wrote, or with
+    `force` any regular file but a checkpoint (`io.check_output_file`).
 
     ℓ∞ attacks use `eps`, else the run's training eps, else the dataset's preset budget.
     Returns and saves {"checkpoint", "dataset", "n", "eps", "results": {"clean": acc, ...},
@@ -87,7 +89,7 @@ def evaluate_checkpoint(
             raise ValueError(
                 "a model needs data=: (x, y) tensors, a Dataset, a DataLoader or a file"
             )
-        return evaluate_model(path, data, attacks, n, batch_size, eps, progress, seed, out)
+        return evaluate_model(path, data, attacks, n, batch_size, eps, progress, seed, out, force)
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     if workers < 1:
@@ -97,7 +99,7 @@ def evaluate_checkpoint(
         raise ValueError("sharded AutoAttack loads the checkpoint in each worker: `ssmprobe "
                          "import` the reference file first")  # fmt: skip
     path = Path(path)
-    out = check_output_file(out or default_eval_path(path), inputs=[path])
+    out = check_output_file(out or default_eval_path(path), inputs=[path], force=force)
     model, meta = load_model(path, device, reference)
     dataset = meta["dataset"]
     configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
@@ -158,13 +160,14 @@ def evaluate_model(
     progress: bool = True,
     seed: int = 0,
     out: str | Path | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """`evaluate_checkpoint` for a model in memory (`ssmprobe.wrap`'s) on the user's `data`
     ((x, y), a Dataset, a DataLoader or a .pt/.npz file): clean accuracy, each attack at `eps`
     (else the wrap's declared budget) and the masking flags; saved to `out` when given."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    out = check_output_file(out) if out is not None else None
+    out = check_output_file(out, force=force) if out is not None else None
     meta = dict(getattr(model, "meta", None) or {"dataset": "custom", "train": {}})
     configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
 

@@ -1,0 +1,112 @@
+"""The output rule (`ssmprobe.io`): an output is a new path or a regular file this tool wrote;
+a user's file only with --force, and a checkpoint never by results."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssmprobe.cli import main
+from ssmprobe.io import (
+    WRITTEN,
+    OutputError,
+    check_output_dir,
+    check_output_file,
+    write_json,
+    write_text,
+    written_here,
+)
+
+
+def test_what_ssmprobe_wrote_is_replaced_and_a_users_file_only_with_force(tmp_path: Path) -> None:
+    ours, mine = tmp_path / "ours.json", tmp_path / "mine.json"
+    write_json(ours, {"a": 1})
+    mine.write_text("{}\n")
+    assert written_here(ours) and not written_here(mine)
+    assert check_output_file(ours) == ours
+    with pytest.raises(OutputError, match=r"exists; pass --force"):
+        check_output_file(ours, overwrite=False)
+    with pytest.raises(OutputError, match=r"ssmprobe did not write it .*or pass --force"):
+        check_output_file(mine)
+    assert check_output_file(mine, force=True) == mine
+    ours.write_text('{"a": 2}\n')  # edited by hand since: the user's now
+    assert not written_here(ours)
+    with pytest.raises(OutputError, match="did not write it"):
+        check_output_file(ours)
+
+
+def test_a_checkpoint_is_never_replaced_by_results(tmp_path: Path) -> None:
+    ckpt = tmp_path / "mine.pt"
+    torch.save({"w": torch.zeros(2)}, ckpt)
+    for force in (False, True):
+        with pytest.raises(OutputError, match="PyTorch checkpoint"):
+            check_output_file(ckpt, force=force)
+    assert check_output_file(ckpt, overwrite=True, force=True, checkpoint=True) == ckpt
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), "a folder"),
+        (lambda p: p.symlink_to(p.parent / "elsewhere"), "a symbolic link"),
+        (lambda p: p.symlink_to(p), "a symbolic link"),
+        (lambda p: __import__("os").mkfifo(p), "a FIFO"),
+    ],
+)
+def test_special_files_are_refused_even_with_force(tmp_path: Path, make, message) -> None:
+    path = tmp_path / "out.json"
+    make(path)
+    with pytest.raises(OutputError, match=message):
+        check_output_file(path, force=True)
+
+
+def test_nothing_goes_into_the_zoo_or_the_package(tmp_path: Path) -> None:
+    import ssmprobe
+    from ssmprobe.checkpoint import bundled_dir
+
+    for path in (bundled_dir() / "new.csv", bundled_dir() / "cache", Path(ssmprobe.__file__)):
+        with pytest.raises(OutputError, match="lies in the"):
+            check_output_file(path, force=True)
+    with pytest.raises(OutputError, match="lies in the bundled checkpoints"):
+        check_output_dir(bundled_dir() / "report")
+
+
+def _write_many(folder: str, worker: int) -> None:
+    for i in range(25):
+        write_text(Path(folder) / f"w{worker}_{i}.txt", f"{worker} {i}\n")
+
+
+def test_writers_at_once_keep_every_entry_of_the_sidecar(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_many, args=(str(tmp_path), w)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    recorded = json.loads((tmp_path / WRITTEN).read_text())
+    assert len(recorded) == 100
+    assert all(written_here(tmp_path / name) for name in recorded)
+
+
+def test_the_command_line_applies_the_rule(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.json").write_text("my notes\n")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "mine.pt")
+    base = ["eval", "--ckpt", "dss_pgd", "--attack", "fgsm", "--n", "4", "--quiet"]
+    assert main([*base, "--out", "notes.json"]) == 2
+    assert "ssmprobe did not write it" in capsys.readouterr().err
+    assert (tmp_path / "notes.json").read_text() == "my notes\n"
+    assert main([*base, "--out", "notes.json", "--force"]) == 0
+    assert json.loads((tmp_path / "notes.json").read_text())["n"] == 4
+    assert main([*base, "--out", "notes.json"]) == 0  # now ssmprobe's: replaced freely
+    probe = ["discrepancy", "--ckpt", "dss_pgd", "--n", "4", "--quiet", "--force"]
+    assert main([*probe, "--out", "mine.pt"]) == 2
+    assert "never replaced by results" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}\n")
+    assert main([*probe[:-1], "--out", "run/config.csv"]) == 2  # its JSON: the user's file
+    assert "run/config.json exists and ssmprobe did not write it" in capsys.readouterr().err
