@@ -30,6 +30,7 @@ from typing import Any
 from ssmprobe.checkpoint import resolve_checkpoint
 from ssmprobe.evaluation.shards import ShardResult, attack_shard, merge, shard_batches
 from ssmprobe.report.tables import METRICS_FILE, read_eval_record, read_metrics
+from ssmprobe.training.run import run_files
 from ssmprobe.vocab import ADS_ACTIVATIONS, FAMILIES, METHODS
 
 POLL_SECONDS = 2.0  # how often a local launch looks for ended jobs
@@ -67,7 +68,9 @@ class GridRun:
         return self.setting + (f"_seed{self.seed}" if self.seed else "")
 
     def train_kwargs(self, runs: Path) -> dict[str, Any]:
-        """The arguments of `training.run.train` for this run, resuming where last.pt exists."""
+        """The arguments of `training.run.train` for this run: resumed from last.pt where it
+        exists, started over where a killed job left files but no last.pt."""
+        found = run_files(runs / self.name)
         return {
             "model": self.model,
             "dataset": self.dataset,
@@ -76,7 +79,8 @@ class GridRun:
             "out": str(runs),
             "name": self.name,
             "seed": self.seed,
-            "resume": (runs / self.name / "last.pt").exists(),
+            "resume": "last.pt" in found,
+            "force": bool(found) and "last.pt" not in found,
             "progress": False,
             **dict(self.options),
         }
@@ -187,6 +191,7 @@ def run_job(spec: JobSpec) -> str:
                 n=spec.n_eval,
                 data_dir=kwargs.get("data_dir"),
                 progress=False,
+                force=True,  # the run folder's own cache, older ones written before the sidecar
             )
     return str(run_dir)
 

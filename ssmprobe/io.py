@@ -60,6 +60,55 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     _record(path, digest)
 
 
+LOCK = ".ssmprobe.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Holds `folder`/.ssmprobe.lock, which names this process, while the block runs. A second
+    writer is refused with the holder's pid; a lock whose process has ended (a killed run) is
+    taken over. Creating the file with O_EXCL makes the test and the taking one step."""
+    lock = Path(folder) / LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):  # the second try follows the removal of a stale lock
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None:
+                raise OutputError(
+                    f"{folder} is being written by {holder} ({lock}); wait for it, or "
+                    "remove the lock file if that process is not ssmprobe"
+                ) from None
+            lock.unlink(missing_ok=True)  # its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    raise OutputError(f"{folder}: could not take {lock}")
+
+
+def _lock_holder(lock: Path) -> str | None:
+    """Who holds `lock` ("process PID"), or None where that process has ended."""
+    try:
+        text = lock.read_text().strip()
+    except FileNotFoundError:  # released this instant
+        return None
+    if not text:  # created, its pid not written yet: a writer starting now
+        return "a process starting now"
+    try:
+        os.kill(int(text), 0)
+    except (ProcessLookupError, ValueError):
+        return None
+    except PermissionError:  # another user's process: alive
+        pass
+    return f"process {text}"
+
+
 def bundled_dir() -> Path:
     """The folder of checkpoints the project ships (the zoo): `checkpoints/` beside the package
     in a clone (or an editable install), `ssmprobe/checkpoints/` in an installed wheel."""

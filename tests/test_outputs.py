@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_a_checkpoint_is_never_replaced_by_results(tmp_path: Path) -> None:
         (lambda p: p.mkdir(), "a folder"),
         (lambda p: p.symlink_to(p.parent / "elsewhere"), "a symbolic link"),
         (lambda p: p.symlink_to(p), "a symbolic link"),
-        (lambda p: __import__("os").mkfifo(p), "a FIFO"),
+        (lambda p: os.mkfifo(p), "a FIFO"),
     ],
 )
 def test_special_files_are_refused_even_with_force(tmp_path: Path, make, message) -> None:
@@ -110,3 +111,56 @@ def test_the_command_line_applies_the_rule(tmp_path: Path, monkeypatch, capsys) 
     (tmp_path / "run" / "config.json").write_text("{}\n")
     assert main([*probe[:-1], "--out", "run/config.csv"]) == 2  # its JSON: the user's file
     assert "run/config.json exists and ssmprobe did not write it" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- run folders
+
+TINY = {"d_model": 4, "n_layers": 1, "d_state": 4, "epochs": 1, "batch_size": 64,
+        "train_eval_size": 16, "test_eval_size": 16, "progress": False}  # fmt: skip
+
+
+def tiny_train(out: Path, **kwargs) -> Path:
+    from ssmprobe.training.run import train
+
+    return train("s5", "digits", "st", out=out, name="r", **(TINY | kwargs)).path
+
+
+def test_a_folder_with_any_run_file_is_a_run(tmp_path: Path) -> None:
+    run = tiny_train(tmp_path)
+    (run / "last.pt").unlink()  # what a full disk leaves: best.pt and metrics, no last.pt
+    best = (run / "best.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run \(config.json, metrics.jsonl"):
+        tiny_train(tmp_path)
+    with pytest.raises(ValueError, match=r"no last.pt to resume from; pass --force"):
+        tiny_train(tmp_path, resume=True)
+    assert (run / "best.pt").read_bytes() == best
+    (run / "eval_best.json").write_text("{}")  # a user's file beside the run stays
+    write_json(run / "eval_last.json", {})  # a cache ssmprobe wrote is deleted with the run
+    tiny_train(tmp_path, force=True)
+    assert (run / "last.pt").is_file() and (run / "eval_best.json").read_text() == "{}"
+    assert not (run / "eval_last.json").exists()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+
+def test_a_run_that_stopped_before_its_first_epoch_starts_again(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("{}")
+    assert (tiny_train(tmp_path, resume=True) / "last.pt").is_file()
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ssmprobe.io import LOCK, folder_lock
+
+    held = rf"being written by process {os.getpid()}"
+    with folder_lock(tmp_path / "r"), pytest.raises(OutputError, match=held):
+        tiny_train(tmp_path)
+    assert not (tmp_path / "r" / LOCK).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    (tmp_path / "r" / LOCK).write_text(dead)
+    assert (tiny_train(tmp_path) / "last.pt").is_file()
+    assert not (tmp_path / "r" / LOCK).exists()

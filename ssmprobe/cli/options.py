@@ -90,12 +90,7 @@ def out(p: Parser, kind: str, default: str | None = None, required: bool = False
     )
     p.set_defaults(out_kind=kind)
     if kind in ("csv", "json", "checkpoint"):
-        p.add_argument(
-            "--force",
-            action="store_true",
-            help="replace an existing --out file, even one ssmprobe did not write (results never "
-            "replace a PyTorch checkpoint)",
-        )
+        add(p, "force")
 
 
 RESERVED_RUN_NAMES = ("zoo",)  # `report --zoo` writes the bundled checkpoints there
@@ -160,13 +155,16 @@ HELP = {
     "dataset": "dataset",
     "ads": "AdS activation after each SSM (a reference file with AdS weights needs it too)",
     "figures": "also draw the figures into this folder",
+    "force": "replace what would be refused: an existing --out file that ssmprobe did not write "
+    "(results never replace a PyTorch checkpoint); for train, the run NAME, started over with its "
+    "checkpoints, metrics and caches deleted",
 }
 
 
 def add(p: Parser | argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
     """`--name` with its one help text (`HELP`)."""
     flag = "--" + name.replace("_", "-")
-    if name in ("quiet",):
+    if name in ("quiet", "force"):
         kwargs.setdefault("action", "store_true")
     if name in ("n", "batch_size"):
         kwargs.setdefault("type", POSITIVE)

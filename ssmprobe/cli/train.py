@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         name=args.name,
         resume=args.resume,
+        force=args.force,
         preset=args.preset,
         arch=args.arch,
         data_dir=args.data_dir,
@@ -131,5 +132,6 @@ def add(sub: opt.Subparsers) -> None:
     opt.out(p, "runs", default="runs")
     p.add_argument("--name", help="run folder name (default MODEL[_ADS]_DATASET_METHOD)")
     p.add_argument("--resume", action="store_true", help="continue from NAME/last.pt (must exist)")
+    opt.add(p, "force")
     opt.add(p, "quiet")
     p.set_defaults(func=run)

@@ -279,6 +279,7 @@ def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]
             n=options.n_eval,
             data_dir=options.data_dir,
             progress=options.progress,
+            force=True,  # the run's own cache, older ones written before the sidecar
         )
         log("  " + format_results(record))
 

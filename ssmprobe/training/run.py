@@ -4,19 +4,23 @@
 dataset's preset (Table 4 for MNIST and CIFAR-10) with the given options on top, and trains
 into OUT/NAME (default name MODEL[_ADS]_DATASET_METHOD). A run directory that already holds a
 run is continued only with `resume=True`, and `resume=True` needs one: a mistyped name never
-starts a fresh run silently, nor does a second run overwrite a first. `ssmprobe train` and the
-grid both call this.
+starts a fresh run silently, nor does a second run overwrite a first. While it trains, the run
+folder is locked (`io.folder_lock`): a second `train` of the same run is refused with the pid
+that holds it. `ssmprobe train` and the grid both call this.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ssmprobe.data import load_dataset
+from ssmprobe.io import folder_lock, written_here
 from ssmprobe.loading import resolve_device
 from ssmprobe.models import model_config
 from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS
@@ -50,20 +54,47 @@ def run_name(model: str, dataset: str, method: str, ads: str | None = None) -> s
     return "_".join([model, *([ads] if ads else []), dataset, method])
 
 
-def run_directory(out: str | Path, name: str, resume: bool) -> Path:
-    """OUT/NAME, checked against `resume`: a run that exists needs `resume`, and `resume`
-    needs one (say, a mistyped name)."""
+RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", "last.pt")
+
+
+def run_files(run_dir: Path) -> list[str]:
+    """The run's files in `run_dir`: a folder holding any of them is a run."""
+    return [f for f in RUN_FILES if os.path.lexists(run_dir / f)]
+
+
+def run_directory(out: str | Path, name: str, resume: bool, force: bool = False) -> Path:
+    """OUT/NAME, checked against `resume` and `force`: a folder holding any of a run's files is
+    a run, continued with `resume` (from last.pt) or started over with `force`; `resume` needs
+    last.pt (a mistyped name starts nothing), except where the run holds only its config.json
+    (stopped before its first epoch ended: it starts again)."""
+    if resume and force:
+        raise ValueError("--resume continues a run and --force starts it over: choose one")
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; it must name a directory of runs")
     run_dir = Path(out) / name
-    if not resume and (run_dir / "last.pt").exists():
+    found = run_files(run_dir)
+    if found and not (resume or force):
         raise ValueError(
-            f"{run_dir} already holds a run; pass --resume to continue it "
-            "or --name to start another"
+            f"{run_dir} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+            "--force to start it over or --name to start another"
         )
-    if resume and not (run_dir / "last.pt").is_file():
+    if resume and "last.pt" not in found and found != ["config.json"]:
+        if found:
+            raise ValueError(
+                f"{run_dir} holds {', '.join(found)} but no last.pt to resume from; pass --force "
+                "to start it over or --name to start another run"
+            )
         raise ValueError(f"nothing to resume: {run_dir / 'last.pt'} not found; drop --resume")
     return run_dir
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Deletes a run's files and what ssmprobe wrote beside them (its caches), for `force`."""
+    for name in run_files(run_dir):
+        (run_dir / name).unlink()
+    for path in run_dir.iterdir():
+        if path.is_file() and written_here(path):
+            path.unlink()
 
 
 def train(
@@ -75,6 +106,7 @@ def train(
     out: str | Path = "runs",
     name: str | None = None,
     resume: bool = False,
+    force: bool = False,
     preset: str | None = None,
     arch: str | None = None,
     data_dir: str | Path | None = None,
@@ -82,8 +114,8 @@ def train(
     progress: bool = True,
     **options: Any,
 ) -> TrainedRun:
-    """Trains (or resumes) one run; `options` are architecture sizes (`ARCH_OPTIONS`) and
-    training settings (`TRAIN_OPTIONS`), None meaning the preset's."""
+    """Trains (or resumes, or with `force` starts over) one run; `options` are architecture
+    sizes (`ARCH_OPTIONS`) and training settings (`TRAIN_OPTIONS`), None meaning the preset's."""
     unknown = sorted(set(options) - {*ARCH_OPTIONS, *TRAIN_OPTIONS})
     if unknown:
         raise ValueError(f"unknown training options {unknown}")
@@ -103,18 +135,23 @@ def train(
     tconfig = train_config(
         preset, model, method=method, **{k: options.get(k) for k in TRAIN_OPTIONS}
     )
-    run_dir = run_directory(out, name or run_name(model, dataset, method, ads), resume)
-    history = fit(
-        mconfig,
-        train_set,
-        test_set,
-        tconfig,
-        run_dir,
-        dataset=dataset,
-        resume=resume,
-        device=resolve_device(device),
-        progress=progress,
-    )
+    run_dir = run_directory(out, name or run_name(model, dataset, method, ads), resume, force)
+    writer = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes the run
+    with folder_lock(run_dir) if writer else nullcontext():
+        run_directory(out, run_dir.name, resume, force)  # again: no other writer can start now
+        if force and writer:
+            _clear_run(run_dir)
+        history = fit(
+            mconfig,
+            train_set,
+            test_set,
+            tconfig,
+            run_dir,
+            dataset=dataset,
+            resume=resume and (run_dir / "last.pt").is_file(),
+            device=resolve_device(device),
+            progress=progress,
+        )
     return TrainedRun(run_dir, history, tconfig)
 
 
