@@ -23,7 +23,7 @@ from ssmprobe.data import load_dataset
 from ssmprobe.io import folder_lock, written_here
 from ssmprobe.loading import resolve_device
 from ssmprobe.models import model_config
-from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS
+from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS, check_fits
 from ssmprobe.training.fit import TrainConfig, fit, train_config
 
 ARCH_OPTIONS = ("d_model", "n_layers", "d_state", "ads_form", "residual", "b_norm")
@@ -132,6 +132,7 @@ def train(
         ads=ads,
         **arch_values,
     )
+    check_fits(mconfig, copies=4, what="training (weights, gradients, Adam's two moments)")
     tconfig = train_config(
         preset, model, method=method, **{k: options.get(k) for k in TRAIN_OPTIONS}
     )
