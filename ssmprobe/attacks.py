@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ssmprobe.inputs import as_inputs, as_labels
+
 # ℓ∞ (eps, alpha) for PGD: MNIST and CIFAR-10 as in §3 (after TRADES). The `digits` images are
 # 8x8 with 17 grey levels; the closest pair of differently labelled train/test images is 0.4375
 # apart in ℓ∞ (7 grey levels), so ε = 0.3 balls of two classes overlap (~9% of the images have a
@@ -91,16 +93,6 @@ def _check_budget(
         isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 1
     ):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-
-
-def _check_inputs(x: Tensor) -> Tensor:
-    if x.dim() != 3:
-        raise ValueError(
-            f"expected inputs of shape (batch, length, channels), got {tuple(x.shape)}"
-        )
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError("attack inputs must lie in [0, 1]")
-    return x.detach()
 
 
 @contextmanager
@@ -208,7 +200,7 @@ def pgd_linf(
     uniform in the ball."""
     _check_budget(eps, "Linf", alpha, steps)
     objective = _loss_fn(loss)
-    x = _check_inputs(x)
+    x = as_inputs(x)
     x_adv = x
     if random_start:
         x_adv = _project_linf(x + eps * (2 * _noise(x, generator, gaussian=False) - 1), x, eps)
@@ -233,7 +225,7 @@ def fgsm(
     """Fast gradient sign method: x + eps·sign ∇ℓ(f(x), y), clipped to [0, 1]."""
     _check_budget(eps, "Linf")
     objective = _loss_fn(loss)
-    x = _check_inputs(x)
+    x = as_inputs(x)
     with _attack_mode(model, eval_mode):
         grad = _input_grad(lambda z: objective(model(z), y), x)
     return _project_linf(x + eps * grad.sign(), x, eps).detach()
@@ -255,7 +247,7 @@ def pgd_l2(
     of radius `eps` and onto [0, 1]; the random start is uniform in the ball."""
     _check_budget(eps, "L2", alpha, steps)
     objective = _loss_fn(loss)
-    x = _check_inputs(x)
+    x = as_inputs(x)
     x_adv = x
     if random_start and x.numel():
         direction = _noise(x, generator, gaussian=True)
@@ -291,7 +283,7 @@ def trades_adversary(
 ) -> Tensor:
     """TRADES inner maximisation: ℓ∞ PGD on KL(p(x) || p(x')) from x + 0.001·N(0, 1)."""
     _check_budget(eps, "Linf", alpha, steps)
-    x = _check_inputs(x)
+    x = as_inputs(x)
     x_start = x + TRADES_INIT_STD * _noise(x, generator, gaussian=True)
     with _attack_mode(model, eval_mode):
         with torch.no_grad():
@@ -428,7 +420,7 @@ def autoattack(
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         x, y = x[:n], y[:n]
-    x = _check_inputs(x)
+    x = as_inputs(x)
     batch, length, channels = x.shape
     height, width = _image_size(length, image_size)
     images = x.transpose(1, 2).reshape(batch, channels, height, width)
@@ -639,6 +631,12 @@ def attack(
     if meta is None and eps is None:
         raise ValueError("eps is needed for a model without checkpoint metadata (model.meta)")
     config = checkpoint_attack(spec, meta or {"dataset": "digits"}, eps)
+    from ssmprobe.data import DATASETS
+
+    trained_on = (meta or {}).get("dataset") if (meta or {}).get("config") else None  # ours
+    length = DATASETS[trained_on].seq_len if trained_on in DATASETS else None
+    x = as_inputs(x, length=length, what=f"the model, trained on {trained_on},")
+    y = as_labels(y, len(x))
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     return run_attack(model, x.to(device), y.to(device), config, generator=generator, seed=seed)

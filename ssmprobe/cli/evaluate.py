@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     target, data = usermodel.target(args, args.ckpt)
     results = evaluate_checkpoint(
         target,
-        opt.comma_list(args.attack),
+        opt.comma_list(args.attack, "--attack"),
         data=data,
         n=args.n,
         batch_size=args.batch_size,

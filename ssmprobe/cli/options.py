@@ -229,8 +229,11 @@ def reference(args: argparse.Namespace, own_model: bool = False) -> Reference | 
     return Reference(args.model, args.dataset, args.ads)
 
 
-def comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+def comma_list(text: str, option: str, example: str = "pgd10,aa") -> list[str]:
+    """The comma-separated names of `option` (--attack, --split): none, or one twice, refused."""
+    from ssmprobe.inputs import as_names
+
+    return as_names([p.strip() for p in text.split(",") if p.strip()], option, example)
 
 
 def indices(text: str | None) -> list[int] | None:

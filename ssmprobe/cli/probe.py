@@ -22,7 +22,7 @@ def discrepancy(args: argparse.Namespace) -> int:
         result = discrepancy(
             ckpt,
             **extra,
-            splits=opt.comma_list(args.split),
+            splits=opt.comma_list(args.split, "--split", "train,test"),
             n=args.n,
             batch_size=args.batch_size,
             attack=args.attack,

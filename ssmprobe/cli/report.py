@@ -26,7 +26,7 @@ def report(args: argparse.Namespace) -> int:
     from ssmprobe.report.model import model_report
 
     options = ReportOptions(
-        attacks=tuple(opt.comma_list(args.attack)),
+        attacks=tuple(opt.comma_list(args.attack, "--attack")),
         n_eval=args.n_eval,
         n_probe=args.n_probe,
         data_dir=args.data_dir,

@@ -22,6 +22,7 @@ from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.sanity import masking_flags
 from ssmprobe.evaluation.shards import SHARDABLE, ShardResult, sharded_attack
+from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, user_batches
 from ssmprobe.io import check_output_file, write_json
@@ -84,6 +85,7 @@ def evaluate_checkpoint(
     launcher). Either way the result equals the unsharded one sample for sample, and the
     record keeps AutoAttack's per-sample results under "per_sample" (1: still correct).
     """
+    attacks = as_names(attacks, "attacks", "['pgd10', 'aa']")
     if isinstance(path, nn.Module):  # a model in memory (`ssmprobe.wrap`'s) and its data
         if data is None:
             raise ValueError(

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ssmprobe.attacks import AttackConfig, checkpoint_attack
 from ssmprobe.data import SPLITS, load_dataset, make_loader
+from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, model_meta, user_batches
 from ssmprobe.io import atomic_file, write_json
@@ -191,17 +192,14 @@ def discrepancy(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
-    if isinstance(splits, str):
-        raise TypeError(f"splits must be a list of split names, got the string {splits!r}")
+    splits = as_names(splits, "splits", "['train', 'test']")
     if isinstance(ckpt, nn.Module):
         model, meta, sources = _model_sources(ckpt, data, device)
         splits = tuple(sources)
     else:
         unknown = [s for s in splits if s not in SPLITS]
-        if unknown or not splits:
-            raise ValueError(
-                f"unknown split {', '.join(unknown) or '(none)'}; choose from {SPLITS}"
-            )
+        if unknown:
+            raise ValueError(f"unknown split {', '.join(unknown)}; choose from {SPLITS}")
         model, meta = load_model(ckpt, device, reference)
         sources = {}
     config = checkpoint_attack(attack, meta, eps)
