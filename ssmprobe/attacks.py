@@ -500,6 +500,16 @@ class AttackConfig:
         return {"pgd": f"pgd{self.steps}", "pgdl2": f"pgdl2-{self.steps}"}.get(self.name, self.name)
 
 
+MAX_STEPS = 10_000  # PGD-100 with restarts is the strongest in use; 10^4 steps is hours already
+
+
+def _steps(text: str, spec: str) -> int:
+    steps = int(text)
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"attack {spec!r}: steps must be in 1..{MAX_STEPS}, got {steps}")
+    return steps
+
+
 def parse_attack(
     spec: str, dataset: str = "digits", eps: float | None = None, alpha: float | None = None
 ) -> AttackConfig:
@@ -513,13 +523,13 @@ def parse_attack(
     text = spec.strip().lower()
     linf_eps, linf_alpha = PRESET_BUDGETS.get(dataset, (eps, None))
     if match := re.fullmatch(r"pgd(\d+)", text):
-        steps = int(match[1])
+        steps = _steps(match[1], spec)
         linf_eps = linf_eps if eps is None else eps
         if alpha is None:  # the preset's α, or Madry et al.'s 2.5·ε/steps without a preset
             alpha = linf_alpha if linf_alpha is not None else 2.5 * linf_eps / steps
         return AttackConfig("pgd", linf_eps, alpha, steps)
     if match := re.fullmatch(r"pgdl2-(\d+)", text):
-        steps = int(match[1])
+        steps = _steps(match[1], spec)
         radius = PRESET_L2_BUDGETS[dataset] if eps is None else eps  # eps given: any dataset
         step = 2.5 * radius / max(steps, 1) if alpha is None else alpha
         return AttackConfig("pgdl2", radius, step, steps)

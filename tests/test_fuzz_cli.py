@@ -31,11 +31,18 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
             "--n": POSITIVE_BAD,
             "--batch-size": POSITIVE_BAD,
             "--eps": ["0", "-0.1", "nan", "inf", "1.5"],
+            "--attack": [",", "fgsm,fgsm", "pgd0", "pgd100000000000000000000", "cw10"],
+            "--device": ["meta", "mps", "cuda:3", "nonsense"],
         },
     ),
     "discrepancy": (
         ["--ckpt", "{ckpt}", "--split", "test"],
-        {"--n": POSITIVE_BAD, "--batch-size": POSITIVE_BAD, "--eps": ["0", "nan", "-1", "7"]},
+        {
+            "--n": POSITIVE_BAD,
+            "--batch-size": POSITIVE_BAD,
+            "--eps": ["0", "nan", "-1", "7"],
+            "--split": [",", "test,test", "val"],
+        },
     ),
     "attribute": (
         ["--ckpt", "{ckpt}"],
@@ -55,9 +62,10 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         ["--model", "s5", "--d-model", "4", "--n-layers", "1"],
         {
             "--epochs": POSITIVE_BAD,
-            "--lr": ["0", "-1", "nan", "inf"],
+            "--lr": ["0", "-1", "nan", "inf", "1e300"],
             "--batch-size": POSITIVE_BAD,
-            "--d-state": POSITIVE_BAD,
+            "--d-state": [*POSITIVE_BAD, "100000"],
+            "--n-layers": ["0", "100000"],
             "--eps-warmup": ["-1", "nan", "x"],
             "--beta": ["-1", "nan", "inf"],
             "--name": ["../x", "a/b", "..", "zoo"],
@@ -179,6 +187,20 @@ def bad_number(draw: st.DrawFn) -> list[str]:
 @given(argv=bad_number())
 def test_a_bad_number_is_one_clear_error(argv, workdir, capsys) -> None:
     run_refused([a.replace("{ckpt}", "model.pt") for a in argv], workdir, capsys)
+
+
+# Options that would do nothing in the combination given, or cannot run on this machine.
+IDLE_OPTIONS = [
+    ["train", "--model", "s5", "--amp"],
+    ["eval", "--ckpt", "model.pt", "--attack", "fgsm", "--partition", "gpu"],
+    ["eval", "--ckpt", "model.pt", "--attack", "fgsm", "--launcher", "slurm"],
+    ["eval", "--ckpt", "model.pt", "--attack", "aa", "--shards", "2", "--launcher", "slurm"],
+]
+
+
+@pytest.mark.parametrize("argv", IDLE_OPTIONS, ids=" ".join)
+def test_an_option_that_would_do_nothing_is_refused(argv, workdir, capsys) -> None:
+    run_refused(argv, workdir, capsys)
 
 
 @FUZZ

@@ -8,6 +8,7 @@ no other test module): CI also runs this file against a wheel installed in a fre
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -54,3 +55,23 @@ def test_readme_python_blocks_run_as_written(tmp_path: Path) -> None:
     report = f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
     assert done.returncode == 0, report
     assert "Traceback" not in done.stdout + done.stderr, report
+    check_what_the_blocks_print(done.stdout.splitlines())
+
+
+def check_what_the_blocks_print(lines: list[str]) -> None:
+    """The printed values are the ones the README's comments promise, not only printed."""
+    import ssmprobe
+
+    zoo = ssmprobe.list_models()
+    claim = re.search(r"the zoo: (\d+) bundled checkpoints", README.read_text(encoding="utf-8"))
+    assert claim and int(claim[1]) == len(zoo), "the README's zoo count is stale"
+    for entry, line in zip(zoo[:3], lines[:3], strict=True):
+        assert line.split()[:3] == [entry.name, entry.family, entry.method], line
+    robust = re.fullmatch(r"tensor\(([\d.]+)\)", lines[3])
+    assert robust and 0 <= float(robust[1]) <= 1, lines[3]
+    results = ast.literal_eval(lines[4])  # the printed dict of accuracies
+    assert set(results) == {"clean", "pgd10"} and results["pgd10"] < results["clean"] <= 1
+    summary = "\n".join(lines[5:])
+    assert "ssm" in summary and "dss" in summary, summary
+    rate = float(lines[-1])  # the wrapped GRU's first discrepancy rate: a finite number
+    assert rate == rate, lines[-1]

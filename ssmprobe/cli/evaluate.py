@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 
 from ssmprobe.cli import options as opt
 from ssmprobe.cli import usermodel
@@ -14,6 +15,10 @@ def run(args: argparse.Namespace) -> int:
     from ssmprobe.evaluation.evaluate import evaluate_checkpoint, format_results
 
     runner = None
+    if not args.shards and (args.partition or args.launcher != "local"):
+        raise ValueError("--launcher and --partition say where --shards run: give --shards N")
+    if args.launcher == "slurm" and shutil.which("sbatch") is None:
+        raise ValueError("--launcher slurm: no sbatch on this machine's PATH (no SLURM here)")
     if args.shards:
         from ssmprobe.grid import LaunchOptions, launch_shards
 

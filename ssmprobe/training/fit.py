@@ -47,6 +47,8 @@ from ssmprobe.training.augment import AUGMENTS, crop_flip
 from ssmprobe.training.selection import best_epoch
 from ssmprobe.vocab import METHODS
 
+MAX_LR = 10.0  # AdamW's steps are about lr in size: beyond this every run diverges at once
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -94,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"eps_warmup must be in [0, epochs], got {self.eps_warmup}")
         if self.lr <= 0 or self.alpha <= 0 or self.beta < 0:
             raise ValueError("need lr > 0, alpha > 0 and beta >= 0")
+        if not (self.lr <= MAX_LR and math.isfinite(self.beta)):
+            raise ValueError(f"need lr <= {MAX_LR} and a finite beta, got {self.lr}, {self.beta}")
 
 
 def _table4(dataset: str, epochs: int, beta: float) -> dict[str, Any]:

@@ -136,6 +136,9 @@ def train(
     tconfig = train_config(
         preset, model, method=method, **{k: options.get(k) for k in TRAIN_OPTIONS}
     )
+    device = resolve_device(device)
+    if options.get("amp") and device.type != "cuda":
+        raise ValueError(f"--amp is bfloat16 autocast on CUDA; this run is on {device}")
     run_dir = run_directory(out, name or run_name(model, dataset, method, ads), resume, force)
     writer = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes the run
     with folder_lock(run_dir) if writer else nullcontext():
@@ -150,7 +153,7 @@ def train(
             run_dir,
             dataset=dataset,
             resume=resume and (run_dir / "last.pt").is_file(),
-            device=resolve_device(device),
+            device=device,
             progress=progress,
         )
     return TrainedRun(run_dir, history, tconfig)
