@@ -60,16 +60,18 @@ def check_checkpoint(ckpt: Checkpoint, path: str | Path) -> ModelConfig:
         raise CheckpointError(f"{path}: config: {err}") from None
     meta = ckpt.meta
     dataset = meta.get("dataset")
-    if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise CheckpointError(f"{path}: meta.dataset must be one of {sorted(DATASETS)}, "
-                              f"got {dataset!r}")  # fmt: skip
-    info = DATASETS[dataset]
-    for field, want in (("n_classes", info.num_classes), ("d_input", info.channels)):
+    if not isinstance(dataset, str) or dataset not in (*DATASETS, "custom"):
+        known = f"{sorted(DATASETS)} or 'custom' (trained by `fit` on your data)"
+        raise CheckpointError(f"{path}: meta.dataset must be one of {known}, got {dataset!r}")
+    info = DATASETS.get(dataset)
+    fits = [] if info is None else [("n_classes", info.num_classes), ("d_input", info.channels)]
+    for field, want in fits:
         if getattr(config, field) != want:
             raise CheckpointError(f"{path}: config.{field} = {getattr(config, field)} does not "
                                   f"fit {dataset}, which has {want}")  # fmt: skip
-    if not isinstance(meta.get("method"), str | None) or meta.get("method") not in (None, *METHODS):
-        raise CheckpointError(f"{path}: meta.method must be one of {METHODS}, "
+    methods = (None, *METHODS, "reference")  # "reference": imported from the paper's code
+    if not isinstance(meta.get("method"), str | None) or meta.get("method") not in methods:
+        raise CheckpointError(f"{path}: meta.method must be one of {methods[1:]}, "
                               f"got {meta['method']!r}")  # fmt: skip
     train = meta.get("train", {})
     if not isinstance(train, dict):

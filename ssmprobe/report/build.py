@@ -47,7 +47,7 @@ import pandas as pd
 
 from ssmprobe.attacks import parse_attack
 from ssmprobe.evaluation.sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
-from ssmprobe.io import FIGURE_FORMATS, write_json, write_text
+from ssmprobe.io import FIGURE_FORMATS, WRITTEN, write_json, write_text
 from ssmprobe.report.tables import (
     EVAL_FILES,
     KEY_COLUMNS,
@@ -812,7 +812,10 @@ def _fingerprint(runs: Sequence[RunInfo], extra: Sequence[Path], options: Report
 
 
 def _snapshot(out: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} if out.is_dir() else {}
+    """Modification times of the outputs under `out` (not the sidecars that record them)."""
+    if not out.is_dir():
+        return {}
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != WRITTEN}
 
 
 def _changed(out: Path, before: dict[Path, int]) -> list[Path]:
