@@ -6,7 +6,8 @@ An image becomes a sequence by reading its pixels row by row (row-major), channe
 |-----------|------|---|---------|--------------|------------------------------------------------|
 | `digits`  | 64   | 1 | 10      | 1437 / 360   | scikit-learn's bundled 8x8 digits (no network) |
 | `mnist`   | 784  | 1 | 10      | 60000/10000  | the four official IDX `.gz` files              |
-| `cifar10` | 1024 | 3 | 10      | 50000/10000  | `cifar-10-python.tar.gz` or its extracted dir  |
+| `cifar10` | 1024 | 3 | 10      | 50000/10000  | `cifar-10-python.tar.gz` or its extracted dir, |
+|           |      |   |         |              | or image folders (below)                       |
 | `mnist10k`| 784  | 1 | 10      | 8000 / 2000  | the official MNIST *test* images, shipped      |
 
 `digits` is the default: its split is fixed (stratified `train_test_split`, test fraction 0.2,
@@ -16,6 +17,11 @@ the 10,000 official MNIST test images shipped with the package (CC BY-SA 3.0, at
 (stratified, 2,000 test images, `random_state=0`): the paper's L = 784 on real MNIST digits
 without the 60,000 training images, which cannot be had offline. Its accuracies are mnist10k
 accuracies, never "MNIST test" accuracies.
+
+Without the official files, `cifar10` is read from image folders (`imagefolder`): class
+subfolders of PNG / JPEG images under `<split>/`, or a `<split>.tar.gz` holding them, in the same
+places; the dataset's `source` says which ("image folder <path>"), and every result records it
+(a JPEG copy is not the official test set: its pixels differ slightly).
 
 Files of `mnist` and `cifar10` are looked for in `<data_dir>/<name>/`, then in `<data_dir>/`
 itself (so `data_dir` may be a root of datasets or the folder holding the files);
@@ -64,6 +70,13 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from ssmprobe.imagefolder import (
+    CIFAR10_CLASSES,
+    ImageFolderError,
+    find_image_split,
+    read_image_split,
+)
 
 SPLITS = ("train", "test")
 DOWNLOAD_TIMEOUT = 10.0  # seconds per connection attempt / socket read: never hang for long
@@ -177,6 +190,8 @@ class SequenceDataset(Dataset):
         self.scale = float(scale)
         self.name = name
         self.split = split
+        # Where the samples came from: "official" files, or "image folder <path>" (`imagefolder`)
+        self.source = "official"
 
     @property
     def seq_len(self) -> int:
@@ -205,7 +220,7 @@ class SequenceDataset(Dataset):
     def subset(self, indices: Sequence[int] | Tensor) -> SequenceDataset:
         """The samples at `indices`, as a new dataset (e.g. a fixed train subset to evaluate)."""
         index = torch.as_tensor(indices, dtype=torch.int64)
-        return SequenceDataset(
+        subset = SequenceDataset(
             self.data[index],
             self.labels[index],
             self.num_classes,
@@ -213,6 +228,8 @@ class SequenceDataset(Dataset):
             name=self.name,
             split=self.split,
         )
+        subset.source = self.source
+        return subset
 
     def head(self, n: int | None) -> SequenceDataset:
         """The first `n` samples (all of them when `n` is None or exceeds the size): the fixed
@@ -575,6 +592,10 @@ def _load_mnist10k(split: str, files: _Files) -> SequenceDataset:
 def _load_cifar10(split: str, files: _Files) -> SequenceDataset:
     batches = CIFAR10_BATCHES[split]
     parsed = _read_cifar10_dir(files, batches)
+    if parsed is None and files.find(CIFAR10_ARCHIVE) is None:  # no official files here
+        folder = next(filter(None, (find_image_split(d, split) for d in files.search_dirs)), None)
+        if folder is not None:
+            return _image_folder_dataset("cifar10", split, folder)
     if parsed is None:
         archive = files.find_or_fetch(CIFAR10_ARCHIVE, CIFAR10_MIRRORS)
         if archive is None:
@@ -594,6 +615,20 @@ def _load_cifar10(split: str, files: _Files) -> SequenceDataset:
         name="cifar10",
         split=split,
     )
+
+
+def _image_folder_dataset(name: str, split: str, source: Path) -> SequenceDataset:
+    """The split read from a folder (or .tar.gz) of class folders of images (`imagefolder`)."""
+    info = DATASETS[name]
+    classes = CIFAR10_CLASSES if name == "cifar10" else ()
+    try:
+        pixels, labels = read_image_split(source, split, classes, info.image_size, info.channels)
+    except ImageFolderError as err:
+        raise CorruptDataError(str(err)) from None
+    dataset = SequenceDataset(torch.from_numpy(pixels), torch.from_numpy(labels),
+                              info.num_classes, scale=255.0, name=name, split=split)  # fmt: skip
+    dataset.source = f"image folder {source}"
+    return dataset
 
 
 def _read_cifar10_dir(

@@ -140,6 +140,7 @@ def evaluate_checkpoint(
         "checkpoint": path.name,
         "file": meta.get("file"),  # the path and SHA-256 of what was evaluated
         "dataset": dataset,
+        "data_source": test.source,  # "official", or the image folder read instead
         "n": len(test),
         "eps": linf_eps,
         "results": results,
@@ -214,7 +215,9 @@ def format_results(record: dict[str, Any]) -> str:
     """One line: the checkpoint, then each accuracy in %; then one warning line per reason to
     suspect gradient masking and per AutoAttack check that warned."""
     parts = [f"{name} {100 * acc:.2f}%" for name, acc in record["results"].items()]
-    line = f"{record['checkpoint']} ({record['dataset']}, n={record['n']}): " + "  ".join(parts)
+    source = record.get("data_source", "official")
+    data = record["dataset"] + ("" if source == "official" else f" from {source}")
+    line = f"{record['checkpoint']} ({data}, n={record['n']}): " + "  ".join(parts)
     lines = [f"\nwarning: suspected gradient masking: {f}" for f in record.get("masking", [])]
     lines += [f"\nwarning: {check}" for check in record.get("autoattack_checks", [])]
     return line + "".join(lines)

@@ -227,6 +227,8 @@ def discrepancy(
             total = None
         else:
             dataset = load_dataset(meta["dataset"], split, data_dir).head(n)
+            if dataset.source != "official":
+                info["notes"].append(f"{split}: {dataset.source}")
             if len(dataset) < n:
                 info["notes"].append(f"{split}: n capped at the split's {len(dataset)} samples")
             loader, total = make_loader(dataset, batch_size), len(dataset)
