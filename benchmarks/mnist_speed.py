@@ -1,4 +1,5 @@
-"""Training and attack speed at MNIST's length (L = 784), the paper's MNIST architecture.
+"""Training and attack speed at MNIST's length (L = 784), the paper's MNIST architecture; with
+`--dataset cifar10`, at CIFAR-10's (L = 1024, 3 channels, 4 layers: the published S4s' setting).
 
 For each family, on random inputs shaped like MNIST at `--batch` (default 64, the CPU preset's):
 ms of one training forward + backward (ST), of one forward + backward to the input with the
@@ -9,6 +10,7 @@ on the same cores slows both several-fold. To compare two versions of the code, 
 against each (`PYTHONPATH=<other checkout> python benchmarks/mnist_speed.py`), alternating.
 
     python benchmarks/mnist_speed.py [--families s4,dss,s5] [--batch 64] [--repeat 3]
+    python benchmarks/mnist_speed.py --dataset cifar10 --families s4 --batch 100
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ssmprobe.attacks import _attack_mode
+from ssmprobe.data import DATASETS
 from ssmprobe.models import build_model, model_config
 from ssmprobe.models.registry import ARCHS
 from ssmprobe.training.fit import train_config, training_loss
@@ -36,11 +39,12 @@ def best_ms(fn: Callable[[], object], repeat: int) -> float:
     return 1000 * min(times)
 
 
-def family_row(family: str, batch: int, repeat: int) -> list[float]:
+def family_row(family: str, batch: int, repeat: int, dataset: str = "mnist") -> list[float]:
     """ms of a training pass, a frozen pass, a PGD-AT step and a TRADES step of `family`."""
     torch.manual_seed(0)
-    model = build_model(model_config(family, "mnist", **ARCHS["reference"]))
-    x, y = torch.rand(batch, 784, 1), torch.randint(0, 10, (batch,))
+    model = build_model(model_config(family, dataset, **ARCHS["reference"]))
+    info = DATASETS[dataset]
+    x, y = torch.rand(batch, info.seq_len, info.channels), torch.randint(0, 10, (batch,))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def training_pass() -> None:
@@ -51,7 +55,7 @@ def family_row(family: str, batch: int, repeat: int) -> list[float]:
             F.cross_entropy(model(x.clone().requires_grad_(True)), y).backward()
 
     def step(method: str) -> Callable[[], None]:
-        config = train_config("mnist", family, method=method, batch_size=batch)
+        config = train_config(dataset, family, method=method, batch_size=batch)
 
         def run() -> None:
             loss = training_loss(model, model, x, y, config)
@@ -72,12 +76,14 @@ def main() -> None:
     parser.add_argument("--families", default="s4,dss,s5")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"{args.dataset} (L = {DATASETS[args.dataset].seq_len})")  # fmt: skip
     print("| family | training fwd+bwd ms | frozen pass ms | PGD-AT step ms | TRADES step ms |")
     print("|---|---:|---:|---:|---:|")
     for family in args.families.split(","):
-        row = family_row(family, args.batch, args.repeat)
+        row = family_row(family, args.batch, args.repeat, args.dataset)
         print(f"| {family} | " + " | ".join(f"{v:.0f}" for v in row) + " |", flush=True)
 
 if __name__ == "__main__":
