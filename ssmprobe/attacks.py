@@ -423,7 +423,9 @@ def autoattack(
     x = as_inputs(x)
     batch, length, channels = x.shape
     height, width = _image_size(length, image_size)
-    images = x.transpose(1, 2).reshape(batch, channels, height, width)
+    # Contiguous: a strided view here (C > 1) is cloned with its strides by pyautoattack, whose
+    # APGD-T then `.view`s a gradient of the same layout and fails.
+    images = x.transpose(1, 2).reshape(batch, channels, height, width).contiguous()
     dtype = next(model.parameters()).dtype
     wrapped = _SequenceAsImage(model, dtype)
 
