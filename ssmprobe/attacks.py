@@ -647,8 +647,9 @@ def attack(
 
     trained_on = (meta or {}).get("dataset") if (meta or {}).get("config") else None  # ours
     length = DATASETS[trained_on].seq_len if trained_on in DATASETS else None
-    x = as_inputs(x, length=length, what=f"the model, trained on {trained_on},")
+    weight = next(model.parameters())
+    x = as_inputs(x, length=length, what=f"the model, trained on {trained_on},", dtype=weight.dtype)
     y = as_labels(y, len(x))
-    device = next(model.parameters()).device
+    device = weight.device
     generator = torch.Generator(device=device).manual_seed(seed)
     return run_attack(model, x.to(device), y.to(device), config, generator=generator, seed=seed)

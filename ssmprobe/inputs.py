@@ -12,9 +12,16 @@ import torch
 from torch import Tensor
 
 
-def as_inputs(x: Any, name: str = "x", length: int | None = None, what: str = "") -> Tensor:
-    """`x` as a float32 (batch, length, channels) tensor in [0, 1], finite, of `length` steps
-    where the model expects one (`what` says whose length it is)."""
+def as_inputs(
+    x: Any,
+    name: str = "x",
+    length: int | None = None,
+    what: str = "",
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """`x` as a (batch, length, channels) tensor in [0, 1], finite, of `length` steps where the
+    model expects one (`what` says whose length it is), in `dtype` (the model's) if given, else
+    float32 or float64 as it came (float16 and bfloat16 become float32)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
@@ -33,7 +40,9 @@ def as_inputs(x: Any, name: str = "x", length: int | None = None, what: str = ""
         raise ValueError(f"{name} holds NaN or Inf")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1], got values in [{x.min():g}, {x.max():g}]")
-    return x.float()  # float64 and float16 alike: the models compute in float32
+    if dtype is not None:
+        return x.to(dtype)
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def as_labels(y: Any, n: int, name: str = "y") -> Tensor:

@@ -4,6 +4,7 @@ with the meaning it plainly has or raises one ValueError / TypeError that names 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 
@@ -104,3 +105,9 @@ def test_a_numpy_batch_attacks_like_the_tensor() -> None:
     want = ssmprobe.attack(MODEL, X, Y, "pgd10")
     got = ssmprobe.attack(MODEL, X.numpy().astype(np.float64), Y.numpy(), "pgd10")
     torch.testing.assert_close(got, want)
+
+
+def test_inputs_take_the_models_dtype() -> None:
+    double = copy.deepcopy(MODEL).double()
+    assert ssmprobe.attack(double, X, Y, "fgsm").dtype == torch.float64
+    assert ssmprobe.attack(MODEL, X.double(), Y, "fgsm").dtype == torch.float32
