@@ -183,14 +183,16 @@ def check_output_file(
         what = _special(path)
         if what:
             raise OutputError(f"{path} is {what}; name a new path or a file ssmprobe wrote")
-        if not (force or (overwrite and written_here(path))):
-            if written_here(path):
+        ours, torch_file = written_here(path), _is_torch_file(path)  # each reads the file
+        if not (force or (overwrite and ours)):
+            if ours:
                 raise OutputError(f"{path} exists; pass --force to replace it")
+            kind = "a PyTorch checkpoint" if torch_file else f"not in its folder's {WRITTEN}"
             raise OutputError(
-                f"{path} exists and ssmprobe did not write it ({_kind(path)}); name a new path"
-                + ("" if _is_torch_file(path) and not checkpoint else ", or pass --force")
+                f"{path} exists and ssmprobe did not write it ({kind}); name a new path"
+                + ("" if torch_file and not checkpoint else ", or pass --force")
             )
-        if _is_torch_file(path) and not (checkpoint or written_here(path)):
+        if torch_file and not (checkpoint or ours):
             raise OutputError(f"{path} is a PyTorch checkpoint; it is never replaced by results")
     _check_writable_folder(path.parent)
     return path
@@ -250,10 +252,6 @@ def _is_torch_file(path: Path) -> bool:
             return any(n.endswith("data.pkl") for n in zipfile.ZipFile(path).namelist())
         return False
     return head[:2] == b"\x80\x02" and path.suffix in (".pt", ".pth", ".ckpt", ".bin")
-
-
-def _kind(path: Path) -> str:
-    return "a PyTorch checkpoint" if _is_torch_file(path) else "not in its folder's " + WRITTEN
 
 
 def _check_writable_folder(folder: Path) -> None:
