@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from ssmprobe.checkpoint import CheckpointError, checkpoint_from_bytes, read_bytes
-from ssmprobe.io import write_bytes, write_json
+from ssmprobe.io import replacing, write_bytes, write_json
 from ssmprobe.report.build import pick_bounds_runs
 from ssmprobe.report.tables import RunInfo, read_eval_record, read_metrics
 
@@ -51,6 +51,15 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     entries = [_entry(Path(runs), pair) for pair in pairs]
     out.mkdir(parents=True, exist_ok=True)
+    with replacing():  # the bundle's own files, committed, so in no sidecar: replaced by name
+        _copy(out, manifest, entries)
+        write_json(manifest_path, dict(sorted(manifest.items())))
+    _drop_unused_bounds(out, manifest)
+    return [out / f"{name}.pt" for _, name, _, _ in entries]
+
+
+def _copy(out: Path, manifest: dict, entries: list[tuple[Path, str, bytes, dict]]) -> None:
+    """Writes each entry's weights and caches into `out`, its manifest entry into `manifest`."""
     for run, name, data, entry in entries:
         target = out / f"{name}.pt"
         same_weights = manifest.get(target.name, {}).get("sha256") == entry["sha256"]
@@ -72,9 +81,6 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, bundled)
-    write_json(manifest_path, dict(sorted(manifest.items())))
-    _drop_unused_bounds(out, manifest)
-    return [out / f"{name}.pt" for _, name, _, _ in entries]
 
 
 def _entry(runs: Path, pair: str) -> tuple[Path, str, bytes, dict]:

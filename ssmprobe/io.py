@@ -23,6 +23,7 @@ import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from io import BytesIO
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -36,6 +37,29 @@ FIGURE_FORMATS = (".png", ".pdf")
 WRITTEN = ".ssmprobe-written.json"  # the sidecar: file name -> SHA-256 of what was written
 PACKAGE_DIR = Path(__file__).resolve().parent
 _NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "ps": {"CreationDate": None}}
+# Whether a write may replace a regular file ssmprobe did not write: --force, for the command
+# under way (`replacing`). Checked by every write, so a name derived inside an output folder
+# (a figure, a table, report.md) never silently replaces a user's file of that name.
+_REPLACING: ContextVar[bool] = ContextVar("ssmprobe_replacing", default=False)
+
+
+@contextmanager
+def replacing(allowed: bool = True) -> Iterator[None]:
+    """Within the block, writes may replace a user's regular file (what --force grants)."""
+    token = _REPLACING.set(allowed)
+    try:
+        yield
+    finally:
+        _REPLACING.reset(token)
+
+
+def replacing_allowed() -> bool:
+    return _REPLACING.get()
+
+
+def allow_replacing(allowed: bool) -> None:
+    """Sets it for the rest of this context: a worker process, from its parent's."""
+    _REPLACING.set(allowed)
 
 
 @contextmanager
@@ -43,6 +67,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A temporary file beside `path`; when the block succeeds it is flushed, fsync'ed and
     renamed over `path` in one step, otherwise (any exception, KeyboardInterrupt too) removed."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -196,6 +221,21 @@ def check_output_file(
             raise OutputError(f"{path} is a PyTorch checkpoint; it is never replaced by results")
     _check_writable_folder(path.parent)
     return path
+
+
+def check_replaceable(path: Path) -> None:
+    """The last line of the output rule, at the moment of writing: `path` is new, or a regular
+    file ssmprobe wrote, or (within `replacing`) any regular file."""
+    if not os.path.lexists(path):
+        return
+    what = _special(path)
+    if what:
+        raise OutputError(f"{path} is {what}; not replaced")
+    if not (_REPLACING.get() or written_here(path)):
+        raise OutputError(
+            f"{path} exists and ssmprobe did not write it (not in its folder's {WRITTEN}); "
+            "pass --force to replace it, or write elsewhere (--out)"
+        )
 
 
 def check_output_dir(path: str | Path) -> Path:

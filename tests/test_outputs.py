@@ -17,6 +17,7 @@ from ssmprobe.io import (
     OutputError,
     check_output_dir,
     check_output_file,
+    replacing,
     write_json,
     write_text,
     written_here,
@@ -111,6 +112,47 @@ def test_the_command_line_applies_the_rule(tmp_path: Path, monkeypatch, capsys) 
     (tmp_path / "run" / "config.json").write_text("{}\n")
     assert main([*probe[:-1], "--out", "run/config.csv"]) == 2  # its JSON: the user's file
     assert "run/config.json exists and ssmprobe did not write it" in capsys.readouterr().err
+
+
+def test_a_write_never_replaces_a_users_file_unless_replacing(tmp_path: Path) -> None:
+    """The rule's last line, at the moment of writing: names derived inside an output folder."""
+    mine = tmp_path / "figure.png"
+    mine.write_text("my figure\n")
+    with pytest.raises(OutputError, match="did not write it.*--force"):
+        write_text(mine, "ours\n")
+    assert mine.read_text() == "my figure\n"
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing left behind either
+    with replacing():
+        write_text(mine, "ours\n")
+    assert written_here(mine)
+    write_text(mine, "ours again\n")  # now ssmprobe's: replaced freely
+    (tmp_path / "link.png").symlink_to(mine)
+    with replacing(), pytest.raises(OutputError, match="a symbolic link"):
+        write_text(tmp_path / "link.png", "x\n")
+    assert mine.read_text() == "ours again\n"
+
+
+def test_folder_outputs_keep_a_users_file_of_a_derived_name(tmp_path: Path, capsys) -> None:
+    from ssmprobe.checkpoint import bundled_dir
+
+    csv = str(bundled_dir() / "cache" / "s4_pgd" / "discrepancy.csv")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "figure3_discrepancy.png").write_text("my figure\n")
+    assert main(["plot", "discrepancy", csv, "--out", str(figures)]) == 2
+    assert "figure3_discrepancy.png exists and ssmprobe did not write it" in capsys.readouterr().err
+    assert (figures / "figure3_discrepancy.png").read_text() == "my figure\n"
+    assert main(["plot", "discrepancy", csv, "--out", str(figures), "--force"]) == 0
+    assert (figures / "figure3_discrepancy.png").read_bytes()[:4] == b"\x89PNG"
+    # fixed names are checked before any work
+    (tmp_path / "table.md").write_text("my table\n")
+    assert main(["table", str(tmp_path)]) == 2
+    assert "table.md exists and ssmprobe did not write it" in capsys.readouterr().err
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.html").write_text("mine\n")
+    assert main(["report", "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 2
+    assert "report.html exists" in capsys.readouterr().err
+    assert (tmp_path / "out" / "report.html").read_text() == "mine\n"
 
 
 # --------------------------------------------------------------------------- run folders

@@ -18,6 +18,7 @@ from ssmprobe.checkpoint import CheckpointError
 from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train, usermodel, zoo
 from ssmprobe.cli import options as opt
 from ssmprobe.data import DatasetError
+from ssmprobe.io import replacing
 from ssmprobe.training.fit import TrainingDiverged
 from ssmprobe.version import __version__
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         opt.check_outputs(args)
-        return args.func(args)
+        with replacing(getattr(args, "force", False)):
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"ssmprobe: interrupted; {_resume_hint(args)}", file=sys.stderr)
         return 130

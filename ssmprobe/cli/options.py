@@ -89,7 +89,7 @@ def out(p: Parser, kind: str, default: str | None = None, required: bool = False
         "--out", default=default, required=required, metavar=kind.upper(), help=OUT_KINDS[kind]
     )
     p.set_defaults(out_kind=kind)
-    if kind in ("csv", "json", "checkpoint"):
+    if kind != "runs":  # train has its own --force (the run started over)
         add(p, "force")
 
 
@@ -124,6 +124,8 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise ValueError(f"--name {args.name!r} is reserved for the bundled zoo")
     elif kind == "folder" and target is not None:
         check_output_dir(target)
+        for name in getattr(args, "out_names", ()):  # the fixed names it writes there
+            check_output_file(Path(target) / name, inputs, force=args.force)
     elif kind == "csv":
         if Path(target).suffix.lower() == ".json":
             raise ValueError(f"--out {target}: name the CSV; its JSON is written beside it")
@@ -155,8 +157,9 @@ HELP = {
     "dataset": "dataset",
     "ads": "AdS activation after each SSM (a reference file with AdS weights needs it too)",
     "figures": "also draw the figures into this folder",
-    "force": "replace what would be refused: an existing --out file that ssmprobe did not write "
-    "(results never replace a PyTorch checkpoint); for train, the run NAME, started over with its "
+    "force": "replace what would be refused: an existing output file that ssmprobe did not "
+    "write (--out, or a file of that name in the --out folder; results never replace a PyTorch "
+    "checkpoint); for train, the run NAME, started over with its "
     "checkpoints, metrics and caches deleted",
 }
 

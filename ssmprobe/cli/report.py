@@ -67,7 +67,11 @@ def add(sub: opt.Subparsers) -> None:
     )
     p.add_argument("runs", help="folder of run folders")
     opt.out(p, "folder")
-    p.set_defaults(func=table, default_out=lambda args: args.runs)
+    p.set_defaults(
+        func=table,
+        default_out=lambda args: args.runs,
+        out_names=[f"{t}.{e}" for t in ("table", "table_seeds") for e in ("md", "csv", "tex")],
+    )
 
     p = opt.command(
         sub,
@@ -118,7 +122,9 @@ def add(sub: opt.Subparsers) -> None:
     )
     opt.add(p, "quiet")
     usermodel.add(p.add_argument_group("your own model"), with_model=True, required=False)
-    p.set_defaults(func=report, default_out=_default_out)
+    p.set_defaults(
+        func=report, default_out=_default_out, out_names=["report.md", "report.html", "report.pdf"]
+    )
 
 
 def _default_out(args: argparse.Namespace) -> Path:

@@ -25,7 +25,7 @@ from ssmprobe.evaluation.shards import SHARDABLE, ShardResult, sharded_attack
 from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, user_batches
-from ssmprobe.io import check_output_file, write_json
+from ssmprobe.io import check_output_file, replacing, write_json
 from ssmprobe.loading import load_model
 
 # Runs AutoAttack's batches somewhere and merges them: (checkpoint, attack, n=, batch_size=,
@@ -149,7 +149,8 @@ def evaluate_checkpoint(
     }
     if per_sample:
         record["per_sample"] = per_sample
-    write_json(out, record)
+    with replacing(force):
+        write_json(out, record)
     return record
 
 
@@ -195,7 +196,8 @@ def evaluate_model(
         "masking": masking_flags(results),
     }
     if out is not None:
-        write_json(out, record)
+        with replacing(force):
+            write_json(out, record)
     return record
 
 

@@ -15,6 +15,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from ssmprobe.io import replacing_allowed
+
 
 class _InProcess(Executor):
     """An executor that runs each call at once, in this process."""
@@ -28,10 +30,14 @@ class _InProcess(Executor):
         return future
 
 
-def _one_thread() -> None:
+def _start_worker(replace: bool) -> None:
+    """One PyTorch thread, and the parent's --force (a context variable does not cross)."""
     import torch
 
+    from ssmprobe.io import allow_replacing
+
     torch.set_num_threads(1)
+    allow_replacing(replace)
 
 
 @contextmanager
@@ -42,7 +48,10 @@ def figure_pool(workers: int) -> Iterator[Executor]:
         yield _InProcess()
         return
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(replacing_allowed(),),
     )
     try:
         yield pool
