@@ -29,9 +29,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ssmprobe.attacks import score
 from ssmprobe.bounds.check import check_model, load_check
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation.evaluate import evaluate, evaluate_checkpoint
+from ssmprobe.evaluation.evaluate import evaluate
 from ssmprobe.interop.reference import import_reference
 from ssmprobe.io import write_json, write_text
 from ssmprobe.loading import load_model
@@ -123,16 +124,16 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def accuracy(name: str, ckpt: Path, test, args: argparse.Namespace) -> dict:
     """Clean on n_clean, PGD-10 on n_pgd, AutoAttack on n_aa, with n and seconds of each."""
-    model, _ = load_model(ckpt)
+    model = load_model(ckpt)
     started = time.perf_counter()
-    clean = evaluate(model, make_loader(test.head(args.n_clean), 100))[1]
+    clean = score(model, make_loader(test.head(args.n_clean), 100))["acc"]
     row = {"model": name, "data": test.source, "clean": clean, "n_clean": args.n_clean,
            "clean_seconds": time.perf_counter() - started}  # fmt: skip
     for attack, n in (("pgd10", args.n_pgd), ("aa", args.n_aa)):
         if n < 1:
             continue
         started = time.perf_counter()
-        record = evaluate_checkpoint(ckpt, [attack], n=n, data_dir=args.images, progress=False,
+        record = evaluate(ckpt, [attack], n=n, data_dir=args.images, progress=False,
                                      out=Path(args.out) / f"eval_{name}_{attack}.json",
                                      force=True)  # fmt: skip
         row |= {attack: record["results"][attack], f"n_{attack}": record["n"],
@@ -146,7 +147,7 @@ def spectrum_rows(work: Path) -> pd.DataFrame:
     """Per model and layer: max |λ(Ā)| and the median / max ||h||_2 of its channels at L."""
     rows = []
     for name in ("nat", "gp"):
-        model, _ = load_model(work / f"s4_{name}.pt")
+        model = load_model(work / f"s4_{name}.pt")
         with torch.no_grad():
             for layer, ssm in model.ssm_layers().items():
                 norms = ssm.impulse_response(L).norm(dim=-1)

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssmprobe.models import FAMILY_TITLES
+from ssmprobe.vocab import COMPONENT_KINDS, METHOD_NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -36,10 +39,6 @@ BLOCK = re.compile(  # a block inside a list item is indented like its markers
     r"^(?P=indent)(?P<close><!-- /generated: (?P=name) -->)",
     re.S | re.M,
 )
-KINDS = ("ssm", "ads", "linear", "attention", "norm")
-FAMILIES = ("s4", "dss", "s5", "mega", "mamba")
-NAMES = {"s4": "S4", "dss": "DSS", "s5": "S5", "mega": "Mega", "mamba": "Mamba"}
-METHODS = {"st": "ST", "pgd": "PGD-AT", "trades": "TRADES"}
 
 
 def _after_caption(path: Path) -> str:
@@ -66,17 +65,17 @@ def rates() -> str:
     mean = frame.groupby(["run", "kind", "split", "metric"])["rate"].mean()
     order = frame.drop_duplicates("run")[["run", "model", "method", "ads"]]
     order = order.assign(
-        _f=order["model"].map(FAMILIES.index),
-        _m=order["method"].map(list(METHODS).index),
+        _f=order["model"].map(list(FAMILY_TITLES).index),
+        _m=order["method"].map(list(METHOD_NAMES).index),
         _a=order["ads"].map(lambda a: ["", "relu", "sigmoid", "tanh"].index(a)),
     ).sort_values(["_f", "_m", "_a"])
     head = "| model | method | AdS | " + " | ".join(
-        f"{k if k != 'ssm' else 'SSM'} {m.upper()}" for k in KINDS for m in ("mse", "kl")
+        f"{k if k != 'ssm' else 'SSM'} {m.upper()}" for k in COMPONENT_KINDS for m in ("mse", "kl")
     )
-    lines = [head + " |", "|---|---|---|" + "---:|" * (2 * len(KINDS))]
+    lines = [head + " |", "|---|---|---|" + "---:|" * (2 * len(COMPONENT_KINDS))]
     for _, r in order.iterrows():
-        cells = [NAMES[r["model"]], METHODS[r["method"]], r["ads"].capitalize() or "–"]
-        for kind in KINDS:
+        cells = [FAMILY_TITLES[r["model"]], METHOD_NAMES[r["method"]], r["ads"].capitalize() or "–"]
+        for kind in COMPONENT_KINDS:
             for metric in ("mse", "kl"):
                 pair = [mean.get((r["run"], kind, s, metric)) for s in ("train", "test")]
                 cells.append("–" if pair[0] is None else f"{_signed(pair[0])} / {_signed(pair[1])}")
@@ -97,12 +96,12 @@ def bounds_vs_l() -> str:
         for length in (16, 64, 1024):
             rows = pd.read_csv(FIGURES / "bounds" / "vs_L" / f"bounds_{model}_pgd_L{length}.csv")
             rows = rows[rows["view"] == "channel"]
-            where = f"{NAMES[model]}, L = {length}"
+            where = f"{FAMILY_TITLES[model]}, L = {length}"
             violated = int((~rows["eigen_upper_holds"]).sum())
             worst["violated"] = max(worst["violated"], (violated, where))
             worst["ratio"] = max(worst["ratio"], (rows["eigen_upper_ratio"].max(), where))
             growth[model, length] = (rows["kernel_lower"].median(), rows["exact"].median())
-            cells = [NAMES[model], str(length)]
+            cells = [FAMILY_TITLES[model], str(length)]
             cells += [f"{rows[c].median():.2g}" for c in ("exact", "kernel_lower")]
             cells += [f"{rows[c].median():.3g}" for c in ("kernel_upper", "spectral_upper")]
             cells.append(f"{int((~rows['eigen_upper_holds']).sum())} of {len(rows)} channels")
@@ -130,7 +129,8 @@ def mamba_bounds() -> str:
         failed = sum(s["channels"] - s["kernel_upper_holds"] for s in summary)
         total = sum(s["channels"] for s in summary)
         spectral = sum(s["channels"] - s["spectral_upper_holds"] for s in summary)
-        parts.append(f"{failed} of {total} channels under {METHODS[method]} (spectral: {spectral})")
+        under = METHOD_NAMES[method]
+        parts.append(f"{failed} of {total} channels under {under} (spectral: {spectral})")
     return (
         "On the bundled Mamba checkpoints (360 test digits, uniform ε = 0.1, μ = 0) the "
         f"kernel-form upper bound on h1 fails on {parts[0]} and {parts[1]}.\n"
@@ -147,7 +147,8 @@ def zoo() -> str:
     for file, e in manifest.items():
         acc = e["accuracy"]
         ads = (e["model"].get("ads") or "").capitalize().replace("Relu", "ReLU") or "–"
-        cells = [f"`{file.removesuffix('.pt')}`", NAMES[e["model"]["model"]], METHODS[e["method"]]]
+        family, method = FAMILY_TITLES[e["model"]["model"]], METHOD_NAMES[e["method"]]
+        cells = [f"`{file.removesuffix('.pt')}`", family, method]
         cells += [ads, *(f"{100 * acc[k]:.2f}" for k in ("clean", "pgd10", "aa"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,8 @@ import torch
 
 from ssmprobe.io import write_text
 from ssmprobe.loading import load_model
-from ssmprobe.vocab import ADS_NAMES, FAMILY_NAMES, METHOD_NAMES
+from ssmprobe.models import FAMILY_TITLES
+from ssmprobe.vocab import ADS_NAMES, METHOD_NAMES
 
 COLUMNS = {
     "gelu_mse": "GELU MSE %",
@@ -95,7 +96,7 @@ def linear_table(frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     test = frame[(frame["split"] == "test") & frame["model"].isin(["s4", "dss"])]
     for run, rows in test.groupby("run", sort=False):
-        model, _ = load_model(f"{run}.pt")
+        model = load_model(f"{run}.pt")
         first = rows.iloc[0]
         for layer, part in rows.groupby("layer"):
             weight = model.layers[int(layer)].linear.weight
@@ -112,7 +113,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     head = ["model", "method", "AdS", *COLUMNS.values()]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * len(COLUMNS)]
     for (_, model, method, ads), row in mean.iterrows():
-        cells = [FAMILY_NAMES[model], METHOD_NAMES[method], ADS_NAMES[ads]]
+        cells = [FAMILY_TITLES[model], METHOD_NAMES[method], ADS_NAMES[ads]]
         for column in COLUMNS:
             value = row[column]
             cells.append(f"{value:+.0f}" if column.endswith("mse") or column == "linear_rel"

@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from ssmprobe.attacks import _attack_mode, evaluate_attack, parse_attack
+from ssmprobe.attacks import attack_mode, evaluate_attack, parse_attack
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.shards import sharded_attack
 from ssmprobe.loading import load_model
+from ssmprobe.models import FAMILIES
 from ssmprobe.models.base import speedups
-from ssmprobe.vocab import FAMILIES
 
 
 def pass_ms(
@@ -37,7 +37,7 @@ def pass_ms(
     speed-ups off (False) and on (True), the two alternating pass by pass so that the VM's
     drift touches both alike."""
     times: dict[bool, list[float]] = {False: [], True: []}
-    with _attack_mode(model, True):
+    with attack_mode(model, True):
         for _ in range(repeat + 1):  # the first pass warms caches and allocators up
             for on in (False, True):
                 with speedups(on):
@@ -75,7 +75,7 @@ def main() -> None:
     rows = []
     for family in args.families.split(","):
         name = f"{family}_pgd.pt"
-        model, _ = load_model(name)
+        model = load_model(name)
         data = load_dataset("digits", "test").head(args.n)
         x, y = data[:]
         row: dict[str, Any] = {"family": family}

@@ -18,8 +18,7 @@ import torch
 from ssmprobe.bounds.lti import model_rows, perturbation_law, summarise_rows
 from ssmprobe.bounds.theorem import spectral_norm_sq
 from ssmprobe.loading import load_model
-from ssmprobe.models import build_model, model_config
-from ssmprobe.vocab import FAMILIES
+from ssmprobe.models import FAMILIES, build_model, model_config
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -30,14 +29,16 @@ def seconds(fn: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="s4", choices=[f for f in FAMILIES if f != "mamba"])
+    lti = [name for name, family in FAMILIES.items() if not family.time_varying]
+    parser.add_argument("--model", default="s4", choices=lti)
     parser.add_argument("--preset", default="cifar10", choices=["digits", "mnist", "cifar10"])
     parser.add_argument("--ckpt", help="a trained checkpoint instead (its own model and size)")
     parser.add_argument("--L", type=int, default=1024)
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.ckpt:
-        model, meta = load_model(args.ckpt, "cpu")
+        model = load_model(args.ckpt, "cpu")
+        meta = model.meta
         what = f"{meta['config']['model']} from {args.ckpt}"
     else:
         model, what = build_model(model_config(args.model, args.preset)), args.model

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from ssmprobe.attacks import checkpoint_attack, run_attack
+from ssmprobe.attacks import attack_config, run_attack
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.loading import load_model
 from ssmprobe.probe.discrepancy import collect
@@ -55,7 +55,10 @@ def hf_mamba() -> tuple[torch.nn.Module, dict]:
 
 
 def load(ckpt: str) -> tuple[torch.nn.Module, dict]:
-    return hf_mamba() if ckpt == "hf-mamba" else load_model(ckpt, "cpu")
+    if ckpt == "hf-mamba":
+        return hf_mamba()
+    model = load_model(ckpt, "cpu")
+    return model, model.meta
 
 
 def loader(dataset: str, n: int, batch_size: int):
@@ -98,7 +101,7 @@ def main() -> None:
     parser.add_argument("--probe-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     model, meta = load(args.ckpt)
-    attack = checkpoint_attack("pgd10", meta)
+    attack = attack_config("pgd10", meta)
     if args.probe_only:
         collect(model, loader(meta["dataset"], args.probe_only, args.batch_size), attack,
                 progress=False)  # fmt: skip

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ssmprobe.attacks import _attack_mode
+from ssmprobe.attacks import attack_mode
 from ssmprobe.data import DATASETS
 from ssmprobe.models import build_model, model_config
 from ssmprobe.models.registry import ARCHS
@@ -51,7 +51,7 @@ def family_row(family: str, batch: int, repeat: int, dataset: str = "mnist") -> 
         F.cross_entropy(model(x), y).backward()
 
     def frozen_pass() -> None:
-        with _attack_mode(model, True):
+        with attack_mode(model, True):
             F.cross_entropy(model(x.clone().requires_grad_(True)), y).backward()
 
     def step(method: str) -> Callable[[], None]:

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ssmprobe.models import MODELS, build_model, model_config
+from ssmprobe.models import FAMILIES, build_model, model_config
 from ssmprobe.training.fit import _autocast, train_config, training_loss
 
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "digits": 1437}
@@ -43,7 +43,7 @@ def main() -> None:
     )
     parser.add_argument("--preset", default="mnist", choices=sorted(TRAIN_SIZE))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(FAMILIES))
     parser.add_argument("--methods", default="st,pgd,trades")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--amp", action="store_true")

@@ -3,7 +3,7 @@
 `paper_grid(dataset)` lists the runs of Tables 1-2: S4, DSS, S5, Mega, Mamba x ST, PGD-AT,
 TRADES, and S4, DSS x AdS (ReLU, Tanh, Sigmoid) x PGD-AT, TRADES, cheapest first. Each run is
 one job: `training.run.train` into RUNS/NAME (resuming from last.pt when a previous job was
-killed or preempted), then `evaluation.evaluate.evaluate_checkpoint` of best.pt and last.pt.
+killed or preempted), then `evaluation.evaluate.evaluate` of best.pt and last.pt.
 `launch` skips finished runs and submits the rest through submitit: its local executor runs them as
 processes on this machine (and in the tests), its SLURM executor spreads them over a cluster
 with the GPUs and time each job asks for; a job with more than one GPU runs the training under
@@ -29,14 +29,13 @@ from typing import Any
 
 from ssmprobe.checkpoint import resolve_checkpoint
 from ssmprobe.evaluation.shards import ShardResult, attack_shard, merge, shard_batches
+from ssmprobe.models import FAMILIES
 from ssmprobe.report.tables import METRICS_FILE, read_eval_record, read_metrics
 from ssmprobe.training.run import run_files
-from ssmprobe.vocab import ADS_ACTIVATIONS, FAMILIES, METHODS
+from ssmprobe.vocab import ADS_ACTIVATIONS, METHODS
 
 POLL_SECONDS = 2.0  # how often a local launch looks for ended jobs
 
-ADS_FAMILIES = ("s4", "dss")
-_COST = {"s5": 0, "s4": 1, "dss": 2, "mega": 3, "mamba": 4}  # benchmarks/train_speed.py order
 
 # Measured seconds per training epoch, (dataset, family, method) -> (seconds, GPU it ran on).
 # Only what was measured is here; `expected_hours` reports the rest as unmeasured.
@@ -88,23 +87,25 @@ class GridRun:
 
 def paper_grid(
     dataset: str,
-    models: Sequence[str] = FAMILIES,
+    models: Sequence[str] | None = None,
     methods: Sequence[str] = METHODS,
     options: Mapping[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
 ) -> list[GridRun]:
     """Every run of Tables 1-2 on `dataset` among `models` and `methods`, once per seed,
     cheapest first (all of seed 0 before the next seed's)."""
+    models = list(FAMILIES) if models is None else models
     unknown = sorted({*models} - set(FAMILIES)) + sorted({*methods} - set(METHODS))
     if unknown:
-        raise ValueError(f"unknown models or methods {unknown}; known: {FAMILIES}, {METHODS}")
+        known = f"{', '.join(FAMILIES)}; {', '.join(METHODS)}"
+        raise ValueError(f"unknown models or methods {unknown}; known: {known}")
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
         raise ValueError(f"seeds must be distinct integers >= 0, got {list(seeds)}")
     settings = [(m, method, None) for m in models for method in methods]
     settings += [
         (m, method, ads)
         for m in models
-        if m in ADS_FAMILIES
+        if FAMILIES[m].ads_rows
         for method in methods
         if method != "st"
         for ads in ADS_ACTIVATIONS
@@ -118,8 +119,9 @@ def paper_grid(
 
 
 def _cheapest_first(run: GridRun) -> tuple:
-    """Seed, then ST before AT, plain before AdS, cheap families first (`_COST`)."""
-    return (run.seed, run.method != "st", run.ads is not None, _COST[run.model], run.name)
+    """Seed, then ST before AT, plain before AdS, cheap families first (`Family.cost`)."""
+    cost = FAMILIES[run.model].cost
+    return (run.seed, run.method != "st", run.ads is not None, cost, run.name)
 
 
 def select(grid: Sequence[GridRun], patterns: Sequence[str]) -> list[GridRun]:
@@ -171,7 +173,7 @@ class JobSpec:
 def run_job(spec: JobSpec) -> str:
     """Trains (or resumes) the run and evaluates best.pt and last.pt; returns the run's path.
     With more than one GPU the training runs under torchrun, one process per GPU."""
-    from ssmprobe.evaluation.evaluate import evaluate_checkpoint
+    from ssmprobe.evaluation.evaluate import evaluate
     from ssmprobe.training.run import train
 
     runs = Path(spec.runs)
@@ -185,7 +187,7 @@ def run_job(spec: JobSpec) -> str:
             train(**kwargs)
     for which in ("best", "last"):
         if not evaluated(run_dir, spec.n_eval, spec.attacks, which):
-            evaluate_checkpoint(
+            evaluate(
                 run_dir / f"{which}.pt",
                 spec.attacks.split(","),
                 n=spec.n_eval,

@@ -95,14 +95,16 @@ def check_checkpoint(ckpt: Checkpoint, path: str | Path) -> ModelConfig:
 
 def load_model(
     path: str | Path, device: torch.device | str | None = "cpu", reference: Reference | None = None
-) -> tuple[nn.Module, dict]:
-    """The model stored in a checkpoint (a path, or a bundled name like `s4_pgd.pt`), in eval
-    mode, and the checkpoint's metadata with its model config under "config". With `reference`,
-    `path` is a state dict of the paper's reference code, converted in memory."""
+) -> nn.Module:
+    """The model stored in a checkpoint, as torchattacks, ART or RobustBench users expect it: a
+    bundled name (`"s4_pgd"`, see `ssmprobe.list_models()`) or a path, in eval mode, taking
+    (B, L, C) sequences in [0, 1] and returning logits. The checkpoint's metadata (dataset,
+    training budget, its model config under "config", the file) is `model.meta`. With
+    `reference`, `path` is a state dict of the paper's reference code, converted in memory."""
     device = resolve_device(device)
     if reference is not None:
         model, meta = reference.load(path)
-        return model.to(device).eval(), meta
+        return _with_meta(model.to(device).eval(), meta)
     resolved = resolve_checkpoint(path)
     data = read_bytes(resolved)
     ckpt = checkpoint_from_bytes(data, resolved, map_location=device)
@@ -112,14 +114,11 @@ def load_model(
     except (CheckpointError, ValueError) as err:  # weights that do not fit, no memory for them
         raise CheckpointError(f"{resolved}: {err}") from None
     file = {"path": str(resolved), "sha256": hashlib.sha256(data).hexdigest()}
-    return model.eval(), {**ckpt.meta, "config": ckpt.config, "file": file}
+    return _with_meta(model.eval(), {**ckpt.meta, "config": ckpt.config, "file": file})
 
 
-def load(name_or_path: str | Path, device: torch.device | str | None = "cpu") -> nn.Module:
-    """The model alone, as torchattacks, ART or RobustBench users expect it: a bundled name
-    (`"s4_pgd"`, see `ssmprobe.list_models()`) or a checkpoint path, in eval mode, taking
-    (B, L, C) sequences in [0, 1] and returning logits; the checkpoint's metadata (dataset,
-    training budget, config) is `model.meta`."""
-    model, meta = load_model(name_or_path, device)
-    model.meta = meta
+def _with_meta(model: nn.Module, meta: dict) -> nn.Module:
+    model.meta = meta  # type: ignore[assignment]
     return model
+
+

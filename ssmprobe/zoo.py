@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 
 from ssmprobe.checkpoint import bundled_dir
-from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, FAMILY_NAMES, METHOD_NAMES
+from ssmprobe.models import FAMILY_TITLES
+from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, METHOD_NAMES
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def format_zoo(entries: list[ZooEntry]) -> str:
     lines = [head + f"{'clean':>7}{'PGD-10':>8}{'AA':>7}{'eps':>6}{'n':>5}"]
     for e in entries:
         lines.append(
-            f"{e.name:<24}{FAMILY_NAMES[e.family]:<7}{METHOD_NAMES[e.method]:<8}"
+            f"{e.name:<24}{FAMILY_TITLES[e.family]:<7}{METHOD_NAMES[e.method]:<8}"
             f"{ADS_NAMES[e.ads or 'none']:<9}{DATASET_NAMES[e.dataset]:<8}"
             f"{100 * e.clean:>7.2f}{100 * e.pgd10:>8.2f}{100 * e.aa:>7.2f}{e.eps:>6g}{e.n_test:>5}"
         )

@@ -38,7 +38,7 @@ def test_a_config_saved_as_reference_loads_as_jac(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(config).eval()
     path = save_checkpoint(tmp_path / "old.pt", legacy, model.state_dict(), {"dataset": "digits"})
-    loaded, _ = load_model(path)
+    loaded = load_model(path)
     assert loaded.layers[0].ads.form == "jac"
     x = torch.rand(2, 64, 1)
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssmprobe.attacks import _attack_mode
+from ssmprobe.attacks import attack_mode
 from ssmprobe.checkpoint import save_checkpoint
 from ssmprobe.evaluation.shards import (
     attack_shard,
@@ -59,7 +59,7 @@ def test_a_kept_kernel_gives_what_a_fresh_one_gives(family: str) -> None:
     assert all(kept(layer) for layer in ssm_layers(model))
     torch.testing.assert_close(first, fresh, rtol=0, atol=0)
     torch.testing.assert_close(again, fresh, rtol=0, atol=0)
-    with _attack_mode(model, True):  # frozen weights, a gradient to the input
+    with attack_mode(model, True):  # frozen weights, a gradient to the input
         x_in = x.clone().requires_grad_(True)
         model(x_in).sum().backward()
     x_ref = x.clone().requires_grad_(True)
@@ -121,7 +121,7 @@ def test_the_fast_paths_compute_what_the_plain_ones_do(family: str, length: int)
     x = torch.rand(3, length, 1)
     outputs, grads = [], []
     for on in (False, True):
-        with speedups(on), _attack_mode(model, True):
+        with speedups(on), attack_mode(model, True):
             x_in = x.clone().requires_grad_(True)
             out = model(x_in)
             out.square().sum().backward()
@@ -214,7 +214,7 @@ def test_sharded_autoattack_equals_unsharded_sample_for_sample(
 
 
 def test_only_autoattack_is_sharded(tiny_checkpoint: Path) -> None:
-    with pytest.raises(ValueError, match="only AutoAttack"):
+    with pytest.raises(ValueError, match="only aa, aa-fast are sharded"):
         attack_shard(tiny_checkpoint, "pgd10", 4, 4, [0])
 
 
@@ -222,11 +222,11 @@ def test_eval_workers_and_shards_give_the_unsharded_record(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     from ssmprobe.cli import main
-    from ssmprobe.evaluation.evaluate import evaluate_checkpoint
+    from ssmprobe.evaluation.evaluate import evaluate
 
     args = {"n": 12, "batch_size": 4, "progress": False}
-    plain = evaluate_checkpoint(tiny_checkpoint, ["aa-fast"], out=tmp_path / "a.json", **args)
-    two = evaluate_checkpoint(
+    plain = evaluate(tiny_checkpoint, ["aa-fast"], out=tmp_path / "a.json", **args)
+    two = evaluate(
         tiny_checkpoint, ["aa-fast"], out=tmp_path / "b.json", workers=2, **args
     )
     assert two["results"] == plain["results"] and len(two["per_sample"]["aa-fast"]) == 12

@@ -16,7 +16,6 @@ from torch import nn
 from ssmprobe.attacks import (
     AttackConfig,
     AutoAttackWarning,
-    _SequenceAsImage,
     autoattack,
     evaluate_attack,
     fgsm,
@@ -26,6 +25,7 @@ from ssmprobe.attacks import (
     trades_adversary,
     trades_loss,
 )
+from ssmprobe.attacks.autoattack import _SequenceAsImage
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.models import build_model, model_config
 

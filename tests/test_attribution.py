@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ssmprobe.attacks import pgd_linf
 from ssmprobe.checkpoint import save_checkpoint
-from ssmprobe.models import MODELS, build_model, model_config
+from ssmprobe.models import FAMILIES, build_model, model_config
 from ssmprobe.probe.attribution import (
     ComponentShare,
     InputAttribution,
@@ -21,7 +21,7 @@ from ssmprobe.probe.attribution import (
     plot_input_attributions,
 )
 
-FAMILIES = sorted(MODELS)
+FAMILIES = sorted(FAMILIES)
 TINY = {"d_model": 8, "n_layers": 1, "d_state": 4, "d_qk": 8, "d_ffn": 8}
 LENGTH = 16
 

@@ -6,16 +6,16 @@ import pytest
 import torch
 from torch import nn
 
+from ssmprobe.attacks import score
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation.evaluate import evaluate
 from ssmprobe.loading import load_model
-from ssmprobe.models import MODELS, build_model, model_config
+from ssmprobe.models import FAMILIES, build_model, model_config
 from ssmprobe.models.ads import AdS
 from ssmprobe.models.base import LTISSM
 from ssmprobe.models.mamba import Mamba
 from ssmprobe.training.fit import TrainConfig, fit
 
-FAMILIES = sorted(MODELS)
+FAMILIES = sorted(FAMILIES)
 TINY = {"d_model": 16, "n_layers": 2, "d_state": 4, "d_qk": 8, "d_ffn": 16}
 
 EXPECTED_KINDS = {
@@ -169,8 +169,8 @@ def test_every_family_learns_digits(family: str, tmp_path) -> None:
     # PGD steps=1 keeps the per-epoch robustness check cheap; ST does not use it.
     train = TrainConfig(epochs=8, batch_size=32, lr=1e-2, steps=1, train_eval_size=64)
     history = fit(config, train_set, test_set, train, tmp_path, progress=False)
-    model, _ = load_model(tmp_path / "last.pt")
-    _, acc = evaluate(model, make_loader(test_set, 256))
+    model = load_model(tmp_path / "last.pt")
+    acc = score(model, make_loader(test_set, 256))["acc"]
     assert acc == history[-1]["test_clean_acc"]
     assert acc > 0.3, f"{family}: {acc:.3f}"  # chance is 0.1
 

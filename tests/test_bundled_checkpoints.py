@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssmprobe.attacks import score
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation.evaluate import evaluate
 from ssmprobe.loading import load_model
 
 BUNDLE = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -24,11 +24,12 @@ def test_bundled_checkpoint_matches_its_manifest(name: str) -> None:
     entry = MANIFEST[name]
     path = BUNDLE / name
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
-    model, meta = load_model(path)
+    model = load_model(path)
+    meta = model.meta
     assert meta["dataset"] == entry["dataset"] and meta["method"] == entry["method"]
     test = load_dataset(entry["dataset"], "test")
     test = test.subset(torch.arange(entry["n_test"]))
-    _, acc = evaluate(model, make_loader(test, 256))
+    acc = score(model, make_loader(test, 256))["acc"]
     assert acc == pytest.approx(entry["accuracy"]["clean"], abs=1e-9)
 
 

@@ -186,6 +186,7 @@ def test_foreign_or_incomplete_payloads(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not an ssmprobe checkpoint"):
         load_checkpoint(path)
 
+    path = tmp_path / "ours.pt"  # x.pt is the user's: never replaced
     save_tiny(path, Tiny())
     payload = torch.load(path, weights_only=True)
     for version in (FORMAT_VERSION + 1, 0, "1", None):

@@ -90,5 +90,6 @@ def test_a_device_that_cannot_run_is_refused(device: str) -> None:
 
 def test_the_bundled_checkpoints_pass_the_schema() -> None:
     for path in sorted(bundled_dir().glob("*.pt")):
-        model, meta = load_model(path)
+        model = load_model(path)
+        meta = model.meta
         assert isinstance(model, torch.nn.Module) and meta["dataset"] == "digits"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ssmprobe import data
+from ssmprobe.attacks import score
 from ssmprobe.checkpoint import load_checkpoint, load_into
 from ssmprobe.cli import main
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation.evaluate import evaluate
 from ssmprobe.loading import load_model
 from ssmprobe.models import build_model
 
@@ -30,7 +30,7 @@ def test_train_writes_a_checkpoint_that_rebuilds_the_model(tmp_path: Path, capsy
     assert ckpt.config["model"] == "dss" and ckpt.config["ads"] == "tanh"
     assert ckpt.meta["dataset"] == "digits" and ckpt.meta["epoch"] == 2
     model = load_into(build_model(ckpt.config), ckpt)
-    _, acc = evaluate(model, make_loader(load_dataset("digits", "test"), 256))
+    acc = score(model, make_loader(load_dataset("digits", "test"), 256))["acc"]
     assert acc == pytest.approx(ckpt.meta["metrics"]["test_clean_acc"])
     # The same run again without --resume would overwrite it: refused.
     assert main(args) == 2
@@ -116,7 +116,8 @@ def test_train_ads_form_jac(tmp_path: Path, capsys) -> None:
     args = "train --model dss --ads tanh --ads-form jac --epochs 1 --d-model 8 --n-layers 1"
     args += f" --d-state 4 --train-eval-size 16 --test-eval-size 16 --quiet --out {tmp_path}"
     assert main(args.split()) == 0
-    model, meta = load_model(tmp_path / "dss_tanh_digits_st" / "last.pt")
+    model = load_model(tmp_path / "dss_tanh_digits_st" / "last.pt")
+    meta = model.meta
     assert meta["config"]["ads_form"] == "jac"
     names = {name for name, _ in model.named_parameters()}
     assert {"layers.0.ads.scale.bias", "layers.0.ads.bias.weight"} <= names

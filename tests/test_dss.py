@@ -269,7 +269,8 @@ def test_b_norm_in_config_and_old_configs_load() -> None:
     assert ModelConfig.from_dict(old).b_norm == "exp"
     ckpt = bundled_dir() / "dss_pgd.pt"
     assert "b_norm" not in load_checkpoint(ckpt).config
-    bundled, meta = load_model(ckpt)
+    bundled = load_model(ckpt)
+    meta = bundled.meta
     assert {layer.b_norm for layer in bundled.ssm_layers().values()} == {"exp"}
     assert ModelConfig.from_dict(meta["config"]).b_norm == "exp"
 
@@ -281,6 +282,7 @@ def test_train_b_norm_flag(tmp_path: Path) -> None:
     args = "train --model dss --b-norm softmax --epochs 1 --d-model 8 --n-layers 1 --d-state 4"
     args += f" --train-eval-size 16 --test-eval-size 16 --steps 1 --quiet --out {tmp_path}"
     assert main(args.split()) == 0
-    model, meta = load_model(tmp_path / "dss_digits_st" / "last.pt")
+    model = load_model(tmp_path / "dss_digits_st" / "last.pt")
+    meta = model.meta
     assert meta["config"]["b_norm"] == "softmax"
     assert [layer.b_norm for layer in model.ssm_layers().values()] == ["softmax"]

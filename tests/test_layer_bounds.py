@@ -45,7 +45,7 @@ def test_modal_form_reproduces_the_impulse_response(family: str) -> None:
 
 
 def test_bundled_s4_modes_reproduce_its_kernel() -> None:
-    layer = load_model("s4_pgd.pt")[0].ssm_layers()["layers.1.ssm"]
+    layer = load_model("s4_pgd.pt").ssm_layers()["layers.1.ssm"]
     with torch.no_grad():
         ssm = layer.discrete()
         lam, residues = modal_form(ssm)

@@ -118,7 +118,7 @@ def test_a_write_never_replaces_a_users_file_unless_replacing(tmp_path: Path) ->
     """The rule's last line, at the moment of writing: names derived inside an output folder."""
     mine = tmp_path / "figure.png"
     mine.write_text("my figure\n")
-    with pytest.raises(OutputError, match="did not write it.*--force"):
+    with pytest.raises(OutputError, match=r"did not write it.*--force"):
         write_text(mine, "ours\n")
     assert mine.read_text() == "my figure\n"
     assert not list(tmp_path.glob(".*.tmp"))  # nothing left behind either

@@ -22,11 +22,11 @@ from torch import nn
 from ssmprobe.attacks import AttackConfig
 from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.cli import main
-from ssmprobe.models import MODELS, build_model, model_config
+from ssmprobe.models import FAMILIES, build_model, model_config
 from ssmprobe.models.backbone import MambaBlock, MegaBlock
 from ssmprobe.models.base import module_component
 from ssmprobe.probe import DiscrepancyStats, record, summarise
-from ssmprobe.probe.discrepancy import MEASURES, collect, component_rows
+from ssmprobe.probe.discrepancy import collect, component_rows, measures
 from ssmprobe.probe.metrics import kl, mse, per_step_sq_error, rate, relative
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def hook_count(model: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("ads", [None, "relu"])
-@pytest.mark.parametrize("family", sorted(MODELS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_recorder_captures_what_a_manual_forward_computes(family: str, ads: str | None) -> None:
     model = tiny(family, ads, residual=family == "dss")
     u = torch.rand(3, 16, 1)
@@ -262,7 +262,7 @@ def test_discrepancy_cli_end_to_end(tiny_checkpoint: Path, tmp_path: Path, capsy
     components = 5  # ssm, attention, norm, linear, ffn_norm
     # x (MSE, KL plain and relative, NSR) x splits
     assert len(frame) == components * 5 * 2
-    assert set(zip(frame["metric"], frame["norm"], strict=True)) == set(MEASURES)
+    assert set(zip(frame["metric"], frame["norm"], strict=True)) == set(measures())
     assert set(frame["split"]) == {"train", "test"} and set(frame["kind"]) >= {"attention"}
     assert (frame["model"] == "mega").all() and (frame["eps"] == 0.1).all()
     saved = json.loads(csv.with_suffix(".json").read_text())["results"][0]

@@ -342,7 +342,8 @@ def test_import_writes_a_native_checkpoint_with_provenance(
     args = ["import", str(src), "--model", "s4", "--dataset", "digits", "--ads", "relu"]
     assert main([*args, "--out", str(out)]) == 0
     assert says in capsys.readouterr().out.splitlines()
-    native, meta = load_model(out)
+    native = load_model(out)
+    meta = native.meta
     converted, _ = load_reference(src, "s4", "digits", ads="relu")
     x = torch.rand(2, 64, 1)
     with torch.no_grad():
@@ -503,7 +504,7 @@ def test_a_trained_reference_model_exports_to_the_reference_names(
     suffixes = ("scale.weight",) if form is None else ADS_FORM_KEYS["jac"]
     expected = {f"{prefix.format(i)}.{s}" for i in range(2) for s in suffixes} if ads else set()
     assert ads_found == expected  # paper: scale.weight alone, no bias; jac: both biased maps
-    trained, _ = load_model(tmp_path / "m" / "last.pt")
+    trained = load_model(tmp_path / "m" / "last.pt")
     back, meta = load_reference(out, model, "digits", ads)
     assert meta["source"]["ads_form"] == ((form or "paper") if ads else None)
     x = torch.rand(3, 64, 1)

@@ -99,7 +99,7 @@ def test_autoattacks_own_checks_are_kept_in_the_eval_record(tmp_path: Path, monk
     monkeypatch.setattr(ssmprobe.evaluation.evaluate, "evaluate_attack", attack)
     shutil.copy(bundled_dir() / "s4_st.pt", tmp_path / "last.pt")
     with pytest.warns(UserWarning, match="something else"):
-        record = ssmprobe.evaluation.evaluate.evaluate_checkpoint(tmp_path / "last.pt", ["aa"], n=8)
+        record = ssmprobe.evaluation.evaluate.evaluate(tmp_path / "last.pt", ["aa"], n=8)
     assert record["autoattack_checks"] == ["AutoAttack: Square Attack has decreased ..."]
     saved = json.loads((tmp_path / "eval_last.json").read_text())
     assert saved["autoattack_checks"] == record["autoattack_checks"]

@@ -155,15 +155,16 @@ def test_mamba_adversarial_error_is_measured_with_moving_parameters(
 def test_mamba_adversarial_error_equals_the_recurrence(mamba_checkpoint: Path) -> None:
     """Independently of H: the adversarial rows' exact error is E||y'(x', Δ', B', C') - y||² of
     the plain recurrence on the recorded SSM inputs."""
-    from ssmprobe.attacks import checkpoint_attack
+    from ssmprobe.attacks import attack_config
     from ssmprobe.loading import load_model
     from ssmprobe.probe.recorder import adversarial_features
 
-    model, meta = load_model(mamba_checkpoint, "cpu")
+    model = load_model(mamba_checkpoint, "cpu")
+    meta = model.meta
     model.double()
     data = load_dataset("digits", "test")
     batches = [(x.double(), y) for x, y in make_loader(data.subset(torch.arange(4)), 4)]
-    attack = checkpoint_attack("pgd10", meta, None)
+    attack = attack_config("pgd10", meta, None)
     rows, _ = selective_rows(model, batches, attack, layers=[1])
     comps = [c for c in model.components() if c.name == "layers.1.ssm"]
     mixer = model.ssm_layers()["layers.1.ssm"]

@@ -12,7 +12,7 @@ from torch import nn
 import ssmprobe
 from ssmprobe.attacks import pgd_linf
 from ssmprobe.data import load_dataset
-from ssmprobe.evaluation.evaluate import evaluate_checkpoint
+from ssmprobe.evaluation.evaluate import evaluate
 from ssmprobe.interop.userdata import read_data_file, user_batches
 from ssmprobe.interop.wrap import WrapError, match_modules, wrap
 from ssmprobe.probe.discrepancy import discrepancy
@@ -164,7 +164,7 @@ def test_verdicts_and_plots_take_a_wrapped_models_results(tmp_path) -> None:
 def test_evaluate_attack_and_describe_take_a_wrapped_model() -> None:
     probe = plain(layout={"ssm": "bdl", "linear": "bld", "norm": "bld"})
     x, y = plain_data()
-    record = evaluate_checkpoint(probe, ["pgd10", "fgsm"], data=(x, y), progress=False)
+    record = evaluate(probe, ["pgd10", "fgsm"], data=(x, y), progress=False)
     assert record["n"] == 10 and set(record["results"]) == {"clean", "pgd10", "fgsm"}
     assert record["results"]["pgd10"] <= record["results"]["clean"]
     x_adv = ssmprobe.attack(probe, x, y, "pgd10")  # at the wrap's declared eps

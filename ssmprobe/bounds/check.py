@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ssmprobe.attacks import checkpoint_attack
+from ssmprobe.attacks import attack_config
 from ssmprobe.bounds.lti import (
     PerturbationLaw,
     measure_adversarial,
@@ -36,7 +36,7 @@ from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, model_meta, user_batches
 from ssmprobe.io import FIGURE_FORMATS, atomic_file, write_json
 from ssmprobe.loading import load_model
-from ssmprobe.models import build_model, model_config
+from ssmprobe.models import FAMILIES, build_model, model_config
 from ssmprobe.models.base import LTISSM
 
 PERTURB_CHOICES = ("uniform", "sign", "gaussian", "adversarial")
@@ -168,13 +168,13 @@ def load_check(cache: str | Path, ckpt: str | Path) -> BoundsCheck | None:
     payload = json.loads(cache.with_suffix(".json").read_text())
     meta = payload["meta"]
     deltas: dict[str, DeltaStats] = {}
-    if meta["model"] == "mamba":
+    if FAMILIES[meta["model"]].time_varying:
         if not _delta_file(cache).is_file():
             return None
         deltas = load_deltas(_delta_file(cache))
     elif not meta.get("law"):
         return None
-    model, _ = load_model(ckpt, "cpu")
+    model = load_model(ckpt, "cpu")
     law = PerturbationLaw(**meta["law"]) if meta.get("law") else None
     return BoundsCheck(
         model, meta["model"], meta["source"], meta["L"], meta["perturbation"],
@@ -232,7 +232,7 @@ def check_wrapped(
         raise ValueError(f"{meta['model']} mixes time-varying ({', '.join(selective)}) and LTI "
                          "SSM layers: check them with two wraps")  # fmt: skip
     adversarial = perturb == "adversarial"
-    attack = checkpoint_attack("pgd10", meta, eps) if adversarial else None
+    attack = attack_config("pgd10", meta, eps) if adversarial else None
     law = None if adversarial else perturbation_law(perturb, 0.1 if eps is None else eps, mu)
     if (selective or adversarial) and data is None:
         raise ValueError("this check runs on real inputs: give data=")
@@ -306,19 +306,20 @@ def check_model(
         meta: dict[str, Any] = {"dataset": "digits"}
     else:
         ckpt = ckpt or bundled_dir() / f"{model_name}_pgd.pt"
-        model, meta = load_model(ckpt, "cpu", reference)
+        model = load_model(ckpt, "cpu", reference)
+        meta = model.meta
         model_name = model_name or meta["config"]["model"]
         if meta["config"]["model"] != model_name:
             raise ValueError(f"{ckpt} holds a {meta['config']['model']}, not a {model_name}")
         source = str(ckpt)
-    attack = checkpoint_attack("pgd10", meta, eps) if adversarial else None
+    attack = attack_config("pgd10", meta, eps) if adversarial else None
 
     def test_loader(batch_size: int) -> tuple[Any, int, str]:
         data = load_dataset(meta["dataset"], "test", data_dir).head(n)
         loader = make_loader(data, batch_size)
         return loader, data.seq_len, f"{len(data)} {meta['dataset']} test samples"
 
-    if model_name == "mamba":  # time-varying: H depends on real inputs, whatever the law
+    if FAMILIES[model_name].time_varying:  # H depends on real inputs, whatever the law
         from ssmprobe.bounds.selective import selective_rows
 
         loader, L, on = test_loader(50)

@@ -19,6 +19,7 @@ from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train
 from ssmprobe.cli import options as opt
 from ssmprobe.data import DatasetError
 from ssmprobe.io import replacing
+from ssmprobe.plugins import PluginError, load_plugins
 from ssmprobe.training.fit import TrainingDiverged
 from ssmprobe.version import __version__
 
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns its exit code (a usage error's 2 and --help's 0 too)."""
+    try:
+        load_plugins()  # before the parser: the choices include what plugins register
+    except PluginError as err:
+        print(f"ssmprobe: error: {err}", file=sys.stderr)
+        return 2
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # argparse has printed the help or the one-line error

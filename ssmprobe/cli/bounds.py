@@ -7,7 +7,7 @@ import argparse
 from ssmprobe.bounds.check import PERTURB_CHOICES
 from ssmprobe.cli import options as opt
 from ssmprobe.cli import usermodel
-from ssmprobe.vocab import FAMILIES
+from ssmprobe.models import FAMILIES
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from ssmprobe.cli import usermodel
 def run(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from ssmprobe.evaluation.evaluate import evaluate_checkpoint, format_results
+    from ssmprobe.evaluation.evaluate import evaluate, format_results
 
     runner = None
     if not args.shards and (args.partition or args.launcher != "local"):
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         options = LaunchOptions(launcher=args.launcher, partition=args.partition)
         runner = partial(launch_shards, shards=args.shards, options=options)
     target, data = usermodel.target(args, args.ckpt)
-    results = evaluate_checkpoint(
+    results = evaluate(
         target,
         opt.comma_list(args.attack, "--attack"),
         data=data,

@@ -19,9 +19,10 @@ from ssmprobe.grid import (
     paper_grid,
     select,
 )
+from ssmprobe.models import FAMILIES
 from ssmprobe.training.fit import train_config
 from ssmprobe.training.run import ARCH_OPTIONS, TRAIN_OPTIONS
-from ssmprobe.vocab import FAMILIES, METHODS
+from ssmprobe.vocab import METHODS
 
 _EXTRA = {*ARCH_OPTIONS, *TRAIN_OPTIONS, "preset", "arch", "data_dir", "device"}
 

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ssmprobe.attacks import attack_help
 from ssmprobe.data import DATASETS
 from ssmprobe.interop.reference import REFERENCE_FAMILIES, Reference
 from ssmprobe.io import check_output_dir, check_output_file
@@ -147,8 +148,6 @@ HELP = {
     "seed": "random seed (training: initialisation and batches; attacks: random starts)",
     "eps": "ℓ∞ budget ε in (0, 1] (default: the preset's for training, the checkpoint's "
     "training ε for an attack)",
-    "attack": "pgd<N>, fgsm, pgdl2-<N>, aa (standard AutoAttack), aa-fast (APGD-CE + APGD-T); "
-    "comma-separated where a command runs several",
     "split": "split(s) of the dataset, comma-separated: train, test",
     "norm": "printed table: plain discrepancy, or divided by ||f|| (the paper's relative form); "
     "the files hold both",
@@ -181,7 +180,7 @@ def add(p: Parser | argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
         kwargs.setdefault("choices", sorted(DATASETS))
     if name == "figures":
         kwargs.setdefault("metavar", "DIR")
-    p.add_argument(flag, help=HELP[name], **kwargs)
+    p.add_argument(flag, help=attack_help() if name == "attack" else HELP[name], **kwargs)
 
 
 def data_and_device(p: Parser) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ssmprobe.cli import options as opt
-from ssmprobe.models import PRESETS
+from ssmprobe.models import FAMILIES, PRESETS
 from ssmprobe.models.ads import FORMS
 from ssmprobe.models.dss import B_NORMS
 from ssmprobe.models.registry import ARCHS
 from ssmprobe.training.augment import AUGMENTS
 from ssmprobe.training.run import ARCH_OPTIONS, TRAIN_OPTIONS, train
-from ssmprobe.vocab import FAMILIES, METHODS
+from ssmprobe.vocab import METHODS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def add(sub: opt.Subparsers) -> None:
         "(highest test PGD accuracy) and last.pt. Unset options take the preset's value "
         "(Table 4 for mnist and cifar10). Run under torchrun for data-parallel training.",
     )
-    opt.add(p, "model", choices=FAMILIES, default="s4")
+    opt.add(p, "model", choices=list(FAMILIES), default="s4")
     opt.add(p, "dataset", default="digits")
     p.add_argument(
         "--method", choices=METHODS, default="st", help="st: standard, pgd: PGD-AT, trades: TRADES"

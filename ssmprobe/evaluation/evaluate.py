@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssmprobe.attacks import AutoAttackWarning, checkpoint_attack, evaluate_attack
+from ssmprobe.attacks import AutoAttackWarning, attack_config, evaluate_attack, score
 from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.sanity import masking_flags
-from ssmprobe.evaluation.shards import SHARDABLE, ShardResult, sharded_attack
+from ssmprobe.evaluation.shards import ShardResult, sharded_attack
 from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, user_batches
@@ -33,24 +32,7 @@ from ssmprobe.loading import load_model
 ShardRunner = Callable[..., ShardResult]
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` over `batches`, in eval mode."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        count += len(y)
-    model.train(was_training)
-    return loss_sum / count, correct / count
-
-
-def evaluate_checkpoint(
+def evaluate(
     path: str | Path | nn.Module,
     attacks: list[str],
     n: int = 1000,
@@ -102,21 +84,22 @@ def evaluate_checkpoint(
                          "import` the reference file first")  # fmt: skip
     path = Path(path)
     out = check_output_file(out or default_eval_path(path), inputs=[path], force=force)
-    model, meta = load_model(path, device, reference)
+    model = load_model(path, device, reference)
+    meta = model.meta
     dataset = meta["dataset"]
-    configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
+    configs = [attack_config(spec, meta, eps) for spec in attacks]
     linf_eps = next(
         (c.eps for c in configs if c.norm == "Linf"),
         eps if eps is not None else meta.get("train", {}).get("eps"),
     )
     test = load_dataset(dataset, "test", data_dir).head(n)
     loader = make_loader(test, batch_size)
-    results = {"clean": evaluate(model, loader)[1]}
+    results = {"clean": score(model, loader)["acc"]}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AutoAttackWarning)
         per_sample = {}
         for config in configs:
-            if sharded and config.name in SHARDABLE:
+            if sharded and config.kind.shardable:
                 runner = shard_runner or partial(sharded_attack, workers=workers)
                 shards = runner(
                     path, config.label, n=len(test), batch_size=batch_size, seed=seed,
@@ -166,14 +149,14 @@ def evaluate_model(
     out: str | Path | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """`evaluate_checkpoint` for a model in memory (`ssmprobe.wrap`'s) on the user's `data`
+    """`evaluate` for a model in memory (`ssmprobe.wrap`'s) on the user's `data`
     ((x, y), a Dataset, a DataLoader or a .pt/.npz file): clean accuracy, each attack at `eps`
     (else the wrap's declared budget) and the masking flags; saved to `out` when given."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     out = check_output_file(out, force=force) if out is not None else None
     meta = dict(getattr(model, "meta", None) or {"dataset": "custom", "train": {}})
-    configs = [checkpoint_attack(spec, meta, eps) for spec in attacks]
+    configs = [attack_config(spec, meta, eps) for spec in attacks]
 
     def batches() -> Iterable[tuple[Tensor, Tensor]]:  # streamed anew for each pass
         return user_batches(model, data, batch_size, n)
@@ -181,7 +164,7 @@ def evaluate_model(
     count = sum(len(y) for _, y in batches())
     if count == 0:
         raise ValueError("data holds no samples")
-    results = {"clean": evaluate(model, batches())[1]}
+    results = {"clean": score(model, batches())["acc"]}
     for config in configs:
         results[config.label] = evaluate_attack(
             model, batches(), config, progress=progress, seed=seed

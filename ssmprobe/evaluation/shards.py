@@ -25,12 +25,16 @@ from typing import Any
 
 import torch
 
-from ssmprobe.attacks import AutoAttackWarning, _attack_mode, checkpoint_attack, run_attack
+from ssmprobe.attacks import (
+    ATTACKS,
+    AutoAttackWarning,
+    attack_config,
+    attack_mode,
+    run_attack,
+)
 from ssmprobe.data import load_dataset
 from ssmprobe.io import write_json
 from ssmprobe.loading import load_model
-
-SHARDABLE = ("aa", "aa-fast")
 
 
 @dataclass
@@ -77,13 +81,15 @@ def attack_shard(
     """Attacks the given batches of the checkpoint's first `n` test samples."""
     if threads is not None:
         torch.set_num_threads(threads)
-    model, meta = load_model(ckpt)
-    config = checkpoint_attack(spec, meta, eps)
-    if config.name not in SHARDABLE:
-        raise ValueError(f"only AutoAttack ({', '.join(SHARDABLE)}) is sharded, not {spec!r}")
+    model = load_model(ckpt)
+    meta = model.meta
+    config = attack_config(spec, meta, eps)
+    if not config.kind.shardable:
+        shardable = ", ".join(k.name for k in ATTACKS.values() if k.shardable)
+        raise ValueError(f"only {shardable} are sharded, not {spec!r}")
     data = load_dataset(meta["dataset"], "test", data_dir).head(n)
     results: dict[int, list[bool]] = {}
-    with warnings.catch_warnings(record=True) as caught, _attack_mode(model, True):
+    with warnings.catch_warnings(record=True) as caught, attack_mode(model, True):
         warnings.simplefilter("always", AutoAttackWarning)
         for b in batches:
             x, y = data[b * batch_size : (b + 1) * batch_size]

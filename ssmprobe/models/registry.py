@@ -1,9 +1,14 @@
-"""Model configuration, presets (Appendix C Table 3) and the one registry that builds models."""
+"""Model configuration, presets (Appendix C Table 3) and the registry of SSM families.
+
+A family is one `Family`, registered with `register_family` (ours at the end of this module, a
+user's from their own code): its block builder and what downstream reads of it, the name tables
+show, whether it is time-varying (Theorem 4.1.1 per input, not per kernel), its relative
+training cost (the grid trains cheap families first) and whether Table 2 trains it with AdS."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -100,8 +105,11 @@ class ModelConfig:
             value, kinds = getattr(self, f.name), _FIELD_TYPES[str(f.type)]
             if type(value) not in kinds and not (float in kinds and type(value) is int):
                 raise TypeError(f"{f.name} must be {f.type!s}, got {value!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
+        if self.model not in FAMILIES:
+            raise ValueError(
+                f"unknown model {self.model!r}; choose one of {sorted(FAMILIES)} (or register "
+                "yours: ssmprobe.register_family, and SSMPROBE_PLUGINS for the command line)"
+            )
         if self.ads is not None and self.ads not in ACTIVATIONS:
             raise ValueError(f"ads must be None or one of {sorted(ACTIVATIONS)}, got {self.ads!r}")
         for name in SIZES:
@@ -206,13 +214,62 @@ def _ads_module(c: ModelConfig) -> AdS | None:
     return None if c.ads is None else AdS(c.d_model, c.ads, c.ads_form)  # type: ignore[arg-type]
 
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "s4": _ssm_block(S4, linear=True),
-    "dss": _ssm_block(DSS, linear=True),
-    "s5": _ssm_block(S5, linear=False),
-    "mega": _mega_block,
-    "mamba": _mamba_block,
-}
+@dataclass(frozen=True)
+class Family:
+    """One SSM family: `block(config)` builds one layer of the classifier's stack."""
+
+    name: str
+    title: str  # as the paper writes it: S4, DSS, Mega
+    block: Callable[[ModelConfig], nn.Module]
+    time_varying: bool = False  # its SSM depends on the input (Mamba): no fixed kernel
+    cost: float = 10.0  # relative training time per epoch (benchmarks/train_speed.py)
+    ads_rows: bool = False  # Table 2 trains it with each AdS activation
+
+
+FAMILIES: dict[str, Family] = {}  # in registration order: the paper's for ours
+
+
+def register_family(
+    name: str,
+    title: str | None = None,
+    time_varying: bool = False,
+    cost: float = 10.0,
+    ads_rows: bool = False,
+) -> Callable[[Callable[[ModelConfig], nn.Module]], Callable[[ModelConfig], nn.Module]]:
+    """Registers the decorated block builder as the family `name` (then `--model name`,
+    `ModelConfig(model=name)`, the grid, the probe and the bounds know it). An LTI family's
+    SSM is an `LTISSM` (its `discrete()` form) for the bounds to read."""
+    if not name.isidentifier() or not name.islower():
+        raise ValueError(f"family name {name!r}: a lower-case identifier")
+
+    def register(block: Callable[[ModelConfig], nn.Module]) -> Callable[[ModelConfig], nn.Module]:
+        FAMILIES[name] = Family(name, title or name, block, time_varying, cost, ads_rows)
+        return block
+
+    return register
+
+
+class _Titles(Mapping[str, str]):
+    """name -> title, live over `FAMILIES` (a family registered later is in it)."""
+
+    def __getitem__(self, name: str) -> str:
+        return FAMILIES[name].title
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FAMILIES)
+
+    def __len__(self) -> int:
+        return len(FAMILIES)
+
+
+FAMILY_TITLES: Mapping[str, str] = _Titles()
+
+
+register_family("s4", "S4", cost=1, ads_rows=True)(_ssm_block(S4, linear=True))
+register_family("dss", "DSS", cost=2, ads_rows=True)(_ssm_block(DSS, linear=True))
+register_family("s5", "S5", cost=0)(_ssm_block(S5, linear=False))
+register_family("mega", "Mega", cost=3)(_mega_block)
+register_family("mamba", "Mamba", time_varying=True, cost=4)(_mamba_block)
 
 
 def estimated_bytes(config: ModelConfig) -> int:
@@ -246,7 +303,7 @@ def build_model(config: ModelConfig | Mapping[str, Any]) -> SequenceClassifier:
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_dict(config)
     check_fits(config)
-    layers = [MODELS[config.model](config) for _ in range(config.n_layers)]
+    layers = [FAMILIES[config.model].block(config) for _ in range(config.n_layers)]
     return SequenceClassifier(
         config.d_input, config.n_classes, config.d_model, layers, config.input_order
     )

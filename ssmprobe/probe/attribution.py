@@ -61,7 +61,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ssmprobe.attacks import _attack_mode, checkpoint_attack, parse_attack, run_attack
+from ssmprobe.attacks import attack_config, attack_mode, parse_attack, run_attack
 from ssmprobe.data import DATASETS, load_dataset
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, first_samples, model_meta
@@ -152,7 +152,7 @@ def input_attributions(
     both, targets = torch.cat([x, x_adv]), torch.cat([y, y])  # one captum call for the two
     n = x.shape[0]
     delta: Tensor | None = None
-    with _attack_mode(model, True):
+    with attack_mode(model, True):
         if method == "ig":
             attr, conv = IntegratedGradients(model).attribute(
                 both,
@@ -188,7 +188,7 @@ def component_shares(
     device = _device(model)
     x, x_adv, y = x.detach().to(device), x_adv.detach().to(device), y.to(device)
     shares = []
-    with _attack_mode(model, True):
+    with attack_mode(model, True):
         with torch.no_grad():
             drop = (_true_logit(model, x_adv, y) - _true_logit(model, x, y)).mean().item()
         for comp in tqdm(model.components(), desc="components", disable=not progress):
@@ -317,7 +317,7 @@ def attribute_checkpoint(
 
     Adversarial examples come from `attack` with ℓ∞ budget `eps`, else the run's training
     eps (and then its alpha too), else the dataset's preset, as
-    `evaluation.evaluate.evaluate_checkpoint` chooses them; random starts are drawn from a
+    `evaluation.evaluate.evaluate` chooses them; random starts are drawn from a
     generator seeded with `seed`. Returns
     {"inputs": InputAttribution, "drop": float, "components": [ComponentShare, ...],
     "meta": {...}, "image_shape": (h, w)}.
@@ -332,12 +332,13 @@ def attribute_checkpoint(
         if data is None:
             raise ValueError("a model needs data=: (x, y) tensors, a Dataset or a file")
         model, meta = model_meta(ckpt, device)
-        config = checkpoint_attack(attack, meta, eps)
+        config = attack_config(attack, meta, eps)
         x, y = first_samples(model, data, n)
     else:
         parse_attack(attack)  # checks the spec before anything is loaded
-        model, meta = load_model(ckpt, device, reference)
-        config = checkpoint_attack(attack, meta, eps)
+        model = load_model(ckpt, device, reference)
+        meta = model.meta
+        config = attack_config(attack, meta, eps)
         x, y = load_dataset(meta["dataset"], split, data_dir).head(n)[:]
     dataset = meta["dataset"]
     dev = _device(model)
@@ -346,7 +347,7 @@ def attribute_checkpoint(
     x_adv = run_attack(model, x, y, config, generator=generator, seed=seed)
     inputs = input_attributions(model, x, y, x_adv, method=method, n_steps=n_steps)
     drop, components = component_shares(model, x, y, x_adv, n_steps=n_steps, progress=progress)
-    with _attack_mode(model, True), torch.no_grad():
+    with attack_mode(model, True), torch.no_grad():
         pred_clean, pred_adv = model(x).argmax(-1), model(x_adv).argmax(-1)
     size = DATASETS[dataset].image_size if dataset in DATASETS else (1, x.shape[1])
     image_shape = size if math.prod(size) == x.shape[1] else (1, x.shape[1])

@@ -26,29 +26,24 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ssmprobe.attacks import AttackConfig, checkpoint_attack
+from ssmprobe.attacks import AttackConfig, attack_config
 from ssmprobe.data import SPLITS, load_dataset, make_loader
 from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, model_meta, user_batches
 from ssmprobe.io import atomic_file, write_json
 from ssmprobe.loading import load_model
-from ssmprobe.probe.metrics import (
-    METRICS,
-    SCALED,
-    kl,
-    mse_from_steps,
-    nsr_from_steps,
-    per_step_sq_error,
-    rate,
-    relative,
-)
+from ssmprobe.probe.metrics import METRICS, per_step_sq_error, rate, relative
 from ssmprobe.probe.recorder import Features, adversarial_features
 
 NORMS = ("none", "relative")
 SIDES = ("before", "after")
-# Every (metric, norm) measured: MSE and KL plain and relative to ||f||, NSR (scale-free) once.
-MEASURES = tuple((m, n) for m in METRICS for n in (NORMS if m in SCALED else ("none",)))
+
+
+def measures() -> list[tuple[str, str]]:
+    """Every (metric, norm) measured: a scaled metric (MSE, KL) plain and relative to ||f||,
+    a scale-free one (NSR) once; every registered metric (`metrics.register_metric`)."""
+    return [(m, n) for m, kind in METRICS.items() for n in (NORMS if kind.scaled else NORMS[:1])]
 
 
 @dataclass
@@ -73,11 +68,7 @@ class DiscrepancyStats:
                 key = (id(a), id(b))
                 if key not in measured:
                     steps = per_step_sq_error(a, b)
-                    values = {
-                        "mse": mse_from_steps(steps),
-                        "kl": kl(a, b),
-                        "nsr": nsr_from_steps(steps, a),
-                    }
+                    values = {name: metric.fn(a, b) for name, metric in METRICS.items()}
                     sums = {
                         (metric, norm): (
                             relative(values[metric], a) if norm == "relative" else values[metric]
@@ -85,7 +76,7 @@ class DiscrepancyStats:
                         .double()
                         .sum()
                         .item()
-                        for metric, norm in MEASURES
+                        for metric, norm in measures()
                     }
                     measured[key] = (sums, steps.double().sum(dim=0).cpu())
                 sums, steps = measured[key]
@@ -146,7 +137,7 @@ def component_rows(model: nn.Module, stats: DiscrepancyStats, split: str) -> lis
     """One row per (component, metric, norm) of a split's stats."""
     rows = []
     for component in model.components():
-        for metric, norm in MEASURES:
+        for metric, norm in measures():
             before, after = (stats.mean(component.name, s, metric, norm) for s in SIDES)
             rows.append(
                 {
@@ -200,9 +191,10 @@ def discrepancy(
         unknown = [s for s in splits if s not in SPLITS]
         if unknown:
             raise ValueError(f"unknown split {', '.join(unknown)}; choose from {SPLITS}")
-        model, meta = load_model(ckpt, device, reference)
+        model = load_model(ckpt, device, reference)
+        meta = model.meta
         sources = {}
-    config = checkpoint_attack(attack, meta, eps)
+    config = attack_config(attack, meta, eps)
     if config.eps <= 0:
         raise ValueError(f"the attack's eps must be in (0, 1], got {config.eps}")
     config_meta = meta.get("config", {})
@@ -347,7 +339,7 @@ def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
         head,
         f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>13}",
     ]
-    shown = (r for r in result.rows if r["norm"] == norm or r["metric"] not in SCALED)
+    shown = (r for r in result.rows if r["norm"] == norm or not METRICS[r["metric"]].scaled)
     for row in summarise(shown):
         lines.append(
             f"  {row['kind']:<10}{row['split']:<7}{row['metric']:<7}"

@@ -26,13 +26,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ssmprobe.io import FIGURE_FORMATS, save_figure
+from ssmprobe.models import FAMILIES, FAMILY_TITLES
 from ssmprobe.probe.discrepancy import load_rows, summarise
-from ssmprobe.vocab import FAMILIES, METHOD_NAMES
+from ssmprobe.probe.metrics import rate_metrics
+from ssmprobe.vocab import COMPONENT_KINDS, METHOD_NAMES
 
-KINDS_SHOWN = ("ssm", "ads", "attention", "linear")
-METRIC_TITLES = {"kl": "KL divergence", "mse": "MSE"}
 _HATCH = {"train": "", "test": "///"}
-_COLORS = dict(zip(KINDS_SHOWN, sns.color_palette("deep"), strict=False))
+_COLORS = dict(zip(COMPONENT_KINDS, sns.color_palette("deep"), strict=False))
 
 
 def _has_ads(value: object) -> bool:
@@ -40,7 +40,8 @@ def _has_ads(value: object) -> bool:
 
 
 def _label(row: pd.Series) -> str:
-    return row["model"].upper() + (f"+AdS-{row['ads']}" if _has_ads(row["ads"]) else "")
+    title = FAMILY_TITLES.get(row["model"], row["model"])
+    return title + (f"+AdS-{row['ads']}" if _has_ads(row["ads"]) else "")
 
 
 def _labels(summary: pd.DataFrame) -> pd.Series:
@@ -68,17 +69,19 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
     present = set(summary["method"])  # a user's model has no training method: ""
     methods = [m for m in METHOD_NAMES if m in present] + sorted(present - set(METHOD_NAMES))
     labels = _order(summary)
-    kinds = [k for k in KINDS_SHOWN if k in set(summary["kind"])]
+    kinds = [k for k in COMPONENT_KINDS if k in set(summary["kind"])]
+    metrics = [m for m in rate_metrics() if m.name in set(summary["metric"])]
     width = 0.8 / (2 * len(kinds))
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
         fig = Figure(
-            figsize=(4.5 + 1.3 * len(labels), 0.8 + 2.8 * len(methods)), layout="constrained"
+            figsize=(2.25 * len(metrics) + 1.3 * len(labels), 0.8 + 2.8 * len(methods)),
+            layout="constrained",
         )
         FigureCanvasAgg(fig)
-        axes = fig.subplots(len(methods), 2, squeeze=False, sharex=True)
+        axes = fig.subplots(len(methods), len(metrics), squeeze=False, sharex=True)
         for row, method in zip(axes, methods, strict=True):
-            for ax, metric in zip(row, METRIC_TITLES, strict=True):
-                part = summary[(summary["method"] == method) & (summary["metric"] == metric)]
+            for ax, metric in zip(row, metrics, strict=True):
+                part = summary[(summary["method"] == method) & (summary["metric"] == metric.name)]
                 for i, kind in enumerate(kinds):
                     for j, split in enumerate(("train", "test")):
                         sel = part[(part["kind"] == kind) & (part["split"] == split)]
@@ -99,7 +102,7 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
                 ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 5 else 0)
                 ax.set(
                     title=f"{METHOD_NAMES.get(method) or method or 'your model'}: "
-                    f"{METRIC_TITLES[metric]}",
+                    f"{metric.title}",
                     ylabel="rate: change / before (%)",
                 )
         handles, names = axes[0, 0].get_legend_handles_labels()

@@ -1,10 +1,13 @@
 """Figures 3-4's verdicts in every form: does a component raise or lower the discrepancy?
 
-The paper records the relative form d(f', f) / ||f|| (§4.2); the plain form d(f', f) is what
+The paper's §4.2 says "we record the relative change in feature sequence differences
+d(f', f)/||f|| (%)", and its figure captions define the plotted value only as "change / before
+component". We read that as two forms: relative, d(f', f)/||f||, and plain, d(f', f), the form
 Figures 3-4 drew before. Neither is scale-free (a map that doubles its input doubles MSE/||f||
-and quadruples MSE), so each verdict also carries the amplification
-(||Δ_out|| / ||Δ_in||) / (||f_out|| / ||f_in||) (`metrics.amplification`): above 1, the component
-amplifies the clean-adversarial difference more than the clean signal, whatever its gain.
+and quadruples MSE), so each verdict also carries the amplification (`metrics.amplification`):
+per layer the ratio of the sample means of the noise-to-signal ratio after and before,
+mean NSR_out / mean NSR_in, then the mean over layers. Above 1, the component amplifies the
+clean-adversarial difference more than the clean signal, whatever its gain.
 
     table = verdicts(summary)       # summary: `discrepancy.summarise`'s rows as a DataFrame
     disagreements(table)            # the (row, metric) pairs where plain and relative differ
@@ -16,16 +19,25 @@ import math
 
 import pandas as pd
 
-from ssmprobe.vocab import ADS_NAMES, FAMILIES, FAMILY_NAMES, METHOD_NAMES
+from ssmprobe.models import FAMILIES, FAMILY_TITLES
+from ssmprobe.probe.metrics import AMPLIFICATION, rate_metrics
+from ssmprobe.vocab import ADS_NAMES, COMPONENT_KINDS, METHOD_NAMES
 
 LABELS = ["model", "method", "ads", "checkpoint", "kind", "split"]  # ads: "none" without AdS
-RATES = {
-    (m, n): f"{m}_{'plain' if n == 'none' else n}"
-    for m in ("mse", "kl")
-    for n in ("none", "relative")
-}
-COLUMNS = [*LABELS, "layers", *RATES.values(), "amplification", "disagree"]
-KIND_ORDER = ("ssm", "ads", "attention", "linear", "norm")
+
+
+def rate_columns() -> dict[tuple[str, str], str]:
+    """(metric, norm) -> its column: every rate metric plain, a scaled one relative too
+    (`metrics.METRICS`: a registered metric gets its columns)."""
+    return {
+        (m.name, n): f"{m.name}_{'plain' if n == 'none' else n}"
+        for m in rate_metrics()
+        for n in (("none", "relative") if m.scaled else ("none",))
+    }
+
+
+def columns() -> list[str]:
+    return [*LABELS, "layers", *rate_columns().values(), "amplification", "disagree"]
 
 
 def word(rate: float) -> str:
@@ -37,25 +49,28 @@ def word(rate: float) -> str:
 
 def verdicts(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per (checkpoint, component kind, split) of `summarise`d rows: the MSE and KL rates
-    (%) plain and relative, the amplification (mean over layers of NSR after / before), and
-    `disagree`, the metrics whose plain and relative verdicts differ ("mse", "kl", "mse, kl")."""
+    (%) plain and relative, the amplification (the mean over layers of mean NSR after / mean NSR
+    before) and `disagree`, the metrics whose plain and relative verdicts differ ("mse", "kl",
+    "mse, kl")."""
     rows = []
     for key, group in summary.groupby(LABELS, sort=False, dropna=False):
         row = dict(zip(LABELS, key, strict=True))
         row["layers"] = int(group["layers"].max())
         by = group.set_index(["metric", "norm"])["rate"]
-        for (metric, norm), column in RATES.items():
+        for (metric, norm), column in rate_columns().items():
             row[column] = float(by.get((metric, norm), math.nan))
-        row["amplification"] = 1 + float(by.get(("nsr", "none"), math.nan)) / 100
+        row["amplification"] = 1 + float(by.get((AMPLIFICATION, "none"), math.nan)) / 100
         row["disagree"] = ", ".join(
-            m for m in ("mse", "kl") if word(row[f"{m}_plain"]) != word(row[f"{m}_relative"])
+            m.name
+            for m in rate_metrics()
+            if m.scaled and word(row[f"{m.name}_plain"]) != word(row[f"{m.name}_relative"])
         )
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=columns())
     order = {
         "model": {f: i for i, f in enumerate(FAMILIES)},
         "method": {m: i for i, m in enumerate(METHOD_NAMES)},
-        "kind": {k: i for i, k in enumerate(KIND_ORDER)},
+        "kind": {k: i for i, k in enumerate(COMPONENT_KINDS)},
     }
     frame["ads"] = frame["ads"].map(lambda v: v if isinstance(v, str) and v else "none")
     keys = [frame[c].map(o) for c, o in order.items()]
@@ -82,25 +97,27 @@ def _rate(value: float, other: float) -> str:
 
 def to_markdown(table: pd.DataFrame, split: str = "test") -> str:
     """A markdown table of one split's verdicts: rates in %, a bold pair where the plain and
-    relative forms disagree, the amplification (bold where above 1.00 as printed)."""
+    relative forms disagree, the amplification (bold where above 1, unrounded; three decimals
+    where two would print 1.00 and hide which side of 1 it is on)."""
     part = table[table["split"] == split]
+    rated = {key: c for key, c in rate_columns().items() if c in table}
+    # each rate beside the other form of its metric (itself for a scale-free one)
+    flip = {"none": "relative", "relative": "none"}
+    pairs = {c: rated.get((m, flip[n]), c) for (m, n), c in rated.items()}
+    titles = [f"{m.upper()} {c.rpartition('_')[2]}" for (m, _), c in rated.items()]
     head = [
-        "| model | method | AdS | component | MSE plain | MSE relative | KL plain | KL relative "
-        "| amplification |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| model | method | AdS | component | " + " | ".join(titles) + " | amplification |",
+        "|---|---|---|---|" + "---:|" * (len(rated) + 1),
     ]
     lines = []
     for _, r in part.iterrows():
         amp = r["amplification"]
-        amp_text = "–" if math.isnan(amp) else f"{amp:.2f}"
+        amp_text = "–" if math.isnan(amp) else f"{amp:.2f}" if round(amp, 2) != 1 else f"{amp:.3f}"
         lines.append(
-            f"| {FAMILY_NAMES.get(r['model'], r['model'])} "
+            f"| {FAMILY_TITLES.get(r['model'], r['model'])} "
             f"| {METHOD_NAMES.get(r['method'], r['method'])} "
             f"| {ADS_NAMES.get(r['ads'], r['ads'])} | {r['kind']} "
-            f"| {_rate(r['mse_plain'], r['mse_relative'])} "
-            f"| {_rate(r['mse_relative'], r['mse_plain'])} "
-            f"| {_rate(r['kl_plain'], r['kl_relative'])} "
-            f"| {_rate(r['kl_relative'], r['kl_plain'])} "
-            f"| {f'**{amp_text}**' if round(amp, 2) > 1 else amp_text} |"
+            + "".join(f"| {_rate(r[c], r[other])} " for c, other in pairs.items())
+            + f"| {f'**{amp_text}**' if amp > 1 else amp_text} |"
         )
     return "\n".join([*head, *lines]) + "\n"

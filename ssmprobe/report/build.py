@@ -4,7 +4,7 @@
 cache counts while it is newer than the checkpoint it was made from):
 
 - `eval_best.json`, `eval_last.json`: clean, PGD-10 and AutoAttack accuracy on the first
-  `n_eval` test samples (`evaluation.evaluate.evaluate_checkpoint`, masking flags included);
+  `n_eval` test samples (`evaluation.evaluate.evaluate`, masking flags included);
 - `discrepancy.csv` / `.json`: the feature discrepancy (§4.2) of the run's probed checkpoint,
   best.pt after adversarial training, last.pt after standard training (whose "best" is an
   epoch of PGD-10 noise around chance), on `n_probe` samples of each split;
@@ -48,6 +48,7 @@ import pandas as pd
 from ssmprobe.attacks import parse_attack
 from ssmprobe.evaluation.sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
 from ssmprobe.io import FIGURE_FORMATS, WRITTEN, write_json, write_text
+from ssmprobe.models import FAMILIES
 from ssmprobe.report.tables import (
     EVAL_FILES,
     KEY_COLUMNS,
@@ -61,7 +62,7 @@ from ssmprobe.report.tables import (
     write_tables,
 )
 from ssmprobe.version import __version__
-from ssmprobe.vocab import FAMILIES
+from ssmprobe.vocab import KIND_NAMES
 
 if TYPE_CHECKING:
     from ssmprobe.bounds.check import BoundsCheck
@@ -69,13 +70,6 @@ if TYPE_CHECKING:
 STATE_FILE = ".report_state.json"
 DISCREPANCY_FILE = "discrepancy.csv"
 BOUNDS_FILE = "bounds.csv"
-_KINDS = {
-    "ssm": "SSM",
-    "ads": "AdS",
-    "linear": "linear layer",
-    "attention": "attention",
-    "norm": "LayerNorm",
-}
 
 
 @dataclass(frozen=True)
@@ -263,7 +257,7 @@ def zoo_runs(dest: str | Path) -> list[Path]:
 def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> None:
     """eval_best.json / eval_last.json of `run`, computed where missing, older than the
     checkpoint or lacking one of the attacks."""
-    from ssmprobe.evaluation.evaluate import evaluate_checkpoint, format_results
+    from ssmprobe.evaluation.evaluate import evaluate, format_results
 
     labels = {parse_attack(spec, run.dataset).label for spec in options.attacks}
     for which, name in EVAL_FILES.items():
@@ -273,7 +267,7 @@ def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]
         if not _stale(cache, ckpt) and labels <= set(read_eval(cache)):
             continue
         log(f"evaluating {ckpt} ({', '.join(options.attacks)}, n = {options.n_eval})")
-        record = evaluate_checkpoint(
+        record = evaluate(
             ckpt,
             list(options.attacks),
             n=options.n_eval,
@@ -390,12 +384,12 @@ def component_finding(what: str, rows: pd.DataFrame) -> str:
     """What each component of one checkpoint does to the KL discrepancy on adversarial test
     inputs (its `probe.verdicts` rows), in the plain and the relative form."""
     parts = [  # rates are in % already
-        f"the {_KINDS[r['kind']]} {_change(r['kl_plain'])}"
+        f"the {KIND_NAMES[r['kind']]} {_change(r['kl_plain'])}"
         + (f" (relative form: {_change(r['kl_relative'])}" if _finite(r["kl_relative"]) else "")
         + (f"; amplification {r['amplification']:.2f}" if _finite(r["amplification"]) else "")
         + (")" if _finite(r["kl_relative"]) else "")
         for _, r in rows.iterrows()
-        if r["kind"] in _KINDS and _finite(r["kl_plain"])
+        if r["kind"] in KIND_NAMES and _finite(r["kl_plain"])
     ]
     return f"{what}, adversarial test inputs: " + "; ".join(parts) + "."
 
@@ -430,15 +424,25 @@ def verdict_finding(table: pd.DataFrame) -> str:
 
     pairs = 2 * len(table)
     split = disagreements(table)
-    kinds = split.groupby("kind").size().sort_values(ascending=False)
-    amplified = table[table["amplification"].round(2) > 1].groupby("kind").size()  # as printed
+    # (component, metric) pairs per kind, as in the total: a row may disagree on both metrics
+    kinds = (
+        split["disagree"]
+        .str.split(", ")
+        .str.len()
+        .groupby(split["kind"])
+        .sum()
+        .sort_values(ascending=False, kind="stable")
+    )
+    amplified = table[table["amplification"] > 1].groupby("kind").size()  # unrounded
     counted = table.groupby("kind").size()
     return (
         f"Figures 3-4 on test inputs: the plain and the relative form give opposite verdicts on "
-        f"{sum(len(d.split(', ')) for d in split['disagree'])} of {pairs} (component, metric) "
-        f"pairs ({', '.join(f'{_KINDS.get(k, k)} {n}' for k, n in kinds.items()) or 'none'}); "
+        f"{kinds.sum()} of {pairs} (component, metric) "
+        f"pairs ({', '.join(f'{KIND_NAMES.get(k, k)} {n}' for k, n in kinds.items()) or 'none'}); "
         "the scale-free amplification is above 1 for "
-        + ", ".join(f"{amplified.get(k, 0)} of {n} {_KINDS.get(k, k)}" for k, n in counted.items())
+        + ", ".join(
+            f"{amplified.get(k, 0)} of {n} {KIND_NAMES.get(k, k)}" for k, n in counted.items()
+        )
         + "."
     )
 
@@ -768,7 +772,9 @@ def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Pat
 
 
 def _bounds_stems(model: str) -> tuple[str, ...]:
-    return ("bounds", "delta") if model == "mamba" else ("bounds", "bounds_vs_L", "eigenvalues")
+    if FAMILIES[model].time_varying:
+        return ("bounds", "delta")
+    return ("bounds", "bounds_vs_L", "eigenvalues")
 
 
 def _read_bounds(run_dir: Path) -> dict[str, Any] | None:

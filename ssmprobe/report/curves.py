@@ -28,7 +28,7 @@ from ssmprobe.report.tables import (
     CONFIG_FILE,
     METRICS_FILE,
     RunInfo,
-    best_epoch,
+    best_choice,
     find_runs,
     read_metrics,
     read_run_info,
@@ -123,7 +123,7 @@ def _runs(run_dirs: Sequence[str | Path] | str | Path) -> list[RunInfo]:
 
 def _draw_run(run: RunInfo, row: Sequence[Axes]) -> None:
     metrics = read_metrics(run.path)
-    choice = best_epoch(metrics, run.n_classes)
+    choice = best_choice(metrics, run.n_classes)
     best = None if choice is None else choice.epoch
     marker = "o" if len(metrics) <= _MARKERS_UP_TO else None
     kind_names = {"clean": "clean", "pgd": f"PGD-{run.pgd_steps}"}

@@ -48,6 +48,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssmprobe.attacks import attack_title
 from ssmprobe.evaluation.sanity import (
     AA_CHECK_FOOTNOTE,
     AA_CHECK_MARK,
@@ -56,11 +57,11 @@ from ssmprobe.evaluation.sanity import (
     masking_flags,
 )
 from ssmprobe.io import write_text
-from ssmprobe.training.selection import LEARNED_FACTOR, BestChoice
-from ssmprobe.training.selection import best_epoch as select_best
-from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, FAMILY_NAMES, METHOD_NAMES
+from ssmprobe.models import FAMILY_TITLES
+from ssmprobe.training.selection import LEARNED_FACTOR, BestChoice, best_epoch
+from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, METHOD_NAMES
 
-ATTACKS = {"clean": "Clean", "pgd10": "PGD-10", "aa": "AA"}
+TABLE_ATTACKS = {a: attack_title(a) for a in ("clean", "pgd10", "aa")}  # the paper's columns
 STATS = ("best", "last", "diff")
 MISSING = "–"
 FALLBACK_MARK = "†"
@@ -79,7 +80,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILES = {"best": "eval_best.json", "last": "eval_last.json"}
 
-ACCURACY_COLUMNS = [f"{attack}_{stat}" for attack in ATTACKS for stat in STATS]
+ACCURACY_COLUMNS = [f"{attack}_{stat}" for attack in TABLE_ATTACKS for stat in STATS]
 GAP_COLUMNS = [f"{c}_{at}" for at in ("best", "last") for c in ("train_pgd", "test_pgd", "gap")]
 GAP_CAPTION = (
     "Robust generalisation gap: PGD-10 accuracy (%) on the trainer's fixed train subset and on "
@@ -113,7 +114,7 @@ _HEADERS = {
     "aa_checks": "AutoAttack checks",
     "run": "Run",
     "seeds": "Seeds",
-    **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in ATTACKS.items() for s in STATS},
+    **{f"{a}_{s}": f"{name} {s.capitalize()}" for a, name in TABLE_ATTACKS.items() for s in STATS},
     **{
         f"{c}_{at}": f"{name} {at.capitalize()}"
         for at in ("best", "last")
@@ -126,7 +127,7 @@ _HEADERS = {
 }
 _DISPLAY = {
     "dataset": DATASET_NAMES,
-    "model": FAMILY_NAMES,
+    "model": FAMILY_TITLES,
     "method": METHOD_NAMES,
     "ads": ADS_NAMES,
 }
@@ -362,13 +363,13 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def best_epoch(metrics: pd.DataFrame, n_classes: int) -> BestChoice | None:
+def best_choice(metrics: pd.DataFrame, n_classes: int) -> BestChoice | None:
     """The epoch the trainer keeps as best.pt (`training.selection.best_epoch`); None without the
     test accuracy columns or any complete row."""
     needed = ["epoch", "test_clean_acc", "test_pgd_acc"]
     if not set(needed) <= set(metrics):
         return None
-    return select_best(metrics[needed].dropna().to_dict("records"), n_classes)
+    return best_epoch(metrics[needed].dropna().to_dict("records"), n_classes)
 
 
 def robust_gap(metrics: pd.DataFrame, best: int | None) -> dict[str, float]:
@@ -417,7 +418,7 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         )
         warned = "; ".join(f"{c}: {check}" for c, found in checks.items() for check in found or [])
         row["aa_checks"] = pd.NA if not warned and None in checks.values() else warned
-        for attack in ATTACKS:
+        for attack in TABLE_ATTACKS:
             best = percent["best"].get(attack, math.nan)
             last = percent["last"].get(attack, math.nan)
             row |= {f"{attack}_best": best, f"{attack}_last": last}
@@ -425,7 +426,7 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         if (run.path / METRICS_FILE).is_file():
             metrics = read_metrics(run.path)
             row["epochs"] = len(metrics)
-            best = best_epoch(metrics, run.n_classes)
+            best = best_choice(metrics, run.n_classes)
             if best is not None:
                 row["best_epoch"], row["best_rule"] = best.epoch, best.rule
             row |= robust_gap(metrics, None if best is None else best.epoch)
@@ -502,7 +503,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-SEED_STATS = [f"{attack}_{stat}" for attack in ATTACKS for stat in ("best", "last")]
+SEED_STATS = [f"{attack}_{stat}" for attack in TABLE_ATTACKS for stat in ("best", "last")]
 
 
 def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -614,17 +615,17 @@ def _latex(
     n = len(labels)
     k = len(stats)
     spans = "".join(
-        rf"\cmidrule(lr){{{n + 1 + k * i}-{n + k * (i + 1)}}}" for i in range(len(ATTACKS))
+        rf"\cmidrule(lr){{{n + 1 + k * i}-{n + k * (i + 1)}}}" for i in range(len(TABLE_ATTACKS))
     )
     lines = [
         "% " + caption,
-        rf"\begin{{tabular}}{{{'l' * n}{'r' * k * len(ATTACKS)}}}",
+        rf"\begin{{tabular}}{{{'l' * n}{'r' * k * len(TABLE_ATTACKS)}}}",
         r"\toprule",
         " & " * n
-        + " & ".join(rf"\multicolumn{{{k}}}{{c}}{{{name}}}" for name in ATTACKS.values())
+        + " & ".join(rf"\multicolumn{{{k}}}{{c}}{{{name}}}" for name in TABLE_ATTACKS.values())
         + r" \\",
         spans,
-        " & ".join([*labels, *[s.capitalize() for s in stats] * len(ATTACKS)]) + r" \\",
+        " & ".join([*labels, *[s.capitalize() for s in stats] * len(TABLE_ATTACKS)]) + r" \\",
         r"\midrule",
     ]
     previous: list[str] = []

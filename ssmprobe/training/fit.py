@@ -35,11 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ssmprobe.attacks import PRESET_BUDGETS, pgd_linf, trades_adversary, trades_loss
+from ssmprobe.attacks import PRESET_BUDGETS, pgd_linf, score, trades_adversary, trades_loss
 from ssmprobe.checkpoint import load_checkpoint, load_into, save_checkpoint
 from ssmprobe.data import SequenceDataset, make_loader
-from ssmprobe.evaluation.evaluate import evaluate
-from ssmprobe.io import write_json, write_text
+from ssmprobe.io import replacing, write_json, write_text
 from ssmprobe.loading import default_device
 from ssmprobe.models import ModelConfig, build_model
 from ssmprobe.models.base import shared_kernels
@@ -179,14 +178,10 @@ def evaluate_pgd(
     model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], config: TrainConfig
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy under the run's ℓ∞ PGD (eps, alpha, steps)."""
-    device = next(model.parameters()).device
-
-    def attacked() -> Iterable[tuple[Tensor, Tensor]]:
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            yield pgd_linf(model, x, y, config.eps, config.alpha, config.steps), y
-
-    return evaluate(model, attacked())
+    scored = score(
+        model, batches, lambda x, y: pgd_linf(model, x, y, config.eps, config.alpha, config.steps)
+    )
+    return scored["loss"], scored["acc"]
 
 
 def training_loss(
@@ -241,6 +236,9 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+# The run folder's files are the run's own: one a kill left unrecorded (between its rename and
+# the sidecar) or half-appended (metrics.jsonl) is replaced when the run resumes.
+@replacing()
 def fit(
     model_config: ModelConfig,
     train_set: SequenceDataset,
@@ -386,7 +384,8 @@ def _epoch_metrics(
     row: dict[str, float] = {}
     for split, data in (("train", train_eval), ("test", test_eval)):
         loader = make_loader(data, 256)
-        row[f"{split}_clean_loss"], row[f"{split}_clean_acc"] = evaluate(model, loader)
+        clean = score(model, loader)
+        row[f"{split}_clean_loss"], row[f"{split}_clean_acc"] = clean["loss"], clean["acc"]
         row[f"{split}_pgd_loss"], row[f"{split}_pgd_acc"] = evaluate_pgd(model, loader, config)
     return row
 

@@ -1,0 +1,112 @@
+"""Running an attack: on one batch (`run_attack`, `attack`), and scored over a loader
+(`score`, which clean evaluation shares with no attack)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ssmprobe.attacks.gradient import attack_mode
+from ssmprobe.attacks.spec import AttackConfig, attack_config
+from ssmprobe.inputs import as_inputs, as_labels
+
+
+def run_attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: AttackConfig,
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """Adversarial examples for (x, y) under `attack`, by its registered kind (random starts
+    draw from `generator`; attacks that seed themselves, AutoAttack, use `seed`)."""
+    return attack.kind.run(model, x, y, attack, generator, seed)
+
+
+def score(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    perturb: Callable[[Tensor, Tensor], Tensor] | None = None,
+    max_samples: int | None = None,
+    progress: str | None = None,
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of `model` in eval mode on `batches`, each first
+    replaced by `perturb(x, y)` when given; streamed (only running sums are kept), stopping
+    after `max_samples`, with a bar titled `progress` when given. Returns {"acc", "loss", "n"}."""
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be positive, got {max_samples}")
+    device = next(model.parameters()).device
+    loss_sum, correct, count = 0.0, 0, 0
+    bar = tqdm(total=max_samples, desc=progress, unit="sample", leave=False,
+               disable=progress is None)  # fmt: skip
+    with attack_mode(model, True), bar:  # eval mode; every module's own flag restored after
+        for x, y in batches:
+            if max_samples is not None:
+                x, y = x[: max_samples - count], y[: max_samples - count]
+            x, y = x.to(device), y.to(device)
+            if perturb is not None:
+                x = perturb(x, y)
+            with torch.no_grad():
+                logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            count += len(y)
+            bar.update(len(y))
+            bar.set_postfix(acc=f"{correct / max(count, 1):.3f}")
+            if max_samples is not None and count >= max_samples:
+                break
+    if count == 0:
+        raise ValueError("the loader gave no samples")
+    return {"acc": correct / count, "loss": loss_sum / count, "n": count}
+
+
+def evaluate_attack(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    attack: AttackConfig,
+    max_samples: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, float]:
+    """`score` on `attack`'s adversarial examples, deterministic for a given `seed`."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return score(
+        model,
+        loader,
+        lambda x, y: run_attack(model, x, y, attack, generator=generator, seed=seed),
+        max_samples,
+        attack.label if progress else None,
+    )
+
+
+def attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: str = "pgd10",
+    eps: float | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """Adversarial examples for (x, y) under `spec` (pgd10, fgsm, aa, ...), like torchattacks'
+    `atk(x, y)`: at `eps`, else at the training budget in `model.meta` (a model from
+    `ssmprobe.load_model`), else an error. Random starts are seeded with `seed`."""
+    meta = getattr(model, "meta", None)
+    if meta is None and eps is None:
+        raise ValueError("eps is needed for a model without checkpoint metadata (model.meta)")
+    config = attack_config(spec, meta or {"dataset": "digits"}, eps)
+    from ssmprobe.data import DATASETS
+
+    trained_on = (meta or {}).get("dataset") if (meta or {}).get("config") else None  # ours
+    length = DATASETS[trained_on].seq_len if trained_on in DATASETS else None
+    weight = next(model.parameters())
+    x = as_inputs(x, length=length, what=f"the model, trained on {trained_on},", dtype=weight.dtype)
+    y = as_labels(y, len(x))
+    device = weight.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return run_attack(model, x.to(device), y.to(device), config, generator=generator, seed=seed)
