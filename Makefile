@@ -30,19 +30,20 @@ DEMO_PROBE ?= 200
 DEMO_EPOCHS ?= 15
 DEMO_RUNS ?= runs/demo
 # --resume only where the run exists (train refuses it otherwise): a first run starts fresh, a
-# second continues an interrupted one or, finished, reuses it.
-resume = $(if $(wildcard $(DEMO_RUNS)/$(1)/last.pt),--resume)
+# second continues an interrupted one or, finished, reuses it. The run is s5_st_digits, or
+# s5_digits_st where 0.2 began it (train keeps that folder).
+resume = $(if $(wildcard $(addprefix $(DEMO_RUNS)/,$(addsuffix /last.pt,$(1)))),--resume)
 demo: $(STAMP)
 	$(MAKE) --no-print-directory -j2 demo-st demo-pgd
 	$(BIN)/ssmprobe report --runs $(DEMO_RUNS) --zoo --out $(DEMO_RUNS)/report \
-		--n-eval $(DEMO_N) --n-probe $(DEMO_PROBE) --quiet
+		--n $(DEMO_N) --n-probe $(DEMO_PROBE) --quiet
 
 # The two runs train side by side, one thread each: at batch 32 a second thread buys a run only
 # 1.3x, so together they finish sooner (90 s against 99 s one after the other, 2 cores).
 .PHONY: demo-st demo-pgd
 demo-st demo-pgd: demo-%: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/ssmprobe train --model s5 --method $* --epochs $(DEMO_EPOCHS) \
-		--out $(DEMO_RUNS) $(call resume,s5_digits_$*) --quiet
+		--out $(DEMO_RUNS) $(call resume,s5_$*_digits s5_digits_$*) --quiet
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -n auto

@@ -8,7 +8,7 @@ Files already in the manifest and not named here keep their entries. The report'
 results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
 cache/BUNDLED_NAME/, replacing those of an earlier entry of that name (the same weights bundled
 again keep the cached results their run folder lacks or holds older); bounds results only for
-the entries whose bounds the report draws (`report.build.pick_bounds_runs`: one per family).
+the entries whose bounds the report draws (`report.cache.pick_bounds_runs`: one per family).
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
 AA accuracy from the run's eval file and the warnings of AutoAttack's own checks there (not
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from ssmprobe.checkpoint import CheckpointError, checkpoint_from_bytes, read_bytes
 from ssmprobe.io import replacing, write_bytes, write_json
-from ssmprobe.report.build import pick_bounds_runs
-from ssmprobe.report.tables import RunInfo, read_eval_record, read_metrics
+from ssmprobe.report.cache import pick_bounds_runs
+from ssmprobe.report.runs import RunInfo, read_eval_record, read_metrics
 
 CACHES = (
     "metrics.jsonl",

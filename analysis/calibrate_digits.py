@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ssmprobe.cli import main as ssmprobe
 from ssmprobe.io import write_text
-from ssmprobe.report.tables import METRICS_FILE, read_metrics
+from ssmprobe.report.runs import METRICS_FILE, read_metrics
 from ssmprobe.training.selection import best_epoch, learned
 
 
@@ -76,7 +76,7 @@ def train(runs: Path, model: str, method: str, setting: str) -> None:
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    """The run's per-epoch rows (`report.tables.read_metrics`); [] before its first epoch."""
+    """The run's per-epoch rows (`report.runs.read_metrics`); [] before its first epoch."""
     if not (run_dir / METRICS_FILE).is_file():
         return []
     return read_metrics(run_dir).to_dict("records")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ssmprobe.probe.discrepancy import discrepancy, format_summary, save
 from ssmprobe.probe.plots import plot_discrepancy
-from ssmprobe.report.tables import CONFIG_FILE, read_metrics
+from ssmprobe.report.runs import CONFIG_FILE, read_metrics
 
 
 def checkpoint(run: Path) -> Path | None:

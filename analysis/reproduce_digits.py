@@ -3,7 +3,7 @@
 The runs of `ssmprobe.grid.paper_grid` (S4, DSS, S5, Mega, Mamba x ST, PGD-AT, TRADES; S4 and
 DSS x AdS ReLU, Tanh, Sigmoid x PGD-AT, TRADES) at the digits preset with each family's
 departures (`registry.FAMILY_PRESETS`, `training.fit.FAMILY_TRAIN_PRESETS`), cheapest first, each a
-submitit job on this machine (`--parallel 2` on two cores): training, resumed when a job was
+submitit job on this machine (`--jobs 2` on two cores): training, resumed when a job was
 killed, then PGD-10 and AutoAttack of best.pt and last.pt on all 360 test digits. Finished runs
 are skipped. With `--out`, `ssmprobe report` then writes the tables, figures and report there;
 `--bundle` copies every finished run with the report's cached results into checkpoints/
@@ -13,7 +13,7 @@ only, the zoo holds one run per setting). `--seeds 1,2` trains more seeds of the
 
     python analysis/reproduce_digits.py [--runs runs/digits] [--out figures] [--bundle]
         [--models s4,dss,s5,mega,mamba] [--methods st,pgd,trades] [--only 'mamba_*,*_ads-*']
-        [--seeds 0,1,2] [--attacks pgd10] [--parallel 2] [--dry-run]
+        [--seeds 0,1,2] [--attack pgd10] [--jobs 2] [--dry-run]
 """
 
 import argparse

@@ -1,4 +1,6 @@
-"""Datasets as sequences: inputs (N, L, C) float32 in [0, 1], labels (N,) int64.
+"""Datasets as sequences: inputs (N, L, C) float32 in [0, 1], labels (N,) int64. This module
+holds the datasets (`DATASETS`, their official files, mirrors and MD5s), `SequenceDataset`,
+`load_dataset` and `make_loader`.
 
 An image becomes a sequence by reading its pixels row by row (row-major), channels last:
 
@@ -33,12 +35,10 @@ its own files, so a folder with just the MNIST `t10k-*` files serves the test sp
 
 With `verify=True` (the default) a file carrying an official name must have the official MD5,
 so a corrupt or truncated download is caught; `verify=False` accepts files you made yourself.
-Whatever `verify` says, the parsers check every header, size and label range.
-
-CIFAR-10 batches are pickles. They are read with a restricted unpickler that builds only numpy
-arrays, dtypes and scalars (plus the latin-1 bytes shim of protocol-2 pickles) and refuses every
-other global before anything is called, so a malicious file raises `UnsafePickleError` and runs
-no code.
+Finding, checking and downloading the files is `download`'s (`DataFiles`); parsing them is
+`fileformats`'s, which checks every header, size and label range whatever `verify` says and
+reads CIFAR-10's pickled batches with an unpickler that runs no code from the file. Every error
+about data files is a `fileformats.DatasetError`.
 
 Memory: pixels are kept as uint8 (CIFAR-10 train is 150 MB instead of 600 MB in float32) and
 divided into [0, 1] when items or batches are read; `SequenceDataset.inputs` materialises the
@@ -47,30 +47,25 @@ whole float32 tensor, so prefer `make_loader` for the large datasets.
 
 from __future__ import annotations
 
-import codecs
-import gzip
-import hashlib
-import math
 import os
-import pickle
-import shutil
-import struct
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from ssmprobe.download import ChecksumError, DataFiles, md5sum
+from ssmprobe.fileformats import (
+    CorruptDataError,
+    read_cifar10_archive,
+    read_cifar10_batch,
+    read_mnist,
+)
 from ssmprobe.imagefolder import (
     CIFAR10_CLASSES,
     ImageFolderError,
@@ -79,7 +74,6 @@ from ssmprobe.imagefolder import (
 )
 
 SPLITS = ("train", "test")
-DOWNLOAD_TIMEOUT = 10.0  # seconds per connection attempt / socket read: never hang for long
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -128,31 +122,6 @@ OFFICIAL_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     CIFAR10_ARCHIVE: "c58f30108f718f92721af3b95e74349a",
 }
-
-
-class DatasetError(Exception):
-    """Base class of every error this module raises about data files."""
-
-
-class DatasetNotFound(DatasetError):
-    """The files of a split are neither on disk nor downloadable; says which and where."""
-
-    def __init__(self, message: str, missing: Sequence[str], directory: Path) -> None:
-        super().__init__(message)
-        self.missing = list(missing)
-        self.directory = directory
-
-
-class CorruptDataError(DatasetError):
-    """A data file exists but is not what its format promises (header, size, labels)."""
-
-
-class ChecksumError(CorruptDataError):
-    """A file with an official name does not have the official MD5."""
-
-
-class UnsafePickleError(CorruptDataError):
-    """A pickle asked for a global outside the allowlist; it was refused, nothing ran."""
 
 
 def default_data_dir() -> Path:
@@ -291,217 +260,7 @@ def load_dataset(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    return _LOADERS[key](split, _Files(key, root, download, verify))
-
-
-# ---------------------------------------------------------------------------------- files
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_url(url: str, dest: Path, timeout: float) -> None:
-    """Writes the body of `url` to `dest` (the only function here that touches the network)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as f:
-        shutil.copyfileobj(response, f, 1 << 20)
-
-
-class _Files:
-    """Finds, verifies and downloads the files of one dataset, remembering what failed."""
-
-    def __init__(self, name: str, root: Path, download: bool, verify: bool) -> None:
-        self.name = name
-        self.root = root
-        self.target = root / name  # where downloads go and where we tell users to put files
-        self.download = download
-        self.verify = verify
-        self.errors: list[str] = []
-        self._dead_mirrors: set[str] = set()
-
-    @property
-    def search_dirs(self) -> tuple[Path, Path]:
-        return self.target, self.root
-
-    def find(self, filename: str) -> Path | None:
-        for directory in self.search_dirs:
-            path = directory / filename
-            if path.is_file():
-                if self.verify:
-                    _check_md5(path)
-                return path
-        return None
-
-    def find_or_fetch(self, filename: str, mirrors: Sequence[str]) -> Path | None:
-        path = self.find(filename)
-        if path is None and self.download:
-            path = self._fetch(filename, mirrors)
-        return path
-
-    def _fetch(self, filename: str, mirrors: Sequence[str]) -> Path | None:
-        expected = OFFICIAL_MD5[filename]
-        for base in mirrors:
-            if base in self._dead_mirrors:
-                continue
-            url = base + filename
-            try:
-                self.target.mkdir(parents=True, exist_ok=True)
-                fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", dir=self.target)
-            except OSError as err:
-                self.errors.append(f"cannot write to {self.target}: {err}")
-                return None
-            os.close(fd)
-            tmp = Path(tmp_name)
-            try:
-                fetch_url(url, tmp, DOWNLOAD_TIMEOUT)
-                actual = md5sum(tmp)
-                if actual != expected:
-                    self.errors.append(f"{url}: MD5 {actual}, expected {expected}")
-                    continue
-                final = self.target / filename
-                os.replace(tmp, final)
-                return final
-            except urllib.error.HTTPError as err:  # the server answered: try the next file there
-                self.errors.append(f"{url}: {err}")
-            except OSError as err:  # no route, DNS, timeout: skip this mirror from now on
-                self.errors.append(f"{url}: {err}")
-                self._dead_mirrors.add(base)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return None
-
-    def not_found(self, split: str, missing: Sequence[str], what: str) -> DatasetNotFound:
-        lines = [
-            f"{self.name} ({split} split) not found: missing {what}.",
-            f"Put the file(s) in {self.target}",
-            f"(searched {self.search_dirs[0]} and {self.search_dirs[1]}; choose another folder "
-            "with data_dir / --data-dir or $SSMPROBE_DATA).",
-        ]
-        if not self.download:
-            lines.append("Downloading was disabled (download=False).")
-        elif self.errors:
-            lines.append("Download failed: " + "; ".join(self.errors))
-        return DatasetNotFound("\n".join(lines), missing, self.target)
-
-
-def _check_md5(path: Path) -> None:
-    expected = OFFICIAL_MD5.get(path.name)
-    if expected is None:
-        return
-    actual = md5sum(path)
-    if actual != expected:
-        raise ChecksumError(
-            f"{path} has MD5 {actual} but the official {path.name} has {expected}: the file is "
-            "corrupt or incomplete. Delete it to download it again, or pass verify=False if you "
-            "made this file yourself."
-        )
-
-
-# ------------------------------------------------------------------------------------ IDX
-
-# IDX type codes (third magic byte) -> big-endian numpy dtypes.
-_IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Parses an IDX file (gzip-compressed or not) into an array in native byte order.
-
-    Layout: magic `00 00 <type code> <ndim>`, then ndim big-endian uint32 sizes, then exactly
-    prod(sizes) items. Anything else raises `CorruptDataError` naming the file.
-    """
-    path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise CorruptDataError(f"{path}: broken or truncated gzip stream ({err})") from err
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise CorruptDataError(f"{path}: not an IDX file (magic {raw[:4].hex() or 'missing'})")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_DTYPES:
-        raise CorruptDataError(f"{path}: unknown IDX type code 0x{code:02x}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise CorruptDataError(f"{path}: truncated IDX header ({len(raw)} of {header} bytes)")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = _IDX_DTYPES[code]
-    count = math.prod(dims)
-    body = len(raw) - header
-    if body != count * dtype.itemsize:
-        problem = "truncated" if body < count * dtype.itemsize else "has trailing bytes"
-        raise CorruptDataError(
-            f"{path}: IDX data {problem}: {body} bytes, header {dims} promises "
-            f"{count * dtype.itemsize}"
-        )
-    array = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
-    return array.astype(dtype.newbyteorder("=")).reshape(dims)  # astype copies: writable
-
-
-# --------------------------------------------------------------------------- safe pickles
-
-
-def _latin1_encode(text: str, encoding: str) -> bytes:
-    """Protocol-2 pickles from Python 3 store bytes as `_codecs.encode(text, "latin1")`."""
-    if encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError(f"refused _codecs.encode with encoding {encoding!r}")
-    return codecs.encode(text, encoding)
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and 2 names
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Resolves only the globals numpy arrays need; any other global is refused unresolved."""
-
-    _allowed = _allowed_globals()
-
-    def __init__(self, file: IO[bytes], source: str) -> None:
-        super().__init__(file, encoding="bytes")  # Python-2 str -> bytes, as CIFAR documents
-        self.source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self.source}: refused to load global {module}.{name} (only numpy arrays are "
-                "allowed in a data batch); nothing from the file was executed"
-            ) from None
-
-
-def safe_unpickle(file: IO[bytes], source: str) -> Any:
-    """Unpickles plain containers and numpy arrays from `file`; `source` names it in errors."""
-    try:
-        return _NumpyOnlyUnpickler(file, source).load()
-    except UnsafePickleError:
-        raise
-    except Exception as err:  # a corrupt pickle can fail in many ways; all mean "corrupt"
-        raise CorruptDataError(f"{source}: not a readable pickle ({err!r})") from err
+    return _LOADERS[key](split, DataFiles(key, root, download, verify, OFFICIAL_MD5))
 
 
 # -------------------------------------------------------------------------------- loaders
@@ -520,7 +279,7 @@ def _stratified_split(labels: np.ndarray, test_size: float | int, split: str) ->
     return np.sort(train_idx if split == "train" else test_idx)
 
 
-def _load_digits(split: str, files: _Files) -> SequenceDataset:
+def _load_digits(split: str, files: DataFiles) -> SequenceDataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -537,21 +296,6 @@ def _load_digits(split: str, files: _Files) -> SequenceDataset:
     )
 
 
-def _read_mnist(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 784, 1) uint8 and labels (N,) int64 of one pair of IDX files, checked."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise CorruptDataError(
-            f"{images_path}: expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}"
-        )
-    if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
-        raise CorruptDataError(
-            f"{labels_path}: expected {len(images)} uint8 labels, got {labels.dtype} {labels.shape}"
-        )
-    _check_labels(labels, 10, labels_path)
-    return images.reshape(len(images), 28 * 28, 1), labels.astype(np.int64)
-
-
 def _mnist_dataset(
     images: np.ndarray, labels: np.ndarray, name: str, split: str
 ) -> SequenceDataset:
@@ -560,16 +304,16 @@ def _mnist_dataset(
     )
 
 
-def _load_mnist(split: str, files: _Files) -> SequenceDataset:
+def _load_mnist(split: str, files: DataFiles) -> SequenceDataset:
     names = MNIST_FILES[split]
     paths = [files.find_or_fetch(name, MNIST_MIRRORS) for name in names]
     missing = [name for name, path in zip(names, paths, strict=True) if path is None]
     if missing:
         raise files.not_found(split, missing, ", ".join(missing))
-    return _mnist_dataset(*_read_mnist(*paths), "mnist", split)
+    return _mnist_dataset(*read_mnist(*paths), "mnist", split)
 
 
-def _load_mnist10k(split: str, files: _Files) -> SequenceDataset:
+def _load_mnist10k(split: str, files: DataFiles) -> SequenceDataset:
     from importlib.resources import as_file
     from importlib.resources import files as package_files
 
@@ -584,12 +328,12 @@ def _load_mnist10k(split: str, files: _Files) -> SequenceDataset:
                     f"{path}: the shipped MNIST file does not have the official MD5; the "
                     "installed package is damaged: reinstall ssmprobe"
                 )
-        pixels, targets = _read_mnist(Path(images), Path(labels))
+        pixels, targets = read_mnist(Path(images), Path(labels))
     chosen = _stratified_split(targets, MNIST10K_TEST_SIZE, split)
     return _mnist_dataset(pixels[chosen], targets[chosen], "mnist10k", split)
 
 
-def _load_cifar10(split: str, files: _Files) -> SequenceDataset:
+def _load_cifar10(split: str, files: DataFiles) -> SequenceDataset:
     batches = CIFAR10_BATCHES[split]
     parsed = _read_cifar10_dir(files, batches)
     if parsed is None and files.find(CIFAR10_ARCHIVE) is None:  # no official files here
@@ -604,7 +348,7 @@ def _load_cifar10(split: str, files: _Files) -> SequenceDataset:
                 [CIFAR10_ARCHIVE],
                 f"{CIFAR10_ARCHIVE} (or an extracted {CIFAR10_DIR}/ holding {', '.join(batches)})",
             )
-        parsed = _read_cifar10_archive(archive, batches)
+        parsed = read_cifar10_archive(archive, CIFAR10_DIR, batches)
     data = np.concatenate([d for d, _ in parsed])
     labels = np.concatenate([lab for _, lab in parsed])
     return SequenceDataset(
@@ -632,7 +376,7 @@ def _image_folder_dataset(name: str, split: str, source: Path) -> SequenceDatase
 
 
 def _read_cifar10_dir(
-    files: _Files, batches: Sequence[str]
+    files: DataFiles, batches: Sequence[str]
 ) -> list[tuple[np.ndarray, np.ndarray]] | None:
     for directory in files.search_dirs:
         paths = [directory / CIFAR10_DIR / batch for batch in batches]
@@ -640,71 +384,12 @@ def _read_cifar10_dir(
             parsed = []
             for path in paths:
                 with open(path, "rb") as f:
-                    parsed.append(_parse_cifar10_batch(f, str(path)))
+                    parsed.append(read_cifar10_batch(f, str(path)))
             return parsed
     return None
 
 
-def _read_cifar10_archive(
-    archive: Path, batches: Sequence[str]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Reads the wanted batches straight from the tar (one pass, nothing extracted to disk)."""
-    wanted = {f"{CIFAR10_DIR}/{batch}": batch for batch in batches}
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                if member.name not in wanted or not member.isfile():
-                    continue  # links and other members are never followed
-                f = tar.extractfile(member)
-                if f is not None:
-                    found[wanted[member.name]] = _parse_cifar10_batch(f, f"{archive}:{member.name}")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise CorruptDataError(f"{archive}: broken tar.gz archive ({err})") from err
-    lacking = [batch for batch in batches if batch not in found]
-    if lacking:
-        raise CorruptDataError(f"{archive}: no {', '.join(lacking)} under {CIFAR10_DIR}/")
-    return [found[batch] for batch in batches]
-
-
-def _parse_cifar10_batch(file: IO[bytes], source: str) -> tuple[np.ndarray, np.ndarray]:
-    """A batch is a dict with b"data" (n, 3072) uint8, channel-major, and b"labels" (n)."""
-    batch = safe_unpickle(file, source)
-    if not isinstance(batch, dict):
-        raise CorruptDataError(f"{source}: expected a dict, got {type(batch).__name__}")
-    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    if "data" not in batch or "labels" not in batch:
-        raise CorruptDataError(f"{source}: no 'data' / 'labels' entries (keys {list(batch)})")
-    data = batch["data"]
-    if (
-        not isinstance(data, np.ndarray)
-        or data.dtype != np.uint8
-        or data.ndim != 2
-        or (data.shape[1] != 3 * 32 * 32)
-    ):
-        shape = getattr(data, "shape", None)
-        raise CorruptDataError(f"{source}: 'data' must be uint8 (n, 3072), got {shape}")
-    try:
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-    except (TypeError, ValueError) as err:
-        raise CorruptDataError(f"{source}: 'labels' are not integers ({err})") from err
-    if labels.shape != (len(data),):
-        raise CorruptDataError(f"{source}: {labels.shape} labels for {len(data)} images")
-    _check_labels(labels, 10, source)
-    # (n, 3 * 1024) channel planes -> (n, 1024, 3): pixel k = row * 32 + col, channels last.
-    pixels = np.ascontiguousarray(data.reshape(len(data), 3, 32 * 32).transpose(0, 2, 1))
-    return pixels, labels
-
-
-def _check_labels(labels: np.ndarray, num_classes: int, source: object) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise CorruptDataError(
-            f"{source}: labels must lie in 0..{num_classes - 1}, found "
-            f"{labels.min()}..{labels.max()}"
-        )
-
-
-_LOADERS: dict[str, Callable[[str, _Files], SequenceDataset]] = {
+_LOADERS: dict[str, Callable[[str, DataFiles], SequenceDataset]] = {
     "digits": _load_digits,
     "mnist": _load_mnist,
     "cifar10": _load_cifar10,

@@ -30,7 +30,7 @@ from typing import Any
 from ssmprobe.checkpoint import resolve_checkpoint
 from ssmprobe.evaluation.shards import ShardResult, attack_shard, merge, shard_batches
 from ssmprobe.models import FAMILIES
-from ssmprobe.report.tables import METRICS_FILE, read_eval_record, read_metrics
+from ssmprobe.report.runs import METRICS_FILE, read_eval_record, read_metrics
 from ssmprobe.training.run import run_files
 from ssmprobe.vocab import ADS_ACTIVATIONS, METHODS
 

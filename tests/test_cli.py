@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ssmprobe import data
+from ssmprobe import download
 from ssmprobe.attacks import score
 from ssmprobe.checkpoint import load_checkpoint, load_into
 from ssmprobe.cli import main
@@ -25,7 +25,7 @@ def test_train_writes_a_checkpoint_that_rebuilds_the_model(tmp_path: Path, capsy
     ).split()
     assert main(args) == 0
     assert "clean accuracy" in capsys.readouterr().out
-    run = tmp_path / "dss_tanh_digits_st"
+    run = tmp_path / "dss_st_ads-tanh_digits"
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt.config["model"] == "dss" and ckpt.config["ads"] == "tanh"
     assert ckpt.meta["dataset"] == "digits" and ckpt.meta["epoch"] == 2
@@ -36,16 +36,16 @@ def test_train_writes_a_checkpoint_that_rebuilds_the_model(tmp_path: Path, capsy
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
     # --resume of a run that does not exist (a mistyped name) would start afresh: refused.
-    assert main([*args, "--resume", "--name", "dss_tanh_digits_sst"]) == 2
+    assert main([*args, "--resume", "--name", "dss_sst_ads-tanh_digits"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
-    assert not (tmp_path / "dss_tanh_digits_sst").exists()
+    assert not (tmp_path / "dss_sst_ads-tanh_digits").exists()
 
 
 def test_bad_input_gives_one_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:
     def offline(url: str, dest: Path, timeout: float) -> None:
         raise OSError("network unreachable (test)")
 
-    monkeypatch.setattr(data, "fetch_url", offline)
+    monkeypatch.setattr(download, "fetch_url", offline)
     code = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("ssmprobe: error:")  # the work failed: exit 1
@@ -76,7 +76,7 @@ def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
             )
             == 0
         )
-    run = runs / "s5_digits_trades"
+    run = runs / "s5_trades_digits"
     for ckpt in ("best", "last"):
         assert (
             main(
@@ -103,7 +103,7 @@ def test_train_eval_table_report_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["table", str(runs)]) == 0
     table = capsys.readouterr().out
     assert "TRADES" in table and "S5" in table
-    report = f"report --runs {runs} --out {tmp_path / 'fig'} --attack pgd10,aa-fast --n-eval 24"
+    report = f"report --runs {runs} --out {tmp_path / 'fig'} --attack pgd10,aa-fast --n 24"
     assert main([*report.split(), "--n-probe", "16", "--quiet"]) == 0
     for method in ("st", "trades"):
         assert (tmp_path / "fig" / f"curves_digits_{method}.png").stat().st_size > 10_000
@@ -116,7 +116,7 @@ def test_train_ads_form_jac(tmp_path: Path, capsys) -> None:
     args = "train --model dss --ads tanh --ads-form jac --epochs 1 --d-model 8 --n-layers 1"
     args += f" --d-state 4 --train-eval-size 16 --test-eval-size 16 --quiet --out {tmp_path}"
     assert main(args.split()) == 0
-    model = load_model(tmp_path / "dss_tanh_digits_st" / "last.pt")
+    model = load_model(tmp_path / "dss_st_ads-tanh_digits" / "last.pt")
     meta = model.meta
     assert meta["config"]["ads_form"] == "jac"
     names = {name for name, _ in model.named_parameters()}

@@ -1,7 +1,7 @@
 """Dataset loaders: digits split, MNIST IDX files, CIFAR-10 batches, safe unpickling, loaders.
 
 Nothing here touches the network: every test that could download either passes
-download=False or replaces `ssmprobe.data.fetch_url`.
+download=False or replaces `ssmprobe.download.fetch_url`.
 """
 
 from __future__ import annotations
@@ -22,17 +22,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssmprobe import data
-from ssmprobe.data import (
-    DATASETS,
-    ChecksumError,
-    CorruptDataError,
-    DatasetNotFound,
-    UnsafePickleError,
-    load_dataset,
-    make_loader,
-    read_idx,
-)
+from ssmprobe import data, download
+from ssmprobe.data import DATASETS, load_dataset, make_loader
+from ssmprobe.download import ChecksumError, DatasetNotFound
+from ssmprobe.fileformats import CorruptDataError, UnsafePickleError, read_idx, safe_unpickle
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 MNIST_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -47,7 +40,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(url)
         raise OSError("network disabled in tests")
 
-    monkeypatch.setattr(data, "fetch_url", offline)
+    monkeypatch.setattr(download, "fetch_url", offline)
     return calls
 
 
@@ -266,7 +259,7 @@ def test_download_is_checksummed(
         else:
             shutil.copyfile(shared_mnist / url.rsplit("/", 1)[1], dest)
 
-    monkeypatch.setattr(data, "fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "fetch_url", fake_fetch)
     ds = load_dataset("mnist", "test", tmp_path)
     assert len(ds) == 10000 and len(urls) == 4
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(MNIST_TEST)
@@ -488,7 +481,7 @@ def test_cifar10_refuses_malicious_pickle(tmp_path: Path, via_archive: bool) -> 
 )
 def test_safe_unpickle_refuses_other_globals(payload: bytes) -> None:
     with pytest.raises(UnsafePickleError, match="refused"):
-        data.safe_unpickle(io.BytesIO(payload), "payload")
+        safe_unpickle(io.BytesIO(payload), "payload")
 
 
 def test_dataset_info_matches_loaded_data() -> None:

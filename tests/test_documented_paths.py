@@ -1,5 +1,5 @@
 """Documented command-line paths no other test drove: `poison --second`, `import` / `export
---force`, `discrepancy --norm relative`, `eval --processes`, `report --pdf --jobs`, and S5's
+--force`, `discrepancy --form relative`, `eval --jobs`, `report --pdf --jobs`, and S5's
 per-state bounds under `--perturb adversarial`."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ TINY += " --train-eval-size 16 --test-eval-size 16"
 
 def test_poison_second_runs_the_papers_second_configuration(tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
-    argv = ["poison", "--second", "--seeds", "1", "--workers", "1", "--max-steps", "20"]
+    argv = ["poison", "--second", "--seeds", "1", "--jobs", "1", "--max-steps", "20"]
     assert main([*argv, "--quiet", "--out", str(out)]) == 0
     config = json.loads(out.with_suffix(".json").read_text())["config"]
     assert (config["length"], config["student_dim"]) == (10, 20)
@@ -37,21 +37,21 @@ def test_export_and_import_replace_a_checkpoint_only_with_force(tmp_path: Path, 
     assert main([*imp, "--force"]) == 0
 
 
-def test_norm_relative_prints_the_relative_form(tmp_path: Path, capsys) -> None:
+def test_form_relative_prints_the_relative_form(tmp_path: Path, capsys) -> None:
     argv = ["discrepancy", "--ckpt", "dss_pgd", "--n", "8", "--split", "test", "--quiet"]
     tables = {}
-    for norm in ("none", "relative"):
-        assert main([*argv, "--norm", norm, "--out", str(tmp_path / f"{norm}.csv")]) == 0
-        tables[norm] = capsys.readouterr().out
-    assert "relative" in tables["relative"] and tables["relative"] != tables["none"]
+    for form in ("plain", "relative"):
+        assert main([*argv, "--form", form, "--out", str(tmp_path / f"{form}.csv")]) == 0
+        tables[form] = capsys.readouterr().out
+    assert "relative" in tables["relative"] and tables["relative"] != tables["plain"]
 
 
-def test_eval_processes_gives_the_single_process_result(tmp_path: Path) -> None:
+def test_eval_jobs_gives_the_single_process_result(tmp_path: Path) -> None:
     argv = ["eval", "--ckpt", "dss_pgd", "--attack", "aa-fast", "--n", "8", "--batch-size", "4"]
     results = []
-    for processes in ("1", "2"):
-        out = tmp_path / f"e{processes}.json"
-        assert main([*argv, "--processes", processes, "--quiet", "--out", str(out)]) == 0
+    for jobs in ("1", "2"):
+        out = tmp_path / f"e{jobs}.json"
+        assert main([*argv, "--jobs", jobs, "--quiet", "--out", str(out)]) == 0
         results.append(json.loads(out.read_text())["results"])
     assert results[0] == results[1]
 
@@ -59,7 +59,7 @@ def test_eval_processes_gives_the_single_process_result(tmp_path: Path) -> None:
 def test_report_pdf_with_several_jobs(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     assert main(f"train --model s5 {TINY} --method pgd --out {runs} --name a".split()) == 0
-    argv = ["report", "--runs", str(runs), "--attack", "fgsm", "--n-eval", "8", "--n-probe", "8"]
+    argv = ["report", "--runs", str(runs), "--attack", "fgsm", "--n", "8", "--n-probe", "8"]
     assert main([*argv, "--pdf", "--jobs", "2", "--quiet"]) == 0
     out = runs / "report"
     pdfs = {p.stem for p in out.rglob("*.pdf")}

@@ -282,7 +282,7 @@ def test_train_b_norm_flag(tmp_path: Path) -> None:
     args = "train --model dss --b-norm softmax --epochs 1 --d-model 8 --n-layers 1 --d-state 4"
     args += f" --train-eval-size 16 --test-eval-size 16 --steps 1 --quiet --out {tmp_path}"
     assert main(args.split()) == 0
-    model = load_model(tmp_path / "dss_digits_st" / "last.pt")
+    model = load_model(tmp_path / "dss_st_digits" / "last.pt")
     meta = model.meta
     assert meta["config"]["b_norm"] == "softmax"
     assert [layer.b_norm for layer in model.ssm_layers().values()] == ["softmax"]

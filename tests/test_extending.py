@@ -35,7 +35,8 @@ def ssmprobe(*args: str, cwd: Path, python: bool = False) -> subprocess.Complete
 
 
 def test_the_attack_is_in_help_eval_and_its_table_title(tmp_path: Path) -> None:
-    assert "rfgsm (FGSM from a random start" in ssmprobe("eval", "--help", cwd=tmp_path).stdout
+    shown = " ".join(ssmprobe("eval", "--help", cwd=tmp_path).stdout.split())  # unwrapped
+    assert "rfgsm (FGSM from a random start" in shown
     ssmprobe("eval", "--ckpt", "dss_pgd", "--attack", "rfgsm,fgsm", "--n", "32", "--out",
              "e.json", cwd=tmp_path)  # fmt: skip
     results = json.loads((tmp_path / "e.json").read_text())["results"]

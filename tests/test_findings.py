@@ -18,8 +18,9 @@ import pytest
 
 from ssmprobe.probe.discrepancy import load_rows, summarise
 from ssmprobe.probe.verdicts import to_markdown, verdicts
-from ssmprobe.report.build import zoo_runs
-from ssmprobe.report.tables import collect_runs, write_tables
+from ssmprobe.report.runs import collect_runs
+from ssmprobe.report.tables import write_tables
+from ssmprobe.report.zoo_runs import zoo_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "analysis" / "findings.py"

@@ -28,7 +28,7 @@ from ssmprobe.probe import DiscrepancyStats, record
 from ssmprobe.probe.discrepancy import component_rows, load_rows, summarise
 from ssmprobe.probe.metrics import amplification, sample_amplification
 from ssmprobe.probe.verdicts import verdicts
-from ssmprobe.report.build import verdict_finding
+from ssmprobe.report.findings import verdict_finding
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"

@@ -63,15 +63,15 @@ def test_every_table_and_figure_is_written(built: tuple[Path, Path]) -> None:
         "discrepancy/figure3_discrepancy.png",
         "discrepancy/figure4_discrepancy_ads.png",
         "discrepancy/discrepancy.csv",
-        "bounds/bounds_s5_digits_pgd.png",
-        "bounds/bounds_vs_L_dss_relu_digits_pgd.png",
-        "bounds/eigenvalues_dss_relu_digits_pgd.png",
+        "bounds/bounds_s5_pgd_digits.png",
+        "bounds/bounds_vs_L_dss_pgd_ads-relu_digits.png",
+        "bounds/eigenvalues_dss_pgd_ads-relu_digits.png",
         "poison/poison_dynamics_poison_linear.png",
         "report.md",
         "report.html",
     }
     assert expected <= written, sorted(written)
-    for run in ("s5_digits_st", "s5_digits_pgd", "dss_relu_digits_pgd"):
+    for run in ("s5_st_digits", "s5_pgd_digits", "dss_pgd_ads-relu_digits"):
         cached = {p.name for p in (runs / run).iterdir()}
         assert {"eval_best.json", "eval_last.json", "discrepancy.csv"} <= cached
         record = json.loads((runs / run / "eval_best.json").read_text())
@@ -88,7 +88,7 @@ def test_every_table_and_figure_is_written(built: tuple[Path, Path]) -> None:
     from ssmprobe.bounds.check import load_check
     from ssmprobe.bounds.figures import length_medians
 
-    run = runs / "dss_relu_digits_pgd"
+    run = runs / "dss_pgd_ads-relu_digits"
     check = load_check(run / "bounds.csv", run / "best.pt")
     assert check is not None and check.lengths == length_medians(check.model, check.law)
 
@@ -146,18 +146,18 @@ def test_the_command_writes_to_runs_report_with_progress_on_stderr(
     built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --out the report goes to RUNS/report (not the committed figures/); what it
-    computes is announced on stderr, so stdout holds only the results."""
+    computes is announced on stderr, so stdout holds only the results; --quiet silences it."""
     runs = tmp_path / "runs"
-    shutil.copytree(built[0] / "s5_digits_pgd", runs / "s5_digits_pgd")  # caches stay fresh
+    shutil.copytree(built[0] / "s5_pgd_digits", runs / "s5_pgd_digits")  # caches stay fresh
     for name in ("eval_best.json", "eval_last.json"):
-        (runs / "s5_digits_pgd" / name).unlink()
-    args = f"report --runs {runs} --attack pgd10 --n-eval 8 --n-probe 16 --quiet".split()
+        (runs / "s5_pgd_digits" / name).unlink()
+    args = f"report --runs {runs} --attack pgd10 --n 8 --n-probe 16".split()
     assert main(args) == 0
     printed, page = capsys.readouterr(), runs / "report" / "report.html"
     assert "evaluating " in printed.err and "evaluating" not in printed.out
     assert printed.out.startswith("written (") and f"report: {page.resolve()}\n" in printed.out
     assert "data:image/png;base64," not in page.read_text()
-    assert main([*args, "--self-contained"]) == 0
+    assert main([*args, "--self-contained", "--quiet"]) == 0
     printed = capsys.readouterr()  # the option's fingerprint differs; nothing to compute
     assert printed.out.startswith(f"written (1 changed): {page}\n") and printed.err == ""
     assert "data:image/png;base64," in page.read_text()
@@ -188,7 +188,7 @@ def test_a_lost_bounds_figure_is_drawn_from_the_cached_check(
 
     monkeypatch.setattr(ssmprobe.bounds.check, "check_model", refuse)
     runs, out = built
-    lost = [out / "bounds" / f"{stem}_s5_digits_pgd.png" for stem in ("bounds", "bounds_vs_L")]
+    lost = [out / "bounds" / f"{stem}_s5_pgd_digits.png" for stem in ("bounds", "bounds_vs_L")]
     before, before_runs = {p: p.read_bytes() for p in lost}, files(runs)
     for path in lost:
         path.unlink()
@@ -196,7 +196,7 @@ def test_a_lost_bounds_figure_is_drawn_from_the_cached_check(
     assert {p: p.read_bytes() for p in lost} == before and files(runs) == before_runs
 
     # A check cached after the figure was drawn (a retrained run's): the figure follows it.
-    cache = runs / "s5_digits_pgd" / "bounds.json"
+    cache = runs / "s5_pgd_digits" / "bounds.json"
     payload = json.loads(cache.read_text())
     payload["rows"] = [row | {"exact": 2 * row["exact"]} for row in payload["rows"]]
     cache.write_text(json.dumps(payload))
@@ -292,8 +292,8 @@ def test_the_zoo_becomes_run_directories_with_the_manifests_numbers(tmp_path: Pa
     import pandas as pd
 
     from ssmprobe.checkpoint import bundled_dir
-    from ssmprobe.report.build import zoo_runs
-    from ssmprobe.report.tables import collect_runs
+    from ssmprobe.report.runs import collect_runs
+    from ssmprobe.report.zoo_runs import zoo_runs
 
     manifest = json.loads((bundled_dir() / "manifest.json").read_text())
     made = zoo_runs(tmp_path / "zoo")
@@ -322,12 +322,12 @@ def test_figure3_tells_two_checkpoints_of_one_model_apart() -> None:
     rows = [
         {"model": "s5", "ads": None, "method": "st", "checkpoint": f"runs/{run}/last.pt",
          "kind": "ssm", "split": split, "metric": metric, "norm": "none", "rate": 10.0}
-        for run in ("s5_digits_st", "zoo/s5_st")
+        for run in ("s5_st_digits", "zoo/s5_st")
         for split in ("train", "test")
         for metric in ("mse", "kl")
     ]  # fmt: skip
     summary = pd.DataFrame(rows)
-    assert set(_labels(summary)) == {"S5 (s5_digits_st)", "S5 (s5_st)"}
+    assert set(_labels(summary)) == {"S5 (s5_st_digits)", "S5 (s5_st)"}
     make_rate_figure(summary, "two S5")
 
 
@@ -337,7 +337,7 @@ def test_findings_prefer_your_plain_run_and_name_where_a_bound_fails() -> None:
     family where it failed."""
     import pandas as pd
 
-    from ssmprobe.report.build import compute_findings
+    from ssmprobe.report.findings import compute_findings
 
     frame = pd.DataFrame(
         [
@@ -388,7 +388,7 @@ def test_per_position_figures_of_namesake_checkpoints_are_all_kept(tmp_path: Pat
 
     payload = json.loads((bundled_dir() / "cache" / "s5_pgd" / "discrepancy.json").read_text())
     csvs = []
-    runs = ("runs/demo/s5_digits_pgd", "runs/demo/zoo/s5_pgd", "elsewhere/s5_pgd")
+    runs = ("runs/demo/s5_pgd_digits", "runs/demo/zoo/s5_pgd", "elsewhere/s5_pgd")
     for i, run in enumerate(runs):
         payload["results"][0]["meta"]["checkpoint"] = f"{run}/best.pt"
         (tmp_path / f"{i}.json").write_text(json.dumps(payload))
@@ -399,7 +399,7 @@ def test_per_position_figures_of_namesake_checkpoints_are_all_kept(tmp_path: Pat
     ]  # fmt: skip
     names = [p.stem for p in plot_steps(csvs, tmp_path / "out") if p.suffix == ".png"]
     assert names == [
-        "steps_s5_pgd_best_s5_digits_pgd", "steps_s5_pgd_best_s5_pgd", "steps_s5_pgd_best_s5_pgd_2",
+        "steps_s5_pgd_best_s5_pgd_digits", "steps_s5_pgd_best_s5_pgd", "steps_s5_pgd_best_s5_pgd_2",
     ]  # fmt: skip
 
 
@@ -409,11 +409,12 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
     import pandas as pd
 
     from ssmprobe.checkpoint import bundled_dir
-    from ssmprobe.report.build import _discrepancy_outputs, compute_findings
+    from ssmprobe.report.figures import _discrepancy_outputs
+    from ssmprobe.report.findings import compute_findings
     from ssmprobe.report.workers import figure_pool
 
     csvs = []
-    for name, run in (("s4_pgd", "zoo/s4_pgd"), ("s5_pgd", "s5_digits_pgd")):
+    for name, run in (("s4_pgd", "zoo/s4_pgd"), ("s5_pgd", "s5_pgd_digits")):
         (tmp_path / run).mkdir(parents=True)
         for suffix in (".csv", ".json"):
             source = bundled_dir() / "cache" / name / f"discrepancy{suffix}"
@@ -422,7 +423,7 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
     with figure_pool(1) as pool:
         _, summary = _discrepancy_outputs(csvs, tmp_path / "out", pool, (".png",))
     assert set(summary["checkpoint"]) == {
-        str(tmp_path / "zoo/s4_pgd/best.pt"), str(tmp_path / "s5_digits_pgd/best.pt"),
+        str(tmp_path / "zoo/s4_pgd/best.pt"), str(tmp_path / "s5_pgd_digits/best.pt"),
     }  # fmt: skip
     no_runs = pd.DataFrame(
         columns=["run", "dataset", "model", "method", "ads", "masking", "aa_checks"]
@@ -434,8 +435,9 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
 def test_settings_with_several_seeds_get_the_seed_table(tmp_path: Path, capsys) -> None:
     from run_fixtures import write_run
 
-    from ssmprobe.report.build import _sections
-    from ssmprobe.report.tables import collect_runs, write_tables
+    from ssmprobe.report.runs import collect_runs
+    from ssmprobe.report.sections import _sections
+    from ssmprobe.report.tables import write_tables
 
     runs = tmp_path / "runs"
     for seed, pgd in enumerate((0.8, 0.9)):

@@ -63,7 +63,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         {
             "--epochs": POSITIVE_BAD,
             "--lr": ["0", "-1", "nan", "inf", "1e300"],
-            "--batch-size": POSITIVE_BAD,
+            "--batch-size": [*POSITIVE_BAD, "10000000000"],  # activations past any memory
             "--d-state": [*POSITIVE_BAD, "100000"],
             "--n-layers": ["0", "100000"],
             "--eps-warmup": ["-1", "nan", "x"],
@@ -73,9 +73,9 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     ),
     "poison": (
         ["--max-steps", "2"],
-        {"--workers": POSITIVE_BAD, "--seeds": POSITIVE_BAD, "--length": POSITIVE_BAD},
+        {"--jobs": POSITIVE_BAD, "--seeds": POSITIVE_BAD, "--length": POSITIVE_BAD},
     ),
-    "report": ([], {"--n-eval": POSITIVE_BAD, "--n-probe": POSITIVE_BAD}),
+    "report": ([], {"--n": POSITIVE_BAD, "--n-probe": POSITIVE_BAD}),
 }
 FILE_COMMANDS = {
     "eval": ["eval", "--ckpt", "{bad}", "--attack", "pgd10", "--n", "4"],

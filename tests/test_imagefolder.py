@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssmprobe.data import CorruptDataError, load_dataset
+from ssmprobe.data import load_dataset
 from ssmprobe.evaluation.evaluate import format_results
+from ssmprobe.fileformats import CorruptDataError
 from ssmprobe.imagefolder import CIFAR10_CLASSES
 
 RNG = np.random.default_rng(0)

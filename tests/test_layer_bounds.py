@@ -183,7 +183,7 @@ def test_bounds_bad_input(tmp_path: Path, capsys, args: list[str], message: str)
 def test_bounds_figures(tmp_path: Path) -> None:
     out = tmp_path / "b.csv"
     args = ["bounds", "--model", "dss", "--channels", "0-3", "--mu", "0.05"]
-    assert main([*args, "--out", str(out), "--figures", str(tmp_path / "figs")]) == 0
+    assert main([*args, "--out", str(out), "--figures", str(tmp_path / "figs"), "--pdf"]) == 0
     names = {p.name for p in (tmp_path / "figs").iterdir()} - {WRITTEN}
     stems = ("bounds_dss", "bounds_vs_L_dss", "eigenvalues_dss")
     assert names == {f"{s}{suffix}" for s in stems for suffix in (".png", ".pdf")}

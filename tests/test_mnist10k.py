@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ssmprobe import data
-from ssmprobe.data import DATASETS, OFFICIAL_MD5, ChecksumError, load_dataset
+from ssmprobe.data import DATASETS, OFFICIAL_MD5, load_dataset
+from ssmprobe.download import ChecksumError
 from ssmprobe.models import model_config
 from ssmprobe.models.registry import ARCHS
 from ssmprobe.training.fit import fit, train_config

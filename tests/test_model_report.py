@@ -72,7 +72,8 @@ def test_the_report_gathers_what_each_analysis_gives_alone(setup, tmp_path: Path
     linked = [line.split("](")[1].rstrip(")") for line in report.splitlines() if "![" in line]
     assert linked and all((tmp_path / path).is_file() for path in linked)
     assert {p.name for p in (tmp_path / "bounds").iterdir()} >= {"bounds_S4DNet.png"}
-    assert "<h2>Theorem 4.1.1 on S4DNet&#x27;s SSM layers</h2>" in result.report_html.read_text()
+    html = result.report_html.read_text()
+    assert '">Theorem 4.1.1 on S4DNet&#x27;s SSM layers</h2>' in html  # escaped, with its anchor
 
 
 def test_a_model_without_readable_ssm_layers_says_so(tmp_path: Path) -> None:
@@ -118,7 +119,7 @@ def test_report_on_the_command_line(tmp_path: Path, monkeypatch, capsys) -> None
     (tmp_path / "spec.toml").write_text('eps = 0.1\n[components]\nssm = "layers.*"\n')
     monkeypatch.chdir(tmp_path)
     user = ["--model", "mine.py:factory", "--components", "spec.toml", "--data", "mine.py:data"]
-    sizes = ["--attack", "pgd10", "--n-eval", "12", "--n-probe", "12", "--jobs", "1", "--quiet"]
+    sizes = ["--attack", "pgd10", "--n", "12", "--n-probe", "12", "--jobs", "1", "--quiet"]
     assert main(["report", *user, *sizes]) == 0
     out = capsys.readouterr().out
     assert "kernel-form upper bound held on" in out

@@ -20,7 +20,7 @@ from ssmprobe.report.curves import (
     read_metrics,
     write_figures,
 )
-from ssmprobe.report.tables import RunDirError
+from ssmprobe.report.runs import RunDirError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SERIES = ["train clean", "train PGD-10", "test clean", "test PGD-10"]
@@ -163,6 +163,7 @@ def test_write_figures_makes_one_figure_per_dataset_and_method(tmp_path: Path) -
     write_run(runs, "b", model="dss", method="pgd", epochs=3)
     write_run(runs, "c", model="s4", method="st", epochs=3)
     write_run(runs, "d", model="s5", method="st", epochs=None)
+    (runs / "d" / "last.pt").touch()  # a run (not a skipped folder) without its metrics
     with pytest.warns(UserWarning, match="no metrics.jsonl"):
         paths = write_figures(runs, tmp_path / "figs")
     assert [p.name for p in paths] == ["curves_digits_st.png", "curves_digits_pgd.png"]

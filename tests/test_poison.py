@@ -162,7 +162,7 @@ def test_parallel_seeds_give_the_same_runs() -> None:
 
 def test_poison_cli_end_to_end(tmp_path: Path, capsys) -> None:
     out = tmp_path / "poison.csv"
-    args = ["poison", "--seeds", "1", "--workers", "1", "--quiet", "--out", str(out)]
+    args = ["poison", "--seeds", "1", "--jobs", "1", "--quiet", "--out", str(out)]
     assert main([*args, "--figures", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "baseline" in printed and "poisoned" in printed and "mean" in printed

@@ -456,7 +456,7 @@ def test_train_arch_defaults_and_config(tmp_path: Path) -> None:
     tiny += " --train-eval-size 16 --test-eval-size 16"
     command = f"train --model s4 --arch reference --augment crop-flip {tiny} --out {tmp_path}"
     assert main(command.split()) == 0
-    config = json.loads((tmp_path / "s4_digits_st" / "config.json").read_text())
+    config = json.loads((tmp_path / "s4_st_digits" / "config.json").read_text())
     assert {k: config["model"][k] for k in ("layout", "input_order", "residual", "ads_form")} == {
         "layout": "reference",
         "input_order": "view",

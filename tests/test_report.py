@@ -16,14 +16,14 @@ from run_fixtures import write_run
 
 from ssmprobe.evaluation.sanity import FOOTNOTE
 from ssmprobe.report import tables as report
-from ssmprobe.report.tables import (
+from ssmprobe.report.runs import (
     ACCURACY_COLUMNS,
     COLUMNS,
     RunDirError,
     collect_runs,
     read_metrics,
-    write_tables,
 )
+from ssmprobe.report.tables import write_tables
 
 # Numbers from the paper's Tables 1-2 (as fractions, the way `ssmprobe eval` writes them).
 S4_ST = (
@@ -155,7 +155,7 @@ def test_order_of_models_methods_ads_and_unknown_names(tmp_path: Path) -> None:
         ("k", "s4", "st", None),
     ]
     for name, model, method, ads in names:
-        write_run(tmp_path, name, model=model, method=method, ads=ads, epochs=None)
+        write_run(tmp_path, name, model=model, method=method, ads=ads, epochs=1)
     df = collect_runs(tmp_path)
     assert list(df["run"]) == ["k", "f", "e", "d", "c", "b", "h", "i", "g", "a", "j"]
 
@@ -192,9 +192,12 @@ def test_epochs_and_best_epoch_come_from_metrics(runs: Path, tmp_path: Path) -> 
         6,
         3,
     )
-    write_run(tmp_path / "fresh", "run", epochs=None)
+    write_run(tmp_path / "fresh", "run", epochs=None, best=S4_ST[0])  # evaluated, no metrics
     fresh = collect_runs(tmp_path / "fresh").iloc[0]
     assert pd.isna(fresh["epochs"]) and pd.isna(fresh["best_epoch"])
+    write_run(tmp_path / "started", "run", epochs=None)  # only config.json: no row
+    with pytest.raises(ValueError, match=r"no finished runs .* run: no finished epoch"):
+        collect_runs(tmp_path / "started")
 
 
 def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
@@ -206,7 +209,7 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
         "Dataset,Model,Method,AdS,Seed,Clean Best,Clean Last,Clean Diff,PGD-10 Best,PGD-10 Last,"
         "PGD-10 Diff,AA Best,AA Last,AA Diff,Train PGD-10 Best,Test PGD-10 Best,Robust gap Best,"
         "Train PGD-10 Last,Test PGD-10 Last,Robust gap Last,Epochs,Best epoch,Best rule,"
-        "Suspected masking,AutoAttack checks,Run"
+        "Suspected masking,AutoAttack checks,Zoo,Recipe,Run"
     )
     dss = next(line for line in lines if line.endswith(",mnist/dss_pgd"))
     assert dss == (
@@ -214,12 +217,13 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
         "60.00,50.00,10.00,90.00,30.00,60.00,6,3,learned,"
         "best: pgd10 99.95% above clean 59.87%; best: aa 0.62% is 99.33 points below pgd10; "
         "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,,"
-        "mnist/dss_pgd"
+        "False,6 epochs · n 1000,mnist/dss_pgd"
     )
     assert (
         "Digits,Mamba,TRADES ‡,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,"
         "60.00,50.00,10.00,90.00,30.00,60.00,6,3,learned,"
-        "best: pgd10 98.86% above clean 98.84%,,digits/mamba_trades" in lines
+        "best: pgd10 98.86% above clean 98.84%,,False,6 epochs · n 1000,digits/mamba_trades"
+        in lines
     )
     back = pd.read_csv(paths["csv"])
     assert back["Clean Diff"].tolist()[:1] == [0.01]  # reads back as numbers

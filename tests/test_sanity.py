@@ -11,7 +11,8 @@ from run_fixtures import write_run
 
 from ssmprobe.evaluation.evaluate import format_results
 from ssmprobe.evaluation.sanity import AA_GAP, FOOTNOTE, MARK, masking_flags
-from ssmprobe.report.tables import collect_runs, write_tables
+from ssmprobe.report.runs import collect_runs
+from ssmprobe.report.tables import write_tables
 
 # The pattern the issue names from the paper's MNIST PGD-AT rows: PGD-10 99.9% against AA 0.3%.
 PAPER_MASKED = {"clean": 0.9912, "pgd10": 0.999, "aa": 0.003}

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from run_fixtures import write_run
 
-from ssmprobe.report.tables import collect_runs, read_metrics, write_tables
+from ssmprobe.report.runs import collect_runs, read_metrics
+from ssmprobe.report.tables import write_tables
 from ssmprobe.training.fit import TrainConfig
 from ssmprobe.training.selection import LEARNED_FACTOR, BestChoice, best_epoch
 

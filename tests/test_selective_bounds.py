@@ -138,10 +138,8 @@ def test_mamba_adversarial_error_is_measured_with_moving_parameters(
 ) -> None:
     out = tmp_path / "m.csv"
     args = ["bounds", "--model", "mamba", "--ckpt", str(mamba_checkpoint), "--n", "5"]
-    assert (
-        main([*args, "--perturb", "adversarial", "--out", str(out), "--figures", str(tmp_path)])
-        == 0
-    )
+    figures = ["--figures", str(tmp_path), "--pdf"]
+    assert main([*args, "--perturb", "adversarial", "--out", str(out), *figures]) == 0
     printed = capsys.readouterr().out
     assert "PGD-10 (eps 0.1) on H of 5 digits test samples" in printed and "naive ZOH" in printed
     rows = pd.read_csv(out)

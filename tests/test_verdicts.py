@@ -19,8 +19,9 @@ from ssmprobe.probe import DiscrepancyStats, record, summarise
 from ssmprobe.probe.discrepancy import component_rows
 from ssmprobe.probe.metrics import amplification, nsr
 from ssmprobe.probe.verdicts import disagreements, to_markdown, verdicts
-from ssmprobe.report.build import gap_findings, verdict_finding
-from ssmprobe.report.tables import collect_runs, gap_markdown, read_metrics, robust_gap
+from ssmprobe.report.findings import gap_findings, verdict_finding
+from ssmprobe.report.runs import collect_runs, read_metrics, robust_gap
+from ssmprobe.report.tables import gap_markdown
 
 
 def test_nsr_by_hand() -> None:

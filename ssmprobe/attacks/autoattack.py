@@ -10,12 +10,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ssmprobe.attacks.gradient import attack_mode
-from ssmprobe.attacks.spec import AttackConfig, check_budget, register_attack
+from ssmprobe.attacks.spec import AttackConfig, AttackRun, check_budget, register_attack
 from ssmprobe.inputs import as_inputs
 
 
@@ -180,25 +181,14 @@ def autoattack(
     )
 
 
-@register_attack("aa", "standard AutoAttack", shardable=True)
-def _aa(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    c: AttackConfig,
-    generator: torch.Generator | None,
-    seed: int,
-) -> Tensor:
-    return autoattack(model, x, y, c.eps, seed=seed).x_adv
+def _version(version: str) -> AttackRun:
+    """AutoAttack's `version` as a registered kind's run (seeded by `seed`, not the generator)."""
+
+    def run(model: nn.Module, x: Tensor, y: Tensor, c: AttackConfig, _: Any, seed: int) -> Tensor:
+        return autoattack(model, x, y, c.eps, version=version, seed=seed).x_adv
+
+    return run
 
 
-@register_attack("aa-fast", "APGD-CE + APGD-T", shardable=True, title="AA-fast")
-def _aa_fast(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    c: AttackConfig,
-    generator: torch.Generator | None,
-    seed: int,
-) -> Tensor:
-    return autoattack(model, x, y, c.eps, version="fast", seed=seed).x_adv
+register_attack("aa", "standard AutoAttack", shardable=True)(_version("standard"))
+register_attack("aa-fast", "APGD-CE + APGD-T", shardable=True, title="AA-fast")(_version("fast"))

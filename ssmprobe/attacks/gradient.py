@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssmprobe.attacks.spec import AttackConfig, check_budget, register_attack
+from ssmprobe.attacks.spec import AttackConfig, AttackRun, check_budget, register_attack
 from ssmprobe.inputs import as_inputs
 
 TRADES_INIT_STD = 0.001
@@ -241,39 +241,26 @@ def trades_loss(model: nn.Module, x: Tensor, y: Tensor, beta: float, adv: Tensor
 # ------------------------------------------------------------------------------ AutoAttack
 
 
-@register_attack("pgd", "ℓ∞ PGD with N steps, Madry et al.", iterative=True, title="PGD")
-def _pgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    c: AttackConfig,
-    generator: torch.Generator | None,
-    seed: int,
-) -> Tensor:
-    return pgd_linf(model, x, y, c.eps, c.alpha, c.steps, generator=generator)  # type: ignore[arg-type]
+def _stepped(attack: Callable[..., Tensor]) -> AttackRun:
+    """An iterative attack (`pgd_linf`, `pgd_l2`) at a config's ε, α and steps as a kind's run."""
+
+    def run(
+        model: nn.Module, x: Tensor, y: Tensor, c: AttackConfig, generator: torch.Generator | None,
+        _: int,
+    ) -> Tensor:
+        return attack(model, x, y, c.eps, c.alpha, c.steps, generator=generator)
+
+    return run
 
 
-@register_attack("fgsm", "one signed step of size ε")
-def _fgsm(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    c: AttackConfig,
-    generator: torch.Generator | None,
-    seed: int,
-) -> Tensor:
+def _fgsm(model: nn.Module, x: Tensor, y: Tensor, c: AttackConfig, *_: object) -> Tensor:
     return fgsm(model, x, y, c.eps)
 
 
-@register_attack(
-    "pgdl2", "ℓ2 PGD with N steps", norm="L2", iterative=True, separator="-", title="PGD-ℓ2"
+register_attack("pgd", "ℓ∞ PGD with N steps, Madry et al.", iterative=True, title="PGD")(
+    _stepped(pgd_linf)
 )
-def _pgdl2(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    c: AttackConfig,
-    generator: torch.Generator | None,
-    seed: int,
-) -> Tensor:
-    return pgd_l2(model, x, y, c.eps, c.alpha, c.steps, generator=generator)  # type: ignore[arg-type]
+register_attack("fgsm", "one signed step of size ε")(_fgsm)
+register_attack(
+    "pgdl2", "ℓ2 PGD with N steps", norm="L2", iterative=True, separator="-", title="PGD-ℓ2"
+)(_stepped(pgd_l2))

@@ -1,9 +1,13 @@
 """Running an attack: on one batch (`run_attack`, `attack`), and scored over a loader
-(`score`, which clean evaluation shares with no attack)."""
+(`score`, which clean evaluation shares with no attack). Long work over batches shows its size
+and the time it has left once its first batch is done (`Estimate`); its bars have totals."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +17,73 @@ from tqdm.auto import tqdm
 from ssmprobe.attacks.gradient import attack_mode
 from ssmprobe.attacks.spec import AttackConfig, attack_config
 from ssmprobe.inputs import as_inputs, as_labels
+
+Batch = TypeVar("Batch", bound=tuple)
+LONG_SECONDS = 10.0  # work with at least this much left after its first batch gets an estimate
+
+
+class Estimate:
+    """One line on stderr, once, after the first batch of long work: its size and the time
+    left at that batch's rate, e.g. `aa: 1000 samples; the first 256 took 41.9 s: about
+    2 min left`. `total` counts the samples of every pass `track` will see; `size` says
+    what they are (default "N samples"); without a total, or not `enabled`, it is silent."""
+
+    def __init__(
+        self, what: str, total: int | None, size: str | None = None, enabled: bool = True
+    ) -> None:
+        self.what, self.total, self.enabled = what, total, enabled and bool(total)
+        self.size = size or f"{total} samples"
+
+    def track(self, batches: Iterable[Batch]) -> Iterator[Batch]:
+        """`batches`, the first timed until the next is asked for (its work done)."""
+        if not self.enabled:
+            yield from batches
+            return
+        self.enabled = False  # once, on the first pass
+        start = time.perf_counter()
+        it = iter(batches)
+        first = next(it, None)
+        if first is None:
+            return
+        yield first
+        seconds, done = time.perf_counter() - start, min(len(first[-1]), self.total)
+        left = seconds / done * (self.total - done) if done else 0.0
+        if left >= LONG_SECONDS:
+            tqdm.write(
+                f"{self.what}: {self.size}; the first {done} took {seconds:.1f} s: about "
+                f"{duration(left)} left",
+                file=sys.stderr,
+            )
+        yield from it
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as a person reads a time estimate: 42 s, 1.7 min, 25 min, 2.3 h."""
+    minutes = seconds / 60
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if minutes < 100:
+        return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def sample_count(batches: Iterable, max_samples: int | None = None) -> int | None:
+    """How many samples `score` will see of `batches`: a DataLoader's (its sampler's length,
+    through a BatchSampler too, unless it drops its last batch), at most `max_samples`; else
+    `max_samples` (None: unknown)."""
+    sampler = getattr(batches, "sampler", None)
+    inner = getattr(sampler, "sampler", sampler)  # a BatchSampler's own sampler
+    count = None
+    if inner is not None and not (
+        getattr(batches, "drop_last", False) or getattr(sampler, "drop_last", False)
+    ):
+        try:
+            count = len(inner)
+        except TypeError:  # an iterable sampler
+            count = None
+    if count is None:
+        return max_samples
+    return count if max_samples is None else min(count, max_samples)
 
 
 def run_attack(
@@ -37,15 +108,19 @@ def score(
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of `model` in eval mode on `batches`, each first
     replaced by `perturb(x, y)` when given; streamed (only running sums are kept), stopping
-    after `max_samples`, with a bar titled `progress` when given. Returns {"acc", "loss", "n"}."""
+    after `max_samples`, with a bar titled `progress` when given (its total the samples it will
+    see, where `sample_count` knows them, and an `Estimate` after the first batch of long
+    work). Returns {"acc", "loss", "n"}."""
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be positive, got {max_samples}")
     device = next(model.parameters()).device
     loss_sum, correct, count = 0.0, 0, 0
-    bar = tqdm(total=max_samples, desc=progress, unit="sample", leave=False,
+    total = sample_count(batches, max_samples)
+    bar = tqdm(total=total, desc=progress, unit="sample", leave=False,
                disable=progress is None)  # fmt: skip
+    estimate = Estimate(progress or "", total, enabled=progress is not None)
     with attack_mode(model, True), bar:  # eval mode; every module's own flag restored after
-        for x, y in batches:
+        for x, y in estimate.track(batches):
             if max_samples is not None:
                 x, y = x[: max_samples - count], y[: max_samples - count]
             x, y = x.to(device), y.to(device)

@@ -17,7 +17,7 @@ import warnings
 from ssmprobe.checkpoint import CheckpointError
 from ssmprobe.cli import bounds, evaluate, interop, poison, probe, report, train, usermodel, zoo
 from ssmprobe.cli import options as opt
-from ssmprobe.data import DatasetError
+from ssmprobe.fileformats import DatasetError
 from ssmprobe.io import replacing
 from ssmprobe.plugins import PluginError, load_plugins
 from ssmprobe.training.fit import TrainingDiverged

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.format())
     written = result.save(args.out)
     if args.figures:
-        written += result.figures(args.figures)
+        written += result.figures(args.figures, formats=opt.formats(args))
     print("written: " + ", ".join(map(str, written)))
     return 0
 
@@ -54,14 +54,15 @@ def add(sub: opt.Subparsers) -> None:
         "(time-varying) per inner channel, averaged over the generalised H of --n real test "
         "inputs (--L is then the data's length), with the Delta -> 0 analysis of B-bar. "
         "--model defaults to the --ckpt's family and is needed with --init, without --ckpt (the "
-        "bundled MODEL_pgd.pt is checked) and with --from reference. --eps is the attack's "
-        "budget with --perturb adversarial, else the noise's scale (default 0.1).",
+        "bundled MODEL_pgd.pt is checked) and with --from reference. --eps is the noise's scale "
+        "(default: 0.1), or with --perturb adversarial the attack's budget (default: the "
+        "checkpoint's training ε).",
     )
-    opt.add(p, "model", type=_family_or_factory)
-    opt.add(p, "ckpt")
+    opt.add(p, "model", "bounds", type=_family_or_factory)
+    opt.add(p, "ckpt", "one")
     p.add_argument("--init", action="store_true", help="a freshly initialised digits model")
     p.add_argument("--L", type=opt.POSITIVE, default=64, help="sequence length")
-    opt.add(p, "eps")
+    opt.add(p, "eps", "bounds")
     p.add_argument("--mu", type=opt.FINITE, default=0.0, help="mean of the perturbation")
     p.add_argument(
         "--perturb",
@@ -69,16 +70,17 @@ def add(sub: opt.Subparsers) -> None:
         default="uniform",
         help="i.i.d. noise around --mu, or what PGD-10 changes at each SSM layer's input",
     )
-    opt.add(p, "n", default=360)
+    opt.add(p, "n", "bounds", default=360)
     opt.add(p, "data_dir")
     p.add_argument(
         "--samples", type=opt.COUNT, default=0, help="Monte Carlo draws as a cross-check"
     )
-    p.add_argument("--layers", help="layer indices, e.g. 0,1 (default all)")
-    p.add_argument("--channels", help="channel indices, e.g. 0-7 (default all)")
+    p.add_argument("--layers", help="layer indices, e.g. 0,1 (default: all)")
+    p.add_argument("--channels", help="channel indices, e.g. 0-7 (default: all)")
     opt.out(p, "csv", default="bounds.csv")
     opt.add(p, "figures")
-    opt.add(p, "quiet")
+    opt.add(p, "pdf")
+    opt.add(p, "quiet", "work")
     opt.reference_source(p, own_model=True)
     usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
     p.set_defaults(func=run)

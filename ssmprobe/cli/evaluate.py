@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         reference=opt.reference(args),
         out=args.out,
         force=args.force,
-        workers=args.processes,
+        workers=args.jobs,
         shard_runner=runner,
     )
     print(format_results(results))
@@ -55,19 +55,13 @@ def add(sub: opt.Subparsers) -> None:
         "Evaluate a checkpoint on the first N test samples of its dataset and save "
         "eval_<checkpoint>.json next to it (a bundled one's in the working folder) or at --out.",
     )
-    opt.add(p, "ckpt")
-    opt.add(p, "attack", default="pgd10,aa")
-    opt.add(p, "n", default=1000)
-    opt.add(p, "eps")
-    opt.add(p, "batch_size", default=256)
-    p.add_argument(
-        "--processes",
-        type=opt.POSITIVE,
-        default=1,
-        help="AutoAttack's batches (--batch-size samples each, all with the same seed) over this "
-        "many processes on this machine, one thread each; the result equals --processes 1's "
-        "sample for sample (default: 1)",
-    )
+    opt.add(p, "ckpt", "one")
+    opt.add(p, "attack", "several", default="pgd10,aa")
+    opt.add(p, "n", "eval", default=1000)
+    opt.add(p, "eps", "attack")
+    opt.add(p, "batch_size", "work", default=256)
+    opt.add(p, "jobs", "eval", default=1)
+    opt.deprecated(p, "--processes", "--jobs")
     p.add_argument(
         "--shards",
         type=opt.POSITIVE,
@@ -78,12 +72,12 @@ def add(sub: opt.Subparsers) -> None:
         "--launcher",
         choices=("local", "slurm"),
         default="local",
-        help="where --shards run: processes on this machine or SLURM jobs (default: local)",
+        help="where --shards run: processes on this machine or SLURM jobs",
     )
     p.add_argument("--partition", help="SLURM partition for --shards")
     opt.out(p, "json")
     opt.data_and_device(p)
     opt.reference_source(p)
     usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
-    opt.add(p, "quiet")
+    opt.add(p, "quiet", "work")
     p.set_defaults(func=run)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ssmprobe.cli import options as opt
 from ssmprobe.cli import train as train_command
 from ssmprobe.grid import (
     GridError,
@@ -59,13 +60,15 @@ def main(
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--n", type=int, default=n_eval, help="test samples per evaluation")
     parser.add_argument(
-        "--attacks", default="pgd10,aa", help="attacks of each evaluation (pgd10: a quick pass)"
+        "--attack", default="pgd10,aa", help="attacks of each evaluation (pgd10: a quick pass)"
     )
+    opt.deprecated(parser, "--attacks", "--attack")
     parser.add_argument(
         "--seeds", default="0", help="comma-separated training seeds; seed n > 0 adds _seed<n>"
     )
     parser.add_argument("--launcher", choices=["local", "slurm"], default="local")
-    parser.add_argument("--parallel", type=int, default=1, help="local: jobs at once")
+    parser.add_argument("--jobs", type=int, default=1, help="local: grid jobs at once")
+    opt.deprecated(parser, "--parallel", "--jobs")
     parser.add_argument("--gpus", type=int, default=0, help="GPUs per job (>1: torchrun)")
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time per job")
     parser.add_argument("--partition", help="SLURM partition")
@@ -96,16 +99,16 @@ def main(
         return grid, runs, False
     launch_options = LaunchOptions(
         args.launcher, args.gpus, args.timeout_min, 1, args.partition, str(runs / ".submitit"),
-        args.parallel,
+        args.jobs,
     )  # fmt: skip
     try:
-        launch(grid, runs, launch_options, n_eval=args.n, attacks=args.attacks)
+        launch(grid, runs, launch_options, n_eval=args.n, attacks=args.attack)
     except GridError as err:
         parser.exit(1, f"error: {err}\nrerun the same command to retry them\n")
     if args.out:
         from ssmprobe.cli import main as ssmprobe
 
-        ssmprobe(["report", "--runs", str(runs), "--out", args.out, "--n-eval", str(args.n)])
+        ssmprobe(["report", "--runs", str(runs), "--out", args.out, "--n", str(args.n)])
     return grid, runs, True
 
 

@@ -41,9 +41,9 @@ def add(sub: opt.Subparsers) -> None:
         "the source file, its SHA-256, the AdS form and the converter in meta['source'].",
     )
     p.add_argument("state_dict", help="the reference code's .pt file")
-    opt.add(p, "model", required=True, choices=REFERENCE_FAMILIES)
-    opt.add(p, "dataset", required=True)
-    opt.add(p, "ads")
+    opt.add(p, "model", "reference", required=True, choices=REFERENCE_FAMILIES)
+    opt.add(p, "dataset", "reference", required=True)
+    opt.add(p, "ads", "reference")
     opt.out(p, "checkpoint", required=True)
     p.set_defaults(func=import_)
     p = opt.command(
@@ -55,6 +55,6 @@ def add(sub: opt.Subparsers) -> None:
         "norms.i, input, post_norm, output; S4's kernel with C̃ for the length of the "
         "checkpoint's dataset).",
     )
-    opt.add(p, "ckpt", required=True)
+    opt.add(p, "ckpt", "one", required=True)
     opt.out(p, "checkpoint", required=True)
     p.set_defaults(func=export)

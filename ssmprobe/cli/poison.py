@@ -24,13 +24,15 @@ def run(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in SIZES if getattr(args, k) is not None}
     given |= {"seeds": first_seeds(args.seeds), "mlp_width": 15 if args.mlp else 0}
     config = PoisonConfig.second(**given) if args.second else PoisonConfig(**given)
-    trajectories = run_seeds_in_parallel(config, args.student, args.workers, not args.quiet)
+    trajectories = run_seeds_in_parallel(config, args.student, args.jobs, not args.quiet)
     print(format_results(result_rows(trajectories)))
     written = save_results(trajectories, config, args.student, args.out)
     if args.figures:
         student = args.student + ("_mlp" if args.mlp else "")
         title = dynamics_title(student, config_dict(config))
-        written += write_dynamics_figure(trajectories, title, args.figures, student)
+        written += write_dynamics_figure(
+            trajectories, title, args.figures, student, opt.formats(args)
+        )
     print("written: " + ", ".join(map(str, written)))
     return 0
 
@@ -54,11 +56,19 @@ def add(sub: opt.Subparsers) -> None:
         help="the student: the paper's diagonal linear SSM, or one of the library's own layers "
         "(a DSS or S4 channel, eigenvalues read with discrete())",
     )
-    p.add_argument("--student-dim", type=opt.POSITIVE, help="student state dimension (default 10)")
-    p.add_argument("--length", type=opt.POSITIVE, help="training sequence length (default 6)")
-    p.add_argument("--ext-length", type=opt.POSITIVE, help="extension length (default 40)")
-    p.add_argument("--n-baseline", type=opt.COUNT, help="baseline sequences (default 8)")
-    p.add_argument("--n-special", type=opt.COUNT, help="special sequences (default 10)")
+    p.add_argument(
+        "--student-dim",
+        type=opt.POSITIVE,
+        help="student state dimension (default: 10, with --second 20)",
+    )
+    p.add_argument(
+        "--length",
+        type=opt.POSITIVE,
+        help="training sequence length (default: 6, with --second 10)",
+    )
+    p.add_argument("--ext-length", type=opt.POSITIVE, help="extension length (default: 40)")
+    p.add_argument("--n-baseline", type=opt.COUNT, help="baseline sequences (default: 8)")
+    p.add_argument("--n-special", type=opt.COUNT, help="special sequences (default: 10)")
     p.add_argument(
         "--seeds", type=opt.POSITIVE, default=4, help="seeds: 200, 201, 204, 205, then 206, ..."
     )
@@ -68,15 +78,14 @@ def add(sub: opt.Subparsers) -> None:
         action="store_true",
         help="the paper's second configuration: L 10, N 20, sd_A 0.01, step 0.001, 7 non-zero",
     )
-    p.add_argument("--max-steps", type=opt.POSITIVE, help="gradient steps at most (default 10^6)")
     p.add_argument(
-        "--workers",
-        type=opt.POSITIVE,
-        help="processes the seeds are split over (default: 1 for the linear student, whose "
-        "runs are batched in one program; one per free core for dss and s4)",
+        "--max-steps", type=opt.POSITIVE, help="gradient steps at most (default: 1000000)"
     )
+    opt.add(p, "jobs", "poison")
+    opt.deprecated(p, "--workers", "--jobs")
     opt.out(p, "csv", default="poison.csv")
     opt.add(p, "figures")
-    opt.add(p, "quiet")
+    opt.add(p, "pdf")
+    opt.add(p, "quiet", "work")
     opt.renamed(p, "--model", "--student")
     p.set_defaults(func=run)

@@ -32,8 +32,9 @@ def discrepancy(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.quiet,
             reference=reference,
+            spread_seeds=opt.indices(args.spread_seeds) or (),
         )
-        print(format_summary(result, args.norm) + "\n")
+        print(format_summary(result, opt.FORMS[args.form]) + "\n")
         results.append(result)
     print("written: " + ", ".join(map(str, save(results, args.out))))
     return 0
@@ -42,7 +43,9 @@ def discrepancy(args: argparse.Namespace) -> int:
 def plot(args: argparse.Namespace) -> int:
     from ssmprobe.probe.plots import plot_discrepancy
 
-    paths = plot_discrepancy(args.results, args.out, norm=args.norm)
+    paths = plot_discrepancy(
+        args.results, args.out, norm=opt.FORMS[args.form], formats=opt.formats(args)
+    )
     print("written: " + ", ".join(map(str, paths)))
     return 0
 
@@ -88,19 +91,26 @@ def add(sub: opt.Subparsers) -> None:
         "component kind. Writes a tidy CSV (one row per checkpoint, layer, component, split, "
         "metric, norm) and a JSON beside it with the per-position curves.",
     )
-    opt.add(p, "ckpt", action="append")
-    opt.add(p, "split", default="train,test")
-    opt.add(p, "n", default=1000)
-    opt.add(p, "batch_size", default=100)
-    opt.add(p, "attack", default="pgd10")
-    opt.add(p, "eps")
-    p.add_argument("--norm", choices=["none", "relative"], default="none", help=opt.HELP["norm"])
-    opt.add(p, "seed", default=0)
+    opt.add(p, "ckpt", "several", action="append")
+    opt.add(p, "split", "several", default="train,test")
+    opt.add(p, "n", "discrepancy", default=1000)
+    opt.add(p, "batch_size", "work", default=100)
+    opt.add(p, "attack", "one", default="pgd10")
+    opt.add(p, "eps", "attack")
+    opt.add_form(p, "discrepancy")
+    opt.add(p, "seed", "attack", default=0)
+    p.add_argument(
+        "--spread-seeds",
+        metavar="SEEDS",
+        help="other attack seeds (e.g. 1,2): each kind's rate is also measured with their "
+        "random starts, one more probe each; a direction is read only where every seed and the "
+        "95%% bootstrap interval over samples (always computed) agree (default: none)",
+    )
     opt.out(p, "csv", default="discrepancy.csv")
     opt.data_and_device(p)
     opt.reference_source(p)
     usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
-    opt.add(p, "quiet")
+    opt.add(p, "quiet", "work")
     p.set_defaults(func=discrepancy)
 
     p = opt.command(
@@ -108,8 +118,9 @@ def add(sub: opt.Subparsers) -> None:
     )
     p.add_argument("what", choices=["discrepancy"], help="which results")
     p.add_argument("results", nargs="+", help="CSV files written by `ssmprobe discrepancy`")
-    opt.out(p, "folder", default="figures")
-    p.add_argument("--norm", choices=["none", "relative"], default="none", help=opt.HELP["norm"])
+    opt.out(p, "figures", default="figures")
+    opt.add_form(p, "plot")
+    opt.add(p, "pdf")
     p.set_defaults(func=plot)
 
     p = opt.command(
@@ -123,19 +134,19 @@ def add(sub: opt.Subparsers) -> None:
         "its exit: the part of the true-class logit drop that flows through it (100% for a "
         "component every path crosses).",
     )
-    opt.add(p, "ckpt")
+    opt.add(p, "ckpt", "one")
     p.add_argument("--attribution", choices=["ig", "saliency"], default="ig", help="method")
-    opt.add(p, "n", default=8)
-    opt.add(p, "split", default="test", choices=["train", "test"])
-    opt.add(p, "attack", default="pgd10")
-    opt.add(p, "eps")
+    opt.add(p, "n", "attribute", default=8)
+    opt.add(p, "split", "one", default="test", choices=["train", "test"])
+    opt.add(p, "attack", "one", default="pgd10")
+    opt.add(p, "eps", "attack")
     p.add_argument("--ig-steps", type=opt.POSITIVE, default=32, help="integration steps of IG")
-    opt.add(p, "seed", default=0)
+    opt.add(p, "seed", "attack", default=0)
     opt.out(p, "folder", default="figures")
     opt.data_and_device(p)
     opt.reference_source(p)
     usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))
-    opt.add(p, "quiet")
+    opt.add(p, "quiet", "work")
     opt.renamed(p, "--method", "--attribution")
     opt.renamed(p, "--steps", "--ig-steps")
     p.set_defaults(func=attribute)

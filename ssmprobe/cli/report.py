@@ -11,7 +11,8 @@ from ssmprobe.cli import usermodel
 
 
 def table(args: argparse.Namespace) -> int:
-    from ssmprobe.report.tables import collect_runs, write_tables
+    from ssmprobe.report.runs import collect_runs
+    from ssmprobe.report.tables import write_tables
 
     paths = write_tables(collect_runs(args.runs), Path(args.out))
     for name in ("md", "seeds_md"):
@@ -22,29 +23,31 @@ def table(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from ssmprobe.report.build import ReportOptions, build_report, zoo_runs
+    from ssmprobe.report.build import ReportOptions, build_report
     from ssmprobe.report.model import model_report
+    from ssmprobe.report.zoo_runs import zoo_runs
 
     options = ReportOptions(
         attacks=tuple(opt.comma_list(args.attack, "--attack")),
-        n_eval=args.n_eval,
+        n_eval=args.n,
         n_probe=args.n_probe,
         data_dir=args.data_dir,
         progress=not args.quiet,
         self_contained=args.self_contained,
-        formats=(".png", ".pdf") if args.pdf else (".png",),
+        formats=opt.formats(args),
         workers=args.jobs,
     )
+    steps = {"log": _quiet} if args.quiet else {}  # the step lines too, not only the bars
     out = Path(args.out)  # RUNS/report, or report_<factory> for your model, unless given
     if usermodel.given(args):
         model, data = usermodel.target(args, None)
-        result = model_report(model, data, out, options)
+        result = model_report(model, data, out, options, **steps)
     else:
         if args.model or args.components or args.data or args.weights:
             raise ValueError("--components, --data and --weights go with --model pkg:factory")
         if args.zoo:
             zoo_runs(Path(args.runs) / "zoo")
-        result = build_report(args.runs, out, options)  # progress lines on stderr
+        result = build_report(args.runs, out, options, **steps)  # progress lines on stderr
     if result.up_to_date:
         print(f"nothing new under {args.runs}: {out} is up to date")
     else:
@@ -78,7 +81,7 @@ def add(sub: opt.Subparsers) -> None:
         "report",
         "every table and figure of all runs, and report.md / report.html",
         "Reads every run folder under --runs, computes what is missing and caches it next to "
-        "the run (eval_best/last.json with --attack on --n-eval test samples; the feature "
+        "the run (eval_best/last.json with --attack on --n test samples; the feature "
         "discrepancy of the probed checkpoint on --n-probe samples per split; Theorem 4.1.1 on "
         "one run per family), then writes Tables 1-2, the training curves, Figures 3-4, the "
         "bounds figures, the poisoning figure of any `ssmprobe poison` results under --runs, "
@@ -91,10 +94,14 @@ def add(sub: opt.Subparsers) -> None:
     )
     p.add_argument("--runs", default="runs", help="folder of run folders")
     opt.out(p, "folder")
-    opt.add(p, "attack", default="pgd10,aa")
-    p.add_argument("--n-eval", type=opt.POSITIVE, default=360, help="test samples per evaluation")
+    opt.add(p, "attack", "several", default="pgd10,aa")
+    opt.add(p, "n", "report", default=360)
+    opt.deprecated(p, "--n-eval", "--n")
     p.add_argument(
-        "--n-probe", type=opt.POSITIVE, default=360, help="samples per split for the discrepancy"
+        "--n-probe",
+        type=opt.POSITIVE,
+        default=360,
+        help="samples per split for the discrepancy (as `discrepancy --n`)",
     )
     opt.add(p, "data_dir")
     p.add_argument(
@@ -108,23 +115,17 @@ def add(sub: opt.Subparsers) -> None:
         help="embed the images in report.html as data URIs (one large file that opens on its "
         "own) instead of linking the PNGs written beside it",
     )
-    p.add_argument(
-        "--pdf",
-        action="store_true",
-        help="also write every figure as a PDF (vector, for papers) beside its PNG",
-    )
-    p.add_argument(
-        "--jobs",
-        type=opt.POSITIVE,
-        default=os.cpu_count() or 1,
-        help="figures drawn at once, by as many processes, one core each (default: every core, "
-        "here %(default)s); the figures are the same for any number",
-    )
-    opt.add(p, "quiet")
+    opt.add(p, "pdf")
+    opt.add(p, "jobs", "report", default=os.cpu_count() or 1)
+    opt.add(p, "quiet", "report")
     usermodel.add(p.add_argument_group("your own model"), with_model=True, required=False)
     p.set_defaults(
         func=report, default_out=_default_out, out_names=["report.md", "report.html", "report.pdf"]
     )
+
+
+def _quiet(line: str) -> None:
+    """The report's step lines under --quiet: none."""
 
 
 def _default_out(args: argparse.Namespace) -> Path:

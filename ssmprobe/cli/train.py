@@ -46,35 +46,35 @@ def add(sub: opt.Subparsers) -> None:
         "(highest test PGD accuracy) and last.pt. Unset options take the preset's value "
         "(Table 4 for mnist and cifar10). Run under torchrun for data-parallel training.",
     )
-    opt.add(p, "model", choices=list(FAMILIES), default="s4")
-    opt.add(p, "dataset", default="digits")
+    opt.add(p, "model", "family", choices=list(FAMILIES), default="s4")
+    opt.add(p, "dataset", "train", default="digits")
     p.add_argument(
         "--method", choices=METHODS, default="st", help="st: standard, pgd: PGD-AT, trades: TRADES"
     )
-    opt.add(p, "ads")
+    opt.add(p, "ads", "train")
     p.add_argument(
         "--ads-form",
         choices=FORMS,
-        help="paper: AdS as the paper and its code compute it, σ(W y) ⊙ y (default); jac: as "
-        "the Jacobian follow-up's code does, σ(W_s y + b_s) ⊙ y + σ(W_b y + b_b) (0.2.0 "
-        "called it 'reference')",
+        help="paper: AdS as the paper and its code compute it, σ(W y) ⊙ y; jac (0.2.0's "
+        "'reference'): as the Jacobian follow-up's code does, σ(W_s y + b_s) ⊙ y + σ(W_b y + "
+        "b_b) (default: paper)",
     )
     p.add_argument(
         "--b-norm",
         choices=B_NORMS,
-        help="DSS only: its B̄. exp: the ZOH (e^{λΔ} - 1)/λ of DSS-exp (default); softmax: the "
-        "paper's eq. 7, (e^{λΔ} - 1)/(λ(e^{LλΔ} - 1)) with L the sequence length, i.e. "
-        "DSS-softmax. Both give the same set of kernels (the factor e^{LλΔ} - 1 moves into C); "
-        "the parametrisation, and so training, differs",
+        help="DSS only: its B̄. exp: the ZOH (e^{λΔ} - 1)/λ of DSS-exp; softmax: the paper's "
+        "eq. 7, (e^{λΔ} - 1)/(λ(e^{LλΔ} - 1)) with L the sequence length, i.e. DSS-softmax. "
+        "Both give the same set of kernels (the factor e^{LλΔ} - 1 moves into C); the "
+        "parametrisation, and so training, differs (default: exp)",
     )
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         help="architecture and training preset (default: the dataset's)",
     )
-    p.add_argument("--d-model", type=opt.POSITIVE, help="hidden width d")
-    p.add_argument("--n-layers", type=opt.POSITIVE, help="number of blocks")
-    p.add_argument("--d-state", type=opt.POSITIVE, help="state size N (family default if unset)")
+    p.add_argument("--d-model", type=opt.POSITIVE, help="hidden width d (default: the preset's)")
+    p.add_argument("--n-layers", type=opt.POSITIVE, help="number of blocks (default: the preset's)")
+    p.add_argument("--d-state", type=opt.POSITIVE, help="state size N (default: the family's)")
     p.add_argument(
         "--arch",
         choices=sorted(ARCHS),
@@ -85,53 +85,63 @@ def add(sub: opt.Subparsers) -> None:
     p.add_argument(
         "--augment",
         choices=AUGMENTS,
-        help="random 4-pixel crop and horizontal flip of each training image (the reference "
-        "code's for CIFAR-10; preset's if unset: crop-flip for cifar10, else none)",
+        help="random 4-pixel crop and horizontal flip of each training image, as the "
+        "reference code does for CIFAR-10 (default: the preset's, crop-flip for cifar10, else "
+        "none)",
     )
     p.add_argument(
         "--residual",
         action=argparse.BooleanOptionalAction,
-        help="skip connection around each block (preset's if unset: on for Mamba at digits)",
+        help="skip connection around each block (default: the preset's, on for Mamba at digits)",
     )
     p.add_argument(
         "--epochs",
         type=opt.POSITIVE,
-        help="training epochs (preset's, or the family's departure from it)",
+        help="training epochs (default: the preset's, or the family's departure from it)",
     )
-    opt.add(p, "batch_size")
+    opt.add(p, "batch_size", "train")
     p.add_argument(
         "--lr",
         type=opt.POSITIVE_FLOAT,
-        help="AdamW learning rate, cosine-annealed (preset's or the family's)",
+        help="AdamW learning rate, cosine-annealed (default: the preset's or the family's)",
     )
-    opt.add(p, "eps")
-    p.add_argument("--alpha", type=opt.POSITIVE_FLOAT, help="PGD step size")
+    opt.add(p, "eps", "train")
+    p.add_argument("--alpha", type=opt.POSITIVE_FLOAT, help="PGD step size (default: the preset's)")
     p.add_argument(
         "--eps-warmup",
         type=opt.COUNT,
         metavar="EPOCHS",
         help="ramp the training attack's ε (and α) linearly from 0 over the first EPOCHS "
-        "epochs (preset's if unset; per-epoch evaluation always uses the full ε)",
+        "epochs; per-epoch evaluation always uses the full ε (default: the preset's)",
     )
-    p.add_argument("--steps", type=opt.POSITIVE, help="PGD steps (10 in the paper)")
-    p.add_argument("--beta", type=opt.number(float, 0), help="TRADES KL weight")
-    opt.add(p, "seed", default=0)
+    p.add_argument(
+        "--steps", type=opt.POSITIVE, help="PGD steps (default: the preset's, 10 as in the paper)"
+    )
+    p.add_argument(
+        "--beta", type=opt.number(float, 0), help="TRADES KL weight (default: the preset's)"
+    )
+    opt.add(p, "seed", "train", default=0)
     p.add_argument(
         "--train-eval-size",
         type=opt.POSITIVE,
-        help="size of the fixed train subset evaluated after every epoch (preset's: 360 on "
-        "digits, 1000 on MNIST and CIFAR-10)",
+        help="size of the fixed train subset evaluated after every epoch (default: the "
+        "preset's, 360 on digits, 500 on mnist10k, 1000 on MNIST and CIFAR-10)",
     )
     p.add_argument(
         "--test-eval-size",
         type=opt.POSITIVE,
-        help="test samples evaluated after every epoch (default all)",
+        help="test samples evaluated after every epoch (default: the preset's, all; 500 on "
+        "mnist10k)",
     )
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     opt.data_and_device(p)
     opt.out(p, "runs", default="runs")
-    p.add_argument("--name", help="run folder name (default MODEL[_ADS]_DATASET_METHOD)")
+    p.add_argument(
+        "--name",
+        help="run folder name (default: the zoo's name and the dataset, "
+        "MODEL_METHOD[_ads-ADS]_DATASET[_seedN]: dss_trades_ads-relu_digits)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from NAME/last.pt (must exist)")
-    opt.add(p, "force")
-    opt.add(p, "quiet")
+    opt.add(p, "force", "train")
+    opt.add(p, "quiet", "train")
     p.set_defaults(func=run)

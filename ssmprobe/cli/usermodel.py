@@ -41,7 +41,7 @@ def add(
 ) -> None:
     """--weights, --components, --data (and --model where the command has no --model yet)."""
     if with_model:
-        opt.add(p, "model", required=required)
+        opt.add(p, "model", "own", required=required)
     for name in ("weights", "components", "data"):
         p.add_argument(f"--{name}", help=HELP[name])
 

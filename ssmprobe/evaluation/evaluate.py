@@ -2,7 +2,7 @@
 
 Runs on the first `n` samples of the checkpoint's test set (a fixed subset, so best and last
 are scored on the same images), streams over batches, and saves `eval_<checkpoint>.json`
-beside the checkpoint in the run-directory format that `report.tables.collect_runs` reads.
+beside the checkpoint in the run-directory format that `report.runs.collect_runs` reads.
 """
 
 from __future__ import annotations

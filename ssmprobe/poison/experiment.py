@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ssmprobe.attacks.run import duration
 from ssmprobe.io import atomic_file, write_json
 
 SETTINGS = ("baseline", "poisoned")
@@ -342,7 +344,9 @@ def run_experiment(
     active = np.ones(len(runs), dtype=bool)
     stop_at = np.full(len(runs), config.max_steps)
     start = time.perf_counter()
-    bar = tqdm(total=config.max_steps, desc="poison", unit="step", disable=not progress)
+    # runs end when they have fitted (and `steps_after` more), at most at max_steps: the bar
+    # counts ended runs, with the step reached; after 1000 steps, the size and an upper bound
+    bar = tqdm(total=len(runs), desc="poison", unit="run", disable=not progress)
     step = 0
     while active.any() and step < config.max_steps:
         loss, norm = model.loss_and_norm()
@@ -358,8 +362,19 @@ def run_experiment(
         model.step(np.where(active, config.base_lr / (np.sqrt(corrected) + config.soft_const), 0.0))
         step += 1
         if step % 1000 == 0:
-            bar.update(1000)
-            bar.set_postfix(running=int(active.sum()))
+            bar.update(int((~active).sum()) - bar.n)
+            bar.set_postfix(step=step)
+            if step == 1000 and progress and active.any():
+                took = time.perf_counter() - start
+                tqdm.write(
+                    f"poison: {len(runs)} runs ({len(settings)} settings x {len(config.seeds)} "
+                    f"seeds), each until it fits and {config.steps_after} steps more, at most "
+                    f"{config.max_steps} steps; 1000 steps took {took:.1f} s: at most about "
+                    f"{duration(took / 1000 * (config.max_steps - 1000))} more",
+                    file=sys.stderr,
+                )
+    bar.update(len(runs) - bar.n)  # runs still going at max_steps end there
+    bar.set_postfix(step=step)
     bar.close()
     seconds = time.perf_counter() - start
     loss, _ = model.loss_and_norm()
@@ -392,6 +407,13 @@ def run_seeds_in_parallel(
     chunks = [c for c in chunks if c]
     if len(chunks) == 1:
         return _run_family(config, family, progress)
+    if progress:  # the processes draw no bars of their own: the size, before they start
+        tqdm.write(
+            f"poison: {len(SETTINGS) * len(config.seeds)} runs of the {family} student in "
+            f"{len(chunks)} processes, each run until it fits and {config.steps_after} steps "
+            f"more, at most {config.max_steps} steps",
+            file=sys.stderr,
+        )
     with ProcessPoolExecutor(len(chunks), mp_context=mp.get_context("spawn")) as pool:
         futures = [
             pool.submit(_run_family, replace(config, seeds=c), family, False) for c in chunks

@@ -5,8 +5,9 @@ For a checkpoint, per split (train, test): the first N samples, their adversaria
 split, so every run sees the same samples and the same attack), and for every component
 (`model.components()`) the mean over samples of MSE and KL (`metrics`), plain and relative to
 ||f||, and of the scale-free noise-to-signal ratio ||f' - f|| / ||f||, before (its input pair)
-and after (its output pair), and the per-position squared error before and after. Only float64
-running sums are kept, so memory does not grow with N.
+and after (its output pair), and the per-position squared error before and after. Float64
+running sums are kept, and each sample's value of each measure (8 bytes per sample, component,
+side and measure) for the spread of the rates (`probe.spread`).
 
     result = discrepancy("s4_pgd.pt", splits=("test",), n=200)
     result.rows        # one dict per (layer, component, kind, split, metric, norm)
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ssmprobe.attacks import AttackConfig, attack_config
-from ssmprobe.data import SPLITS, load_dataset, make_loader
+from ssmprobe.attacks.run import Estimate
+from ssmprobe.data import DATASETS, SPLITS, load_dataset, make_loader
 from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, model_meta, user_batches
@@ -35,6 +38,7 @@ from ssmprobe.io import atomic_file, write_json
 from ssmprobe.loading import load_model
 from ssmprobe.probe.metrics import METRICS, per_step_sq_error, rate, relative
 from ssmprobe.probe.recorder import Features, adversarial_features
+from ssmprobe.probe.spread import bootstrap, kind_rates, layer_signs, resolved
 
 NORMS = ("none", "relative")
 SIDES = ("before", "after")
@@ -48,11 +52,15 @@ def measures() -> list[tuple[str, str]]:
 
 @dataclass
 class DiscrepancyStats:
-    """Running float64 sums over samples for every (component, side, metric, norm)."""
+    """Float64 sums over samples for every (component, side, metric, norm), and the per-sample
+    values themselves (n floats each: what the spread's bootstrap resamples)."""
 
     count: int = 0
     sums: dict[tuple[str, str, str, str], float] = field(default_factory=lambda: defaultdict(float))
     steps: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    values: dict[tuple[str, str, str, str], list[Tensor]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     def add(self, clean: Mapping[str, Features], adv: Mapping[str, Features]) -> None:
         """Adds one batch: the recorder's features of the clean and the adversarial forward.
@@ -61,7 +69,7 @@ class DiscrepancyStats:
         relative) and summed in float64; a pair two sites share (one module's output is the
         next one's input) is measured once.
         """
-        measured: dict[tuple[int, int], tuple[dict[tuple[str, str], float], Tensor]] = {}
+        measured: dict[tuple[int, int], tuple[dict[tuple[str, str], Tensor], Tensor]] = {}
         for name, f in clean.items():
             pairs = {"before": (f.entry, adv[name].entry), "after": (f.exit, adv[name].exit)}
             for side, (a, b) in pairs.items():
@@ -69,19 +77,20 @@ class DiscrepancyStats:
                 if key not in measured:
                     steps = per_step_sq_error(a, b)
                     values = {name: metric.fn(a, b) for name, metric in METRICS.items()}
-                    sums = {
+                    per_sample = {
                         (metric, norm): (
                             relative(values[metric], a) if norm == "relative" else values[metric]
                         )
+                        .detach()
                         .double()
-                        .sum()
-                        .item()
+                        .cpu()
                         for metric, norm in measures()
                     }
-                    measured[key] = (sums, steps.double().sum(dim=0).cpu())
-                sums, steps = measured[key]
-                for (metric, norm), total in sums.items():
-                    self.sums[name, side, metric, norm] += total
+                    measured[key] = (per_sample, steps.double().sum(dim=0).cpu())
+                per_sample, steps = measured[key]
+                for (metric, norm), v in per_sample.items():
+                    self.sums[name, side, metric, norm] += v.sum().item()
+                    self.values[name, side, metric, norm].append(v)
                 self.steps[name, side] = self.steps.get((name, side), 0) + steps
         self.count += next(iter(clean.values())).entry.shape[0]
 
@@ -91,6 +100,10 @@ class DiscrepancyStats:
     def mean_steps(self, name: str, side: str) -> list[float]:
         return (self.steps[name, side] / self.count).tolist()
 
+    def samples(self) -> dict[tuple[str, str, str, str], Tensor]:
+        """(component, side, metric, norm) -> the per-sample values (n,), in sample order."""
+        return {key: torch.cat(parts) for key, parts in self.values.items()}
+
 
 @dataclass
 class DiscrepancyResult:
@@ -99,12 +112,16 @@ class DiscrepancyResult:
     `meta`: checkpoint, model, method, ads, dataset, eps, attack, n per split (and a note when
     N was capped). `rows`: one per (layer, component, kind, split, metric, norm) with before,
     after, change and rate (%). `steps`: per (split, component) the mean per-position squared
-    error before and after, lists of length L.
+    error before and after, lists of length L. `spread`: per (kind, split, metric, norm) the
+    kind's rate, its bootstrap interval over samples, its rates under the other attack seeds,
+    whether a direction can be read, and the layers' rates where they disagree in sign
+    (`probe.spread`).
     """
 
     meta: dict[str, Any]
     rows: list[dict[str, Any]]
     steps: list[dict[str, Any]]
+    spread: list[dict[str, Any]] = field(default_factory=list)
 
 
 def collect(
@@ -170,6 +187,7 @@ def discrepancy(
     progress: bool = True,
     reference: Reference | None = None,
     data: UserData | Mapping[str, UserData] | None = None,
+    spread_seeds: Sequence[int] = (),
 ) -> DiscrepancyResult:
     """Per-component feature discrepancy of a checkpoint (a path or a bundled name) on the
     first `n` samples of each split, adversarial inputs from `attack` (`parse_attack` specs).
@@ -178,7 +196,9 @@ def discrepancy(
     `ckpt` may also be a model (`ssmprobe.wrap`'s, or any module with `components()`): then
     `data` gives its samples, one source (the split "test") or a mapping split -> source, each
     (x, y) tensors, a Dataset, a DataLoader or a .pt/.npz file, and `eps` (or the wrap's) the
-    budget."""
+    budget. Each kind's rate gets its spread (`DiscrepancyResult.spread`): a bootstrap
+    interval over the samples, and the rates under the attack seeds `spread_seeds` too (the
+    same samples attacked again with other random starts; each seed costs one more probe)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if batch_size < 1:
@@ -210,12 +230,21 @@ def discrepancy(
         "n": {},
         "notes": [f"input: {meta['input']}"] if "input" in meta else [],
     }
-    rows, steps = [], []
+    if seed in spread_seeds or len(set(spread_seeds)) < len(spread_seeds):
+        raise ValueError(f"spread_seeds must be distinct and other than seed {seed}")
+    sizes = {} if sources else {s: min(n, DATASETS[meta["dataset"]].sizes[s]) for s in splits}
+    probes = f", {1 + len(spread_seeds)} probes each" if spread_seeds else ""
+    estimate = Estimate(  # after the first batch of long work: its size and the time left
+        f"discrepancy of {info['checkpoint']} ({config.label})",
+        sum(sizes.values()) * (1 + len(spread_seeds)),
+        " + ".join(f"{k} {s}" for s, k in sizes.items()) + f" samples{probes}",
+        enabled=progress,
+    )
+    rows, steps, spread = [], [], []
     for split in splits:
         if sources:
-            loader: Iterable[tuple[Tensor, Tensor]] = user_batches(
-                model, sources[split], batch_size, n
-            )
+            source = sources[split]
+            batches = partial(user_batches, model, source, batch_size, n)  # one pass each
             total = None
         else:
             dataset = load_dataset(meta["dataset"], split, data_dir).head(n)
@@ -223,10 +252,20 @@ def discrepancy(
                 info["notes"].append(f"{split}: {dataset.source}")
             if len(dataset) < n:
                 info["notes"].append(f"{split}: n capped at the split's {len(dataset)} samples")
-            loader, total = make_loader(dataset, batch_size), len(dataset)
-        stats = collect(model, loader, config, seed=seed, progress=progress, total=total)
+            batches, total = partial(make_loader, dataset, batch_size), len(dataset)
+        stats = collect(
+            model, estimate.track(batches()), config, seed=seed, progress=progress, total=total
+        )
         info["n"][split] = stats.count
-        rows += component_rows(model, stats, split)
+        split_rows = component_rows(model, stats, split)
+        rows += split_rows
+        others = {  # the same samples, attacked from other random starts
+            other: collect(
+                model, estimate.track(batches()), config, seed=other, progress=progress, total=total
+            )
+            for other in spread_seeds
+        }
+        spread += spread_rows(model, stats, others, split_rows, split)
         steps += [
             {
                 "split": split,
@@ -240,7 +279,43 @@ def discrepancy(
         ]
     labels = {k: info[k] for k in ("model", "method", "ads", "dataset", "eps", "attack")}
     rows = [{"checkpoint": info["checkpoint"], **labels, **row} for row in rows]
-    return DiscrepancyResult(info, rows, steps)
+    spread = [{"checkpoint": info["checkpoint"], **labels, **row} for row in spread]
+    return DiscrepancyResult(info, rows, steps, spread)
+
+
+def spread_rows(
+    model: nn.Module,
+    stats: DiscrepancyStats,
+    others: Mapping[int, DiscrepancyStats],
+    rows: Sequence[Mapping[str, Any]],
+    split: str,
+) -> list[dict[str, Any]]:
+    """One row per (kind, metric, norm) of a split: the kind's rate, its bootstrap interval,
+    its rate under each other seed, whether it is resolved, the layers where they disagree."""
+    kinds = {c.name: c.kind for c in model.components()}
+    rates = kind_rates(stats.samples(), kinds)
+    intervals = bootstrap(stats.samples(), kinds)
+    seed_rates = {s: kind_rates(other.samples(), kinds) for s, other in others.items()}
+    disagree = layer_signs(rows)
+    out = []
+    for (kind, metric, norm), rate_ in rates.items():
+        low, high = intervals[kind, metric, norm]
+        by_seed = {s: r[kind, metric, norm] for s, r in seed_rates.items()}
+        out.append(
+            {
+                "kind": kind,
+                "split": split,
+                "metric": metric,
+                "norm": norm,
+                "rate": rate_,
+                "low": low,
+                "high": high,
+                "seed_rates": by_seed,
+                "resolved": resolved(low, high, list(by_seed.values())),
+                "layers": disagree.get((kind, split, metric, norm), []),
+            }
+        )
+    return out
 
 
 def _model_sources(
@@ -299,7 +374,12 @@ def save(results: Sequence[DiscrepancyResult], csv_path: str | Path) -> tuple[Pa
         frame.to_csv(f, index=False)
     write_json(
         json_path,
-        {"results": [{"meta": r.meta, "rows": r.rows, "steps": r.steps} for r in results]},
+        {
+            "results": [
+                {"meta": r.meta, "rows": r.rows, "steps": r.steps, "spread": r.spread}
+                for r in results
+            ]
+        },
     )
     return csv_path, json_path
 
@@ -325,6 +405,9 @@ def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+_FORMS = {"none": "plain", "relative": "relative"}
+
+
 def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
     """A readable block for one checkpoint: kind x split x metric with before, after, rate %."""
     meta = result.meta
@@ -333,17 +416,26 @@ def format_summary(result: DiscrepancyResult, norm: str = "none") -> str:
         f"{meta['checkpoint']}: {meta['model']}"
         f"{' ' + meta['method'] if meta['method'] else ''}"
         f"{' AdS-' + meta['ads'] if meta['ads'] else ''} on {meta['dataset']}, "
-        f"{meta['attack']} at eps {meta['eps']:g} ({ns}; norm {norm})"
+        f"{meta['attack']} at eps {meta['eps']:g} ({ns}; {_FORMS[norm]} form)"
     )
     lines = [
         head,
-        f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>13}",
+        f"  {'kind':<10}{'split':<7}{'metric':<7}{'before':>12}{'after':>12}{'rate %':>13}"
+        + ("  95% interval" if result.spread else "")
+        + (" " * 8 + "seeds" if any(r["seed_rates"] for r in result.spread) else ""),
     ]
     shown = (r for r in result.rows if r["norm"] == norm or not METRICS[r["metric"]].scaled)
+    spread = {(s["kind"], s["split"], s["metric"], s["norm"]): s for s in result.spread}
     for row in summarise(shown):
+        s = spread.get((row["kind"], row["split"], row["metric"], row["norm"]))
+        where = "" if s is None else (
+            f"  [{s['low']:+.1f}, {s['high']:+.1f}]".ljust(22)
+            + " ".join(f"{v:+.1f}" for v in s["seed_rates"].values())
+            + ("" if s["resolved"] else "  not resolved")
+        )  # fmt: skip
         lines.append(
             f"  {row['kind']:<10}{row['split']:<7}{row['metric']:<7}"
-            f"{row['before']:>12.4g}{row['after']:>12.4g}{row['rate']:>13.1f}"
+            f"{row['before']:>12.4g}{row['after']:>12.4g}{row['rate']:>13.1f}{where}".rstrip()
         )
     lines += [f"  note: {note}" for note in meta["notes"]]
     return "\n".join(lines)

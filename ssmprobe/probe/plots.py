@@ -146,11 +146,19 @@ def make_steps_figure(result: dict) -> Figure:
         handles, names = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, names, loc="outside lower center", ncols=4)
         fig.suptitle(
-            f"{meta['checkpoint']}: {meta['model']} {meta['method'] or ''}, {meta['attack']} "
-            f"eps {meta['eps']:g}",
+            f"{_run_name(meta['checkpoint'])}: {FAMILY_TITLES.get(meta['model'], meta['model'])}"
+            f" {METHOD_NAMES.get(meta['method'] or '', meta['method'] or '')}".rstrip()
+            + f", {meta['attack']} ε = {meta['eps']:g}",
             fontweight="bold",
         )
     return fig
+
+
+def _run_name(checkpoint: str) -> str:
+    """A checkpoint's run, never a path: its run folder and file ("s4_pgd, best.pt"), or a
+    wrapped model's name as it is."""
+    path = Path(str(checkpoint))
+    return f"{path.parent.name}, {path.name}" if path.parent.name else path.name
 
 
 def plot_discrepancy(
@@ -170,9 +178,11 @@ def plot_rates(
     out_dir: str | Path,
     norm: str = "none",
     formats: Sequence[str] = FIGURE_FORMATS,
+    whose: str = "",
 ) -> list[Path]:
     """Figure 3 (models without AdS) and Figure 4 (models with AdS) from the per-component
-    summary (`discrepancy.summarise`) of normalisation `norm`; returns the written paths."""
+    summary (`discrepancy.summarise`) of normalisation `norm`; returns the written paths.
+    `whose` ("the bundled zoo", say) is added to the titles."""
     summary = summary[summary["norm"] == norm].reset_index(drop=True)
     if summary.empty:
         raise ValueError(f"the results hold no rows with norm {norm!r}")
@@ -187,7 +197,9 @@ def plot_rates(
         for name, (part, what) in figures.items()
         if not part.empty
         for path in save_figure(
-            make_rate_figure(part, f"Feature discrepancy rate {what}"),
+            make_rate_figure(
+                part, f"Feature discrepancy rate {what}" + (f", {whose}" if whose else "")
+            ),
             Path(out_dir) / name,
             formats,
         )
@@ -216,8 +228,10 @@ def save_steps_figure(
 
 def steps_figures(results: Sequence[str | Path], out_dir: str | Path) -> list[tuple[dict, Path]]:
     """(result, stem) of every per-position figure of the JSON files beside the CSV files
-    `results`: out_dir/steps_<model>_<method>_<checkpoint>; where two checkpoints share that
-    name (your s5_pgd run and the zoo's) each also gets its run directory, then a count."""
+    `results`: out_dir/steps_<model>_<method>_<checkpoint>, the checkpoint left out where its
+    name says no more (a wrapped model's, or a bundled one's: steps_s4_pgd, not
+    steps_s4_pgd_s4_pgd); where two checkpoints share that name (your s5_pgd run and the zoo's)
+    each also gets its run directory, then a count."""
     found = []
     for json_path in (Path(p).with_suffix(".json") for p in results):
         if json_path.is_file():
@@ -227,7 +241,8 @@ def steps_figures(results: Sequence[str | Path], out_dir: str | Path) -> list[tu
         meta = result["meta"]
         model = meta["model"] + (f"-{meta['ads']}" if meta["ads"] else "")
         stem = Path(meta["checkpoint"]).stem  # a wrapped model: its name, no method
-        parts = [model, meta["method"], stem if stem != meta["model"] else None]
+        zoo = f"{meta['model']}_{meta['method']}" + (f"_ads-{meta['ads']}" if meta["ads"] else "")
+        parts = [model, meta["method"], stem if stem not in (meta["model"], zoo) else None]
         names.append("_".join(["steps", *(p for p in parts if p)]))
     shared = Counter(names)
     names = [

@@ -16,12 +16,13 @@ clean-adversarial difference more than the clean signal, whatever its gain.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from ssmprobe.models import FAMILIES, FAMILY_TITLES
 from ssmprobe.probe.metrics import AMPLIFICATION, rate_metrics
-from ssmprobe.vocab import ADS_NAMES, COMPONENT_KINDS, METHOD_NAMES
+from ssmprobe.vocab import ADS_NAMES, COMPONENT_KINDS, KIND_NAMES, METHOD_NAMES
 
 LABELS = ["model", "method", "ads", "checkpoint", "kind", "split"]  # ads: "none" without AdS
 
@@ -121,3 +122,63 @@ def to_markdown(table: pd.DataFrame, split: str = "test") -> str:
             + f"| {f'**{amp_text}**' if amp > 1 else amp_text} |"
         )
     return "\n".join([*head, *lines]) + "\n"
+
+
+def _measure(metric: str, norm: str) -> str:
+    if metric == AMPLIFICATION:
+        return "amplification"
+    return f"{metric.upper()} {'plain' if norm == 'none' else norm}"
+
+
+def _value(metric: str, rate: float) -> str:
+    """A rate in %, or for NSR the amplification it gives (1 + rate / 100)."""
+    if math.isnan(rate):
+        return "–"
+    return f"{1 + rate / 100:.3f}" if metric == AMPLIFICATION else f"{rate:+.1f}"
+
+
+def spread_markdown(rows: list[dict], seeds: tuple[int, ...], n: int) -> str:
+    """The spread (`probe.spread`) of `discrepancy` results as Markdown: how many directions
+    are resolved, every one that is not (its interval, its seeds), the widest seed range, and
+    the kinds whose layers disagree in sign."""
+    unresolved = [r for r in rows if not r["resolved"]]
+    head = (
+        f"{len(rows) - len(unresolved)} of {len(rows)} kind rates (checkpoint × kind × split × "
+        f"measure) are resolved: their 95% bootstrap interval over the {n} samples excludes 0 "
+        f"(amplification: 1) and attack seeds {', '.join(map(str, seeds))} agree in sign. The "
+        f"{len(unresolved)} others are reported as not resolved, not as a direction."
+    )
+    columns = "| checkpoint | kind | split | measure | value | 95% interval | other seeds |"
+    lines = [head, "", columns, "|---|---|---|---|---:|---:|---:|"]
+    for r in unresolved:
+        others = ", ".join(_value(r["metric"], v) for v in r["seed_rates"].values())
+        interval = f"[{_value(r['metric'], r['low'])}, {_value(r['metric'], r['high'])}]"
+        lines.append(
+            f"| {Path(r['checkpoint']).stem} | {KIND_NAMES[r['kind']]} | {r['split']} "
+            f"| {_measure(r['metric'], r['norm'])} | {_value(r['metric'], r['rate'])} "
+            f"| {interval} | {others} |"
+        )
+    moved = [
+        (max(abs(v - r["rate"]) for v in r["seed_rates"].values()) / abs(r["rate"]), r)
+        for r in rows
+        if r["seed_rates"] and r["resolved"]
+    ]
+    if moved:
+        share, r = max(moved, key=lambda g: g[0])
+        others = ", ".join(_value(r["metric"], v) for v in r["seed_rates"].values())
+        lines += ["", f"Other seeds move a resolved rate by at most {100 * share:.0f}% of its "
+                  f"value ({Path(r['checkpoint']).stem}, {KIND_NAMES[r['kind']]}, {r['split']}, "
+                  f"{_measure(r['metric'], r['norm'])}: {_value(r['metric'], r['rate'])} at "
+                  f"seed 0, {others} at the others)."]  # fmt: skip
+    split_layers = [r for r in rows if r["layers"]]
+    lines += ["", f"{len(split_layers)} kind rates average layers that disagree in sign:", "",
+              "| checkpoint | kind | split | measure | kind's value | its layers |",
+              "|---|---|---|---|---:|---|"]  # fmt: skip
+    for r in split_layers:
+        layers = ", ".join(f"{layer}: {_value(r['metric'], v)}" for layer, v in r["layers"])
+        lines.append(
+            f"| {Path(r['checkpoint']).stem} | {KIND_NAMES[r['kind']]} | {r['split']} "
+            f"| {_measure(r['metric'], r['norm'])} | {_value(r['metric'], r['rate'])} "
+            f"| {layers} |"
+        )
+    return "\n".join(lines) + "\n"

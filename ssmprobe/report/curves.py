@@ -14,6 +14,7 @@ figure is freed with its last reference. Files are written atomically.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ssmprobe.io import FIGURE_FORMATS, save_figure
-from ssmprobe.report.tables import (
+from ssmprobe.report.runs import (
     CONFIG_FILE,
     METRICS_FILE,
     RunInfo,
@@ -59,12 +60,15 @@ def make_training_figure(run_dirs: Sequence[str | Path] | str | Path) -> Figure:
     saying so.
     """
     runs = _runs(run_dirs)
+    shared = Counter(run.title for run in runs)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
         fig = Figure(figsize=(11, 0.5 + 3.2 * len(runs)), layout="constrained")
         FigureCanvasAgg(fig)
         # One subfigure per run, so the run's title spans both of its panels.
         for run, sub in zip(runs, fig.subfigures(len(runs), 1, squeeze=False)[:, 0], strict=True):
-            sub.suptitle(run.title, fontweight="bold")
+            # Runs of one setting (yours and the zoo's): each titled with its run's name too.
+            name = f" ({run.name}{', bundled zoo' if run.zoo else ''})"
+            sub.suptitle(run.title + (name if shared[run.title] > 1 else ""), fontweight="bold")
             _draw_run(run, sub.subplots(1, 2))
         labels: dict[str, object] = {}
         for ax in fig.axes:

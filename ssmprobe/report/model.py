@@ -25,21 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from ssmprobe.evaluation.sanity import FOOTNOTE
 from ssmprobe.io import write_text
-from ssmprobe.report.build import (
-    ReportOptions,
-    ReportResult,
-    Section,
-    _changed,
-    _discrepancy_outputs,
-    _pngs,
-    _snapshot,
-    _to_stderr,
-    bounds_finding,
-    component_finding,
-    render_html,
-    render_markdown,
-    verdict_finding,
-)
+from ssmprobe.report.build import ReportOptions, ReportResult, _to_stderr
+from ssmprobe.report.figures import _discrepancy_outputs
+from ssmprobe.report.findings import bounds_finding, component_finding, verdict_finding
+from ssmprobe.report.html import render_html
+from ssmprobe.report.sections import Section, _pngs, render_markdown
+from ssmprobe.report.state import _changed, _snapshot
 
 if TYPE_CHECKING:
     from torch import nn

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ssmprobe.attacks import PRESET_BUDGETS, pgd_linf, score, trades_adversary, trades_loss
-from ssmprobe.checkpoint import load_checkpoint, load_into, save_checkpoint
+from ssmprobe.checkpoint import Checkpoint, load_checkpoint, load_into, save_checkpoint
 from ssmprobe.data import SequenceDataset, make_loader
 from ssmprobe.io import replacing, write_json, write_text
 from ssmprobe.loading import default_device
@@ -253,129 +253,234 @@ def fit(
 ) -> list[dict[str, Any]]:
     """Trains a model of `model_config` into `run_dir`; returns the metrics of every epoch."""
     run_dir = Path(run_dir)
+    proc = _setup_process(device, config.batch_size)
+    state = _build_state(model_config, config, len(train_set), proc.device)
+    metrics_path = run_dir / "metrics.jsonl"
+    start = 1
+    if resume and (run_dir / "last.pt").exists():
+        start = _resume_from_last(run_dir, model_config, config, state, proc)
+    elif proc.rank == 0:
+        _start_run_folder(run_dir, model_config, config, dataset)
+    trained = _wrap_ddp(state.model, proc.world)
+    train_eval, test_eval = _eval_subsets(train_set, test_set, config)
+    history = _read_history(metrics_path) if proc.rank == 0 else []
+    for epoch in range(start, config.epochs + 1):
+        train_loss, seconds = _train_epoch(
+            trained, state, train_set, config, epoch, proc, run_dir, progress and proc.rank == 0
+        )
+        if proc.rank == 0:
+            row = _epoch_row(epoch, seconds, train_loss, state, train_eval, test_eval, config)
+            _append_metrics(metrics_path, row)
+            history.append(row)
+            best = best_epoch(history, model_config.n_classes)
+            meta = _checkpoint_meta(row, best.rule, model_config, config, dataset)
+            _save_checkpoints(run_dir, model_config, state, meta, best=best.epoch == epoch)
+            if progress:
+                print(summary_line(row, config.epochs), file=sys.stderr, flush=True)
+        if proc.world > 1:
+            dist.barrier()
+    return history
+
+
+@dataclass(frozen=True)
+class _Process:
+    """This process's place in the run: its rank among `world` processes and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class _State:
+    """What training updates and last.pt keeps: the (unwrapped) model, optimizer and LR schedule."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def _setup_process(device: torch.device | None, batch_size: int) -> _Process:
+    """Joins torchrun's process group, if any, and picks the device; ranks split batches evenly."""
     rank, world = _distributed()
     if device is None:
         device = default_device()
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if config.batch_size % world:
-        raise ValueError(f"batch size {config.batch_size} is not divisible by {world} processes")
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+    return _Process(rank, world, device)
+
+
+def _build_state(
+    model_config: ModelConfig, config: TrainConfig, n_train: int, device: torch.device
+) -> _State:
+    """The model from the run's seed, AdamW, and a cosine schedule over all the run's steps."""
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, config.epochs * steps_per_epoch
     )
-    metrics_path = run_dir / "metrics.jsonl"
-    start = 1
-    if resume and (run_dir / "last.pt").exists():
-        ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
-        saved = ckpt.meta.get("train", {})
-        changed = sorted(k for k, v in asdict(config).items() if saved.get(k, v) != v)
-        saved_model = ModelConfig.from_dict(ckpt.config)  # fields added since: defaults
-        if changed or saved_model != model_config:
-            what = ", ".join(f"{k}: {saved[k]} -> {getattr(config, k)}" for k in changed)
-            raise ValueError(
-                f"cannot resume {run_dir} with a different configuration "
-                f"({what or 'model config'}); start a new run instead"
-            )
-        load_into(model, ckpt)
-        optimizer.load_state_dict(ckpt.extra["optimizer"])
-        scheduler.load_state_dict(ckpt.extra["scheduler"])
-        start = ckpt.meta["epoch"] + 1
-        if rank == 0:
-            _truncate_metrics(metrics_path, ckpt.meta["epoch"])
-    elif rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
-        write_json(
-            run_dir / "config.json",
-            {
-                "model": model_config.to_dict(),
-                "train": asdict(config),
-                "dataset": dataset,
-                "method": config.method,
-                "ads": model_config.ads,
-                "seed": config.seed,
-            },
+    return _State(model, optimizer, scheduler)
+
+
+def _resume_from_last(
+    run_dir: Path, model_config: ModelConfig, config: TrainConfig, state: _State, proc: _Process
+) -> int:
+    """Loads last.pt into `state`, drops later metrics rows; returns the first epoch to train."""
+    ckpt = load_checkpoint(run_dir / "last.pt", map_location=proc.device)
+    _check_same_run(ckpt, run_dir, model_config, config)
+    load_into(state.model, ckpt)
+    state.optimizer.load_state_dict(ckpt.extra["optimizer"])
+    state.scheduler.load_state_dict(ckpt.extra["scheduler"])
+    if proc.rank == 0:
+        _truncate_metrics(run_dir / "metrics.jsonl", ckpt.meta["epoch"])
+    return ckpt.meta["epoch"] + 1
+
+
+def _check_same_run(
+    ckpt: Checkpoint, run_dir: Path, model_config: ModelConfig, config: TrainConfig
+) -> None:
+    """Refuses to resume with another configuration: the finished epochs would not be this run's."""
+    saved = ckpt.meta.get("train", {})
+    changed = sorted(k for k, v in asdict(config).items() if saved.get(k, v) != v)
+    saved_model = ModelConfig.from_dict(ckpt.config)  # fields added since: defaults
+    if changed or saved_model != model_config:
+        what = ", ".join(f"{k}: {saved[k]} -> {getattr(config, k)}" for k in changed)
+        raise ValueError(
+            f"cannot resume {run_dir} with a different configuration "
+            f"({what or 'model config'}); start a new run instead"
         )
-    attack_model = model
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model)
-    train_eval, test_eval = _eval_subsets(train_set, test_set, config)
-    history = _read_history(metrics_path) if rank == 0 else []
-    for epoch in range(start, config.epochs + 1):
-        torch.manual_seed(config.seed * 100_003 + epoch)  # attack starts; same on resume
-        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        batches = _epoch_batches(len(train_set), config.batch_size, generator, rank, world)
-        started = time.perf_counter()
-        model.train()
-        loss_sum = 0.0
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch}/{config.epochs}",
-            leave=False,
-            disable=not progress or rank != 0,
+
+
+def _start_run_folder(
+    run_dir: Path, model_config: ModelConfig, config: TrainConfig, dataset: str
+) -> None:
+    """Creates the run folder, drops an earlier run's metrics.jsonl and writes config.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    write_json(
+        run_dir / "config.json",
+        {
+            "model": model_config.to_dict(),
+            "train": asdict(config),
+            "dataset": dataset,
+            "method": config.method,
+            "ads": model_config.ads,
+            "seed": config.seed,
+        },
+    )
+
+
+def _wrap_ddp(model: nn.Module, world: int) -> nn.Module:
+    """The module to train through: under torchrun, DDP's wrapper, which averages gradients."""
+    return nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+
+def _train_epoch(
+    trained: nn.Module,
+    state: _State,
+    train_set: SequenceDataset,
+    config: TrainConfig,
+    epoch: int,
+    proc: _Process,
+    run_dir: Path,
+    show: bool,
+) -> tuple[float, float]:
+    """One epoch of the method's steps on this rank's shares; returns (mean loss, seconds)."""
+    torch.manual_seed(config.seed * 100_003 + epoch)  # attack starts; same on resume
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    batches = _epoch_batches(len(train_set), config.batch_size, generator, proc.rank, proc.world)
+    started = time.perf_counter()
+    trained.train()
+    loss_sum = 0.0
+    bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False, disable=not show)
+    for step, index in enumerate(bar, 1):
+        x, y = train_set[index]
+        if config.augment == "crop-flip":  # drawn after the batches: the same on resume
+            x = crop_flip(x, generator)
+        x, y = x.to(proc.device), y.to(proc.device)
+        eps, alpha = config.budget_at((epoch - 1) * len(batches) + step - 1, len(batches))
+        with _autocast(proc.device, config.amp):
+            loss = training_loss(trained, state.model, x, y, replace(config, eps=eps, alpha=alpha))
+        _check_finite(loss, config.method, epoch, step, run_dir)
+        _optimizer_step(state, loss)
+        loss_sum += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    seconds = time.perf_counter() - started  # training only, not the evaluation after it
+    return loss_sum / len(batches), seconds
+
+
+def _check_finite(loss: Tensor, method: str, epoch: int, step: int, run_dir: Path) -> None:
+    """Stops on a NaN or infinite loss before its step would spread it into every weight."""
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"{method} loss became {loss.item()} at epoch {epoch}, step {step}; "
+            f"the last good checkpoint is {run_dir / 'last.pt'}"
         )
-        for step, index in enumerate(bar, 1):
-            x, y = train_set[index]
-            if config.augment == "crop-flip":  # drawn after the batches: the same on resume
-                x = crop_flip(x, generator)
-            x, y = x.to(device), y.to(device)
-            eps, alpha = config.budget_at((epoch - 1) * len(batches) + step - 1, len(batches))
-            with _autocast(device, config.amp):
-                loss = training_loss(
-                    model, attack_model, x, y, replace(config, eps=eps, alpha=alpha)
-                )
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"{config.method} loss became {loss.item()} at epoch {epoch}, step {step}; "
-                    f"the last good checkpoint is {run_dir / 'last.pt'}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        seconds = time.perf_counter() - started  # training only, not the evaluation below
-        if rank == 0:
-            row = {
-                "epoch": epoch,
-                "lr": scheduler.get_last_lr()[0],
-                "seconds": seconds,
-                "train_loss": loss_sum / len(batches),
-                **_epoch_metrics(attack_model, train_eval, test_eval, config),
-            }
-            _append_metrics(metrics_path, row)
-            history.append(row)
-            best = best_epoch(history, model_config.n_classes)
-            meta = {
-                "dataset": dataset,
-                "method": config.method,
-                "ads": model_config.ads,
-                "epoch": epoch,
-                "metrics": row,
-                "seed": config.seed,
-                "train": asdict(config),
-                "best_rule": best.rule,
-            }
-            if best.epoch == epoch:
-                save_checkpoint(
-                    run_dir / "best.pt", model_config.to_dict(), attack_model.state_dict(), meta
-                )
-            extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-            save_checkpoint(
-                run_dir / "last.pt", model_config.to_dict(), attack_model.state_dict(), meta, extra
-            )
-            if progress:
-                print(summary_line(row, config.epochs), file=sys.stderr, flush=True)
-        if world > 1:
-            dist.barrier()
-    return history
+
+
+def _optimizer_step(state: _State, loss: Tensor) -> None:
+    """Backpropagates `loss`, steps AdamW and advances the LR schedule by one step."""
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+
+
+def _epoch_row(
+    epoch: int,
+    seconds: float,
+    train_loss: float,
+    state: _State,
+    train_eval: SequenceDataset,
+    test_eval: SequenceDataset,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """The epoch's metrics.jsonl row: LR, time and training loss, then the evaluation's metrics."""
+    return {
+        "epoch": epoch,
+        "lr": state.scheduler.get_last_lr()[0],
+        "seconds": seconds,
+        "train_loss": train_loss,
+        **_epoch_metrics(state.model, train_eval, test_eval, config),
+    }
+
+
+def _checkpoint_meta(
+    row: dict[str, Any],
+    best_rule: str,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    dataset: str,
+) -> dict[str, Any]:
+    """What the epoch's checkpoints record about the run, the epoch and how best.pt is chosen."""
+    return {
+        "dataset": dataset,
+        "method": config.method,
+        "ads": model_config.ads,
+        "epoch": row["epoch"],
+        "metrics": row,
+        "seed": config.seed,
+        "train": asdict(config),
+        "best_rule": best_rule,
+    }
+
+
+def _save_checkpoints(
+    run_dir: Path, model_config: ModelConfig, state: _State, meta: dict[str, Any], *, best: bool
+) -> None:
+    """Writes best.pt if the epoch is the best so far, then last.pt with what resuming needs."""
+    if best:
+        save_checkpoint(run_dir / "best.pt", model_config.to_dict(), state.model.state_dict(), meta)
+    extra = {"optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict()}
+    save_checkpoint(
+        run_dir / "last.pt", model_config.to_dict(), state.model.state_dict(), meta, extra
+    )
 
 
 def _epoch_metrics(

@@ -2,7 +2,8 @@
 
 `train("s4", "digits", "pgd", ads="relu")` builds the model and training configs from the
 dataset's preset (Table 4 for MNIST and CIFAR-10) with the given options on top, and trains
-into OUT/NAME (default name MODEL[_ADS]_DATASET_METHOD). A run directory that already holds a
+into OUT/NAME (default name the zoo's and the grid's, then the dataset:
+MODEL_METHOD[_ads-ADS]_DATASET[_seedN], `run_name`). A run directory that already holds a
 run is continued only with `resume=True`, and `resume=True` needs one: a mistyped name never
 starts a fresh run silently, nor does a second run overwrite a first. While it trains, the run
 folder is locked (`io.folder_lock`): a second `train` of the same run is refused with the pid
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,7 +25,7 @@ from ssmprobe.data import load_dataset
 from ssmprobe.io import folder_lock, written_here
 from ssmprobe.loading import resolve_device
 from ssmprobe.models import model_config
-from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS, check_fits
+from ssmprobe.models.registry import ARCH_DEFAULTS, ARCHS, check_fits, training_bytes
 from ssmprobe.training.fit import TrainConfig, fit, train_config
 
 ARCH_OPTIONS = ("d_model", "n_layers", "d_state", "ads_form", "residual", "b_norm")
@@ -49,9 +51,42 @@ class TrainedRun:
         )
 
 
-def run_name(model: str, dataset: str, method: str, ads: str | None = None) -> str:
-    """The default run folder name: MODEL[_ADS]_DATASET_METHOD."""
-    return "_".join([model, *([ads] if ads else []), dataset, method])
+def run_name(
+    model: str,
+    dataset: str,
+    method: str,
+    ads: str | None = None,
+    seed: int | None = 0,
+    out: str | Path | None = None,
+) -> str:
+    """The default run folder name: the zoo's and the grid's name of the setting, then the
+    dataset and, for a seed other than 0, the grid's _seed<n>: dss_trades_ads-relu_digits,
+    s4_pgd_mnist_seed1. Given the runs folder `out`, a run there under 0.2's name
+    (MODEL[_ADS]_DATASET_METHOD, no seed) and none under this one keeps its folder, with a
+    warning: `--resume` and `--force` of a run begun with 0.2 act on that run."""
+    setting = f"{model}_{method}" + (f"_ads-{ads}" if ads else "")
+    name = f"{setting}_{dataset}" + (f"_seed{seed}" if seed else "")
+    old = "_".join([model, *([ads] if ads else []), dataset, method])
+    found = Path(out or ".") / old
+    if (
+        out is not None
+        and not run_files(Path(out) / name)
+        and run_files(found)
+        and _seed_of(found) == (seed or 0)
+    ):
+        warnings.warn(
+            f"{found} is this run under its 0.2 name ({name} now): using it", stacklevel=3
+        )
+        return old
+    return name
+
+
+def _seed_of(run_dir: Path) -> int | None:
+    """The training seed in a run's config.json; None where it cannot be read."""
+    try:
+        return int(json.loads((run_dir / "config.json").read_text())["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", "last.pt")
@@ -132,14 +167,16 @@ def train(
         ads=ads,
         **arch_values,
     )
-    check_fits(mconfig, copies=4, what="training (weights, gradients, Adam's two moments)")
     tconfig = train_config(
         preset, model, method=method, **{k: options.get(k) for k in TRAIN_OPTIONS}
     )
+    need = training_bytes(mconfig, tconfig.batch_size, train_set.seq_len)
+    check_fits(mconfig, need, f"training (batch {tconfig.batch_size}, L {train_set.seq_len})")
     device = resolve_device(device)
     if options.get("amp") and device.type != "cuda":
         raise ValueError(f"--amp is bfloat16 autocast on CUDA; this run is on {device}")
-    run_dir = run_directory(out, name or run_name(model, dataset, method, ads), resume, force)
+    name = name or run_name(model, dataset, method, ads, options.get("seed"), out)
+    run_dir = run_directory(out, name, resume, force)
     writer = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes the run
     with folder_lock(run_dir) if writer else nullcontext():
         run_directory(out, run_dir.name, resume, force)  # again: no other writer can start now

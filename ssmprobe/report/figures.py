@@ -1,0 +1,111 @@
+"""The report's figures drawn from the runs' cached analyses, each a job for the figure pool
+(`report.workers`): the discrepancy outputs (Figures 3-4, the verdicts, the per-position
+curves), each bounds run's figures and the poisoning figures. The training curves are in
+`report.curves`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+import pandas as pd
+
+from ssmprobe.io import write_text
+from ssmprobe.models import FAMILIES
+from ssmprobe.report.cache import BOUNDS_FILE, _probed, _stale
+from ssmprobe.report.runs import RunInfo, read_json
+
+
+def _discrepancy_outputs(
+    csvs: Sequence[Path],
+    out: Path,
+    pool: Executor,
+    formats: Sequence[str],
+    zoo: Collection[Path] = (),
+) -> tuple[list[Path], pd.DataFrame]:
+    """The combined CSV, Figures 3-4 and the per-position figures of the probed runs (the
+    figures drawn by `pool`), and the summary the findings use. Where `zoo` (the CSVs of the
+    bundled checkpoints) and your runs are both there, Figures 3-4 of the zoo go apart, into
+    `out/zoo/`: one slot per model in each, not your S5 and the zoo's side by side in every
+    method's row."""
+    if not csvs:
+        return [], pd.DataFrame()
+    from ssmprobe.probe.discrepancy import load_rows, summarise
+    from ssmprobe.probe.plots import plot_rates, save_steps_figure, steps_figures
+    from ssmprobe.probe.verdicts import to_markdown, verdicts
+
+    frames = []
+    for csv in csvs:  # each checkpoint where it lies now: a zoo cache names the run it came from
+        frame = load_rows([csv]).assign(run=csv.parent.name)
+        frame["checkpoint"] = [str(csv.parent / Path(c).name) for c in frame["checkpoint"]]
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)
+    write_text(out / "discrepancy.csv", rows.to_csv(index=False))
+    summary = pd.DataFrame(summarise(rows.to_dict("records")))
+    table = verdicts(summary)
+    write_text(out / "verdicts.csv", table.to_csv(index=False, float_format="%.6g"))
+    write_text(out / "verdicts.md", to_markdown(table))
+    theirs = {str(csv.parent) for csv in csvs if csv in set(zoo)}
+    is_zoo = rows["checkpoint"].map(lambda c: str(Path(c).parent) in theirs)
+    if is_zoo.all() or not is_zoo.any():
+        jobs = [pool.submit(plot_rates, summary, out, "none", formats)]
+    else:
+        jobs = [
+            pool.submit(
+                plot_rates, pd.DataFrame(summarise(part.to_dict("records"))), where, "none",
+                formats, whose,
+            )
+            for part, where, whose in (
+                (rows[~is_zoo], out, "your runs"), (rows[is_zoo], out / "zoo", "the bundled zoo"),
+            )
+        ]  # fmt: skip
+    steps = steps_figures(csvs, out)
+    owners = [  # the run folder of each result, in steps_figures' order: titles name the run
+        csv.parent
+        for csv in csvs
+        if csv.with_suffix(".json").is_file()
+        for _ in json.loads(csv.with_suffix(".json").read_text())["results"]
+    ]
+    for (result, _), owner in zip(steps, owners, strict=True):
+        checkpoint = owner / Path(result["meta"]["checkpoint"]).name
+        result["meta"] = result["meta"] | {"checkpoint": str(checkpoint)}
+    jobs += [pool.submit(save_steps_figure, *job, formats) for job in steps]
+    figures = [path for job in jobs for path in job.result()]
+    return [out / "discrepancy.csv", out / "verdicts.csv", out / "verdicts.md", *figures], summary
+
+
+def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Path]:
+    """The run's bounds figures, kept while newer than its cached check, else drawn from it
+    (loaded here, in the worker)."""
+    from ssmprobe.bounds.check import load_check
+
+    name = run.path.name
+    cache = run.path / BOUNDS_FILE
+    figures = [out / f"{stem}_{name}{s}" for stem in _bounds_stems(run.model) for s in formats]
+    if not any(_stale(f, cache) for f in figures):
+        return figures
+    check = load_check(cache, _probed(run))
+    assert check is not None, "ensure_bounds cached it"
+    return check.figures(out, name, formats)
+
+
+def _bounds_stems(model: str) -> tuple[str, ...]:
+    if FAMILIES[model].time_varying:
+        return ("bounds", "delta")
+    return ("bounds", "bounds_vs_L", "eigenvalues")
+
+
+def _poison_figure(path: Path, out: Path, formats: Sequence[str]) -> list[Path]:
+    """The dynamics figure of one saved `ssmprobe poison` result; [] for another JSON."""
+    from ssmprobe.poison.experiment import Trajectory
+    from ssmprobe.poison.figures import dynamics_title, write_dynamics_figure
+
+    payload = read_json(path)
+    if not isinstance(payload, dict) or not {"config", "student", "runs"} <= set(payload):
+        return []
+    trajectories = [Trajectory(**run) for run in payload["runs"]]
+    student = payload["student"] + ("_mlp" if payload["config"].get("mlp_width") else "")
+    title = dynamics_title(student, payload["config"])
+    return write_dynamics_figure(trajectories, title, out, f"{path.stem}_{student}", formats)
