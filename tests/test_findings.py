@@ -55,7 +55,8 @@ def test_a_typed_over_block_is_rewritten_and_an_unknown_one_refused() -> None:
 
 def test_the_mamba_bounds_sentence_counts_the_cached_checks() -> None:
     text = findings_module().mamba_bounds()
-    assert "110 of 256 channels under PGD-AT" in text and "58 of 256 channels under TRADES" in text
+    assert "127 of 256 channels under PGD-AT at μ = 0.05" in text  # the report's μ
+    assert "58 of 256 channels under TRADES at μ = 0 " in text
 
 
 @pytest.mark.parametrize("docs", ["README.md", "docs/results.md", "docs/discrepancy.md"])
