@@ -71,3 +71,17 @@ def test_a_renamed_option_names_its_new_spelling(
         build_parser().parse_args([*command, old, "1"])
     assert exit_.value.code == 2
     assert f"{old} is now {new}" in capsys.readouterr().err
+
+
+def test_the_wheel_lists_every_package() -> None:
+    """setuptools ships only the packages pyproject.toml lists: a new subpackage left out of
+    the list works from the clone and fails from the installed wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {
+        ".".join(p.parent.relative_to(root).parts) for p in (root / "ssmprobe").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
