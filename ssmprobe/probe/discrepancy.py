@@ -293,8 +293,9 @@ def spread_rows(
     """One row per (kind, metric, norm) of a split: the kind's rate, its bootstrap interval,
     its rate under each other seed, whether it is resolved, the layers where they disagree."""
     kinds = {c.name: c.kind for c in model.components()}
-    rates = kind_rates(stats.samples(), kinds)
-    intervals = bootstrap(stats.samples(), kinds)
+    samples = stats.samples()  # concatenated once, for the rates and the resamples
+    rates = kind_rates(samples, kinds)
+    intervals = bootstrap(samples, kinds)
     seed_rates = {s: kind_rates(other.samples(), kinds) for s, other in others.items()}
     disagree = layer_signs(rows)
     out = []
