@@ -346,7 +346,13 @@ def _load_cifar10(split: str, files: DataFiles) -> SequenceDataset:
             raise files.not_found(
                 split,
                 [CIFAR10_ARCHIVE],
-                f"{CIFAR10_ARCHIVE} (or an extracted {CIFAR10_DIR}/ holding {', '.join(batches)})",
+                f"{CIFAR10_ARCHIVE} (or an extracted {CIFAR10_DIR}/ holding {', '.join(batches)}"
+                f"; or images: {split}/<class>/*.png|jpg or {split}.tar.gz holding them)"
+                + (  # the commonest slip: the archive itself given as the folder
+                    f". {files.root} is a file: give the folder that holds it"
+                    if files.root.is_file()
+                    else ""
+                ),
             )
         parsed = read_cifar10_archive(archive, CIFAR10_DIR, batches)
     data = np.concatenate([d for d, _ in parsed])

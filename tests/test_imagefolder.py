@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from ssmprobe.data import load_dataset
+from ssmprobe.download import DatasetNotFound
 from ssmprobe.evaluation.evaluate import format_results
 from ssmprobe.fileformats import CorruptDataError
 from ssmprobe.imagefolder import CIFAR10_CLASSES
@@ -90,3 +91,15 @@ def test_results_name_the_source() -> None:
     record = {"checkpoint": "s4.pt", "dataset": "cifar10", "n": 4, "results": {"clean": 0.5},
               "data_source": "image folder /x/test.tar.gz"}  # fmt: skip
     assert format_results(record).startswith("s4.pt (cifar10 from image folder /x/test.tar.gz")
+
+
+def test_the_archive_given_as_the_folder_says_to_give_its_folder(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    archive = tmp_path / "test.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "test", arcname="test")
+    with pytest.raises(DatasetNotFound) as err:
+        load_dataset("cifar10", "test", archive, download=False)
+    assert "test/<class>/*.png|jpg or test.tar.gz" in str(err.value)
+    assert f"{archive} is a file: give the folder that holds it" in str(err.value)
+    assert len(load_dataset("cifar10", "test", tmp_path, download=False)) == 30

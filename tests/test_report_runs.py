@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from run_fixtures import write_run
 
+from ssmprobe.checkpoint import bundled_dir
 from ssmprobe.report.build import ReportOptions, build_report
 from ssmprobe.report.runs import collect_runs, skipped_runs
+from ssmprobe.report.studies import StudyError, read_study, write_study
 from ssmprobe.report.tables import seed_summary, write_tables
 
 ACC = {"clean": 0.95, "pgd10": 0.2, "aa": 0.1}
@@ -28,6 +30,20 @@ def zoo_copy(root: Path, name: str, epochs: int = 30, seed: int = 0) -> Path:
     config["source"] = f"bundled {name}.pt, epoch {epochs}"
     (run / "config.json").write_text(json.dumps(config))
     return run
+
+
+def make_study(folder: Path) -> Path:
+    """A study as an analysis writes it: findings, one table, one figure, beside the report."""
+    folder.mkdir(parents=True)
+    (folder / "accuracy.md").write_text("| model | clean |\n|---|---:|\n| **nat** | 68.3 |\n")
+    shutil.copy(bundled_dir() / "cache" / "s5_st" / "discrepancy.csv", folder / "d.csv")
+    from matplotlib.figure import Figure
+
+    Figure(figsize=(1, 1)).savefig(folder / "spectrum.png")
+    write_study(folder, "Published S4", "Two checkpoints on JPEG images.", ["GP is **robust**."],
+                [("Accuracy", "Clean accuracy.", "accuracy.md")],
+                [("spectrum.png", "Eigenvalues of both models")])  # fmt: skip
+    return folder
 
 
 def markdown_rows(text: str) -> list[list[str]]:
@@ -84,7 +100,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     """The demo's layout: your S5 ST run, the zoo's S5 ST beside it, an interrupted run; the
     checkpoint and caches are the bundled S5 ST's, so nothing is computed. Records the labels
     of each Figure 3 row and the title of every figure drawn."""
-    from ssmprobe.checkpoint import bundled_dir
     from ssmprobe.probe import plots
     from ssmprobe.report import build, curves
 
@@ -128,7 +143,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     patch.setattr(plots, "make_steps_figure", steps)
     patch.setattr(curves, "make_training_figure", training)
     patch.setattr(build, "pick_bounds_runs", lambda runs: [])  # the bounds: tested below
-    options = ReportOptions(attacks=("pgd10",), n_eval=24, n_probe=16, progress=False)
+    study = make_study(root / "study")
+    options = ReportOptions(
+        attacks=("pgd10",), n_eval=24, n_probe=16, progress=False, studies=(str(study),)
+    )
     try:
         build_report(runs, out, options, log=lambda _: None)
     finally:
@@ -231,3 +249,33 @@ def test_bounds_are_recomputed_at_the_docs_mu(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(check_module, "load_check", lambda cache, ckpt: Cached(0.05))
     ensure_bounds(run, options, lambda _: None)
     assert calls == [0.05]  # kept
+
+
+def test_a_study_is_shown_after_the_runs_with_its_findings_table_and_captions(demo) -> None:
+    _, out, _ = demo
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert md.index("## Skipped runs") < md.index("## Published S4\n")
+    assert "- GP is **robust**." in md and "## Published S4: Accuracy" in md
+    assert "![Eigenvalues of both models](../study/spectrum.png)" in md  # beside the report
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<li>GP is <strong>robust</strong>.</li>" in page
+    assert '<img src="../study/spectrum.png"' in page
+    assert "<figcaption>Eigenvalues of both models</figcaption>" in page
+
+
+def test_a_bad_study_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match=r"no study\.json"):
+        read_study(tmp_path)
+    study = make_study(tmp_path / "s")
+    (study / "spectrum.png").unlink()
+    with pytest.raises(StudyError, match=r"names files that are not there: .*spectrum\.png"):
+        read_study(study)
+    (study / "study.json").write_text('{"title": "x"}')
+    with pytest.raises(StudyError, match="is not a study"):
+        read_study(study)
+    raw = {"title": "t", "sentence": "", "findings": [], "tables": [],
+           "figures": [{"file": "../outside.png", "caption": "x"}]}  # fmt: skip
+    (tmp_path / "outside.png").write_bytes(b"")
+    (study / "study.json").write_text(json.dumps(raw))
+    with pytest.raises(StudyError, match=r"names files outside its folder: .*outside\.png"):
+        read_study(study)

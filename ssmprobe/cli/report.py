@@ -36,10 +36,13 @@ def report(args: argparse.Namespace) -> int:
         self_contained=args.self_contained,
         formats=opt.formats(args),
         workers=args.jobs,
+        studies=tuple(args.study),
     )
     steps = {"log": _quiet} if args.quiet else {}  # the step lines too, not only the bars
     out = Path(args.out)  # RUNS/report, or report_<factory> for your model, unless given
     if usermodel.given(args):
+        if args.study:
+            raise ValueError("--study goes with a folder of runs, not with --model")
         model, data = usermodel.target(args, None)
         result = model_report(model, data, out, options, **steps)
     else:
@@ -114,6 +117,14 @@ def add(sub: opt.Subparsers) -> None:
         action="store_true",
         help="embed the images in report.html as data URIs (one large file that opens on its "
         "own) instead of linking the PNGs written beside it",
+    )
+    p.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also show the committed results of an analysis (a folder with study.json, as "
+        "analysis/cifar10_jac.py writes to figures/cifar10_jac); repeat for several",
     )
     opt.add(p, "pdf")
     opt.add(p, "jobs", "report", default=os.cpu_count() or 1)

@@ -44,6 +44,7 @@ from ssmprobe.report.html import render_html
 from ssmprobe.report.runs import collect_runs, find_runs, skipped_runs
 from ssmprobe.report.sections import _sections, render_markdown
 from ssmprobe.report.state import STATE_FILE, _changed, _fingerprint, _snapshot
+from ssmprobe.report.studies import read_study
 from ssmprobe.report.tables import write_tables
 
 
@@ -63,6 +64,8 @@ class ReportOptions:
     # Processes drawing the figures (`report.workers`); the CLI uses every core. Above 1, a
     # script calls build_report under `if __name__ == "__main__":`, as spawned processes need.
     workers: int = 1
+    # Folders of committed results (`report.studies`), each shown as sections after the runs'.
+    studies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.n_eval < 1 or self.n_probe < 1:
@@ -101,6 +104,7 @@ def build_report(
     report into `out_dir` (module docstring)."""
     runs_dir, out = Path(runs_dir), Path(out_dir)
     runs = find_runs(runs_dir)  # raises when there is none
+    studies = [read_study(folder) for folder in options.studies]  # a bad one fails before work
     skipped = skipped_runs(runs_dir)  # run folders with nothing yet: listed, no row
     for path, why in skipped:
         log(f"skipped {runs_dir / path}: {why}")
@@ -111,6 +115,7 @@ def build_report(
     checks = {run.path: ensure_bounds(run, options, log) for run in bound_runs}
     poison = sorted(runs_dir.rglob("poison*.json"))
     inputs = [*poison, *(runs_dir / path / "config.json" for path, _ in skipped)]
+    inputs += [path for study in studies for path in study.files]
 
     fingerprint = _fingerprint(runs, inputs, options)
     md_path, html_path = out / "report.md", out / "report.html"
@@ -158,6 +163,7 @@ def build_report(
         poison_figures = [p for job in poison_jobs for p in job.result()]
     findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
     sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures, skipped)
+    sections += [section for study in studies for section in study.sections()]
     write_text(md_path, render_markdown(findings, sections, out))
     write_text(html_path, render_html(findings, sections, out, options.self_contained))
     outputs = sorted(

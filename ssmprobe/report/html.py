@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from ssmprobe.report.sections import Section, figure_caption
+from ssmprobe.report.sections import Section, link
 
 _INLINE = re.compile(
     r"`(?P<code>[^`]+)`"
@@ -65,16 +65,18 @@ def render_html(
     for anchor, section in zip(anchors, sections, strict=True):
         body += [
             f'<h2 id="{anchor}">{inline(section.title)}</h2>',
-            f"<p>{inline(section.sentence)}</p>",
+            *([f"<p>{inline(section.sentence)}</p>"] if section.sentence else []),
         ]
+        if section.notes:
+            body += ["<ul>", *(f"<li>{inline(n)}</li>" for n in section.notes), "</ul>"]
         if section.table:
             body.append(_html_table(section.table))
         for path in section.images:
             if self_contained:
                 src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
             else:
-                src = quote(path.relative_to(out).as_posix())  # leaves nothing to escape
-            caption = figure_caption(path)
+                src = quote(link(path, out))  # leaves nothing to escape
+            caption = section.caption(path)
             body.append(
                 f'<figure><img src="{src}" alt="{html.escape(caption)}">'
                 f"<figcaption>{inline(caption)}</figcaption></figure>"

@@ -3,6 +3,7 @@ what it shows (`_sections`), and their assembly into report.md (`render_markdown
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,17 @@ class Section:
     sentence: str
     images: list[Path] = field(default_factory=list)
     table: str | None = None  # a Markdown table (table.md's text)
+    notes: list[str] = field(default_factory=list)  # findings, as a list under the sentence
+    captions: dict[Path, str] = field(default_factory=dict)  # else from the file's name
+
+    def caption(self, path: Path) -> str:
+        return self.captions.get(path) or figure_caption(path)
+
+
+def link(path: Path, out: Path) -> str:
+    """`path` as report.md / report.html in `out` reach it (a study's figures may sit beside
+    `out`, not in it)."""
+    return Path(os.path.relpath(path, out)).as_posix()
 
 
 def _sections(
@@ -193,12 +205,12 @@ def _pngs(paths: Sequence[Path]) -> list[Path]:
 def render_markdown(findings: Sequence[str], sections: Sequence[Section], out: Path) -> str:
     lines = ["# ssmprobe report", "", *(f"- {f}" for f in findings), ""]
     for section in sections:
-        lines += [f"## {section.title}", "", section.sentence, ""]
+        lines += [f"## {section.title}", ""]
+        lines += [section.sentence, ""] if section.sentence else []
+        lines += [*(f"- {n}" for n in section.notes), ""] if section.notes else []
         if section.table:
             lines += [section.table.rstrip("\n"), ""]
-        lines += [
-            f"![{figure_caption(p)}]({p.relative_to(out).as_posix()})" for p in section.images
-        ]
+        lines += [f"![{section.caption(p)}]({link(p, out)})" for p in section.images]
         if section.images:
             lines.append("")
     return "\n".join(lines)
