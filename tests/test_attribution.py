@@ -177,16 +177,23 @@ def test_plot_writes_png_and_pdf(tmp_path: Path) -> None:
     saliency = input_attributions(model, x, y, attr.x_adv, method="saliency")
     strip = plot_input_attributions(saliency, None, tmp_path / "strip")
     assert [p.suffix for p in strip] == [".png", ".pdf"] and all(p.is_file() for p in strip)
+    only = plot_input_attributions(saliency, None, tmp_path / "only", formats=(".png",))
+    assert only == [tmp_path / "only.png"] and not (tmp_path / "only.pdf").exists()
     with pytest.raises(ValueError, match="image_shape"):
         plot_input_attributions(attr, (4, 4), tmp_path / "bad")
 
 
-def test_attribute_checkpoint(tmp_path: Path) -> None:
+def digits_checkpoint(folder: Path) -> tuple[Path, nn.Module]:
+    """A tiny DSS for the digits, trained with PGD at eps 0.05 (alpha 0.02), saved in `folder`."""
     config = model_config("dss", preset="digits", **TINY)
     torch.manual_seed(0)
     model = build_model(config)
     meta = {"dataset": "digits", "method": "pgd", "train": {"eps": 0.05, "alpha": 0.02}}
-    path = save_checkpoint(tmp_path / "tiny.pt", config.to_dict(), model.state_dict(), meta)
+    return save_checkpoint(folder / "tiny.pt", config.to_dict(), model.state_dict(), meta), model
+
+
+def test_attribute_checkpoint(tmp_path: Path) -> None:
+    path, model = digits_checkpoint(tmp_path)
     out = attribute_checkpoint(path, n=2, n_steps=8, device="cpu")
     assert out["meta"]["eps"] == 0.05 and out["meta"]["alpha"] == 0.02  # the run's budget
     assert out["meta"]["attack"] == "pgd10" and out["meta"]["n"] == 2
@@ -200,6 +207,19 @@ def test_attribute_checkpoint(tmp_path: Path) -> None:
     assert again["inputs"].delta is None
     same = attribute_checkpoint(path, n=2, n_steps=8, device="cpu", eps=0.1, method="saliency")
     assert torch.equal(same["inputs"].x_adv, again["inputs"].x_adv)  # seeded random start
+
+
+def test_attribute_cli_writes_a_pdf_only_with_pdf(tmp_path: Path, capsys) -> None:
+    """As every figure-writing command: PNG alone by default, a PDF beside it with --pdf."""
+    from ssmprobe.cli import main
+
+    ckpt, _ = digits_checkpoint(tmp_path)
+    args = ["attribute", "--ckpt", str(ckpt), "--n", "1", "--ig-steps", "4", "--quiet"]
+    for flags, suffixes in (([], {".png", ".json"}), (["--pdf"], {".png", ".pdf", ".json"})):
+        out = tmp_path / ("pdf" if flags else "png")
+        assert main([*args, "--out", str(out), *flags]) == 0
+        assert {p.suffix for p in out.iterdir() if p.name.startswith("attributions_")} == suffixes
+    assert "attributions_tiny_ig.pdf" in capsys.readouterr().out  # listed among the written
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ CANONICAL = {
     "processes": ("--jobs", {"eval", "poison", "report"}),
     "sample count": ("--n", {"eval", "discrepancy", "attribute", "bounds", "report"}),
     "form of the discrepancy": ("--form", {"discrepancy", "plot"}),
-    "vector figures": ("--pdf", {"plot", "bounds", "poison", "report"}),
+    "vector figures": ("--pdf", {"plot", "attribute", "bounds", "poison", "report"}),
     "figures beside a results file": ("--figures", {"bounds", "poison"}),
     "attack": ("--attack", {"eval", "discrepancy", "attribute", "report"}),
     "no progress on stderr": (
@@ -184,6 +184,21 @@ def test_a_usage_error_is_one_line_naming_the_subcommand(capsys) -> None:
     assert err.startswith("ssmprobe: error: argument --n:") and err.count("error") == 1
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [["--eps", "-1"], ["--eps", "5"], ["--attack", "foo"], ["--attack", "aa,aa"], ["--n", "x"]],
+)
+def test_a_usage_error_says_ssmprobe_error_once(bad: list[str], tmp_path: Path, capsys) -> None:
+    """Refused by argparse or by the command's own checks, one line with one prefix (never
+    `ssmprobe: error: ssmprobe eval: ...`), exit 2 and nothing written."""
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--ckpt", "s4_pgd", *bad, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssmprobe: error: ") and err.count("\n") == 1, err
+    assert err.count("error:") == 1 and "ssmprobe eval:" not in err, err
+    assert not out.exists()
+
+
 def test_train_names_its_run_as_the_zoo_does(tmp_path: Path) -> None:
     from ssmprobe.grid import GridRun
     from ssmprobe.training.run import run_name
@@ -243,6 +258,25 @@ def test_long_work_shows_its_size_and_the_time_left(monkeypatch, capsys) -> None
     assert capsys.readouterr().err.count("x: 12 train samples; the first 3") == 1
     assert run.duration(42) == "42 s" and run.duration(150) == "2.5 min"
     assert run.duration(7200) == "2.0 h"
+
+
+def test_autoattack_over_processes_estimates_the_wall_time_of_one(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from ssmprobe.attacks import run
+
+    # Each of 2 processes does 500 of the 1000 samples: 400 left at 100 per 20 s, not 900.
+    run.Estimate("aa", 1000, processes=2).first_done(100, 20.0)
+    line = "aa: 1000 samples over 2 processes; the first 100 took 20.0 s: about 80 s left\n"
+    assert capsys.readouterr().err == line
+    run.Estimate("aa", 1000).first_done(100, 20.0)  # one process: all 900 left
+    assert capsys.readouterr().err.endswith("the first 100 took 20.0 s: about 3.0 min left\n")
+    # `eval --jobs 2` prints it, from the batch each of its 2 workers reports.
+    monkeypatch.setattr(run, "LONG_SECONDS", 0.0)
+    argv = ["eval", "--ckpt", "dss_pgd", "--attack", "aa-fast", "--n", "2", "--batch-size", "1"]
+    assert main([*argv, "--jobs", "2", "--out", str(tmp_path / "eval.json")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"aa-fast: 2 samples over 2 processes; the first 1 took [\d.]+ s: about", err)
 
 
 def test_the_poison_bar_counts_runs_to_its_total(capsys) -> None:

@@ -4,6 +4,7 @@ and the time it has left once its first batch is done (`Estimate`); its bars hav
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,13 +27,24 @@ class Estimate:
     """One line on stderr, once, after the first batch of long work: its size and the time
     left at that batch's rate, e.g. `aa: 1000 samples; the first 256 took 41.9 s: about
     2 min left`. `total` counts the samples of every pass `track` will see; `size` says
-    what they are (default "N samples"); without a total, or not `enabled`, it is silent."""
+    what they are (default "N samples"); without a total, or not `enabled`, it is silent.
+    Work shared by `processes` running side by side (`evaluation.shards`) has each do about
+    total / processes of it, so the wall time left is that share's (`aa: 1000 samples over
+    4 processes; ...`)."""
 
     def __init__(
-        self, what: str, total: int | None, size: str | None = None, enabled: bool = True
+        self,
+        what: str,
+        total: int | None,
+        size: str | None = None,
+        enabled: bool = True,
+        processes: int = 1,
     ) -> None:
-        self.what, self.total, self.enabled = what, total, enabled and bool(total)
-        self.size = size or f"{total} samples"
+        self.what, self.enabled = what, enabled and bool(total)
+        self.size = (size or f"{total} samples") + (
+            f" over {processes} processes" if processes > 1 else ""
+        )
+        self.share = math.ceil(total / processes) if total else 0  # what one process does
 
     def track(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """`batches`, the first timed until the next is asked for (its work done)."""
@@ -46,15 +58,25 @@ class Estimate:
         if first is None:
             return
         yield first
-        seconds, done = time.perf_counter() - start, min(len(first[-1]), self.total)
-        left = seconds / done * (self.total - done) if done else 0.0
+        self._say(len(first[-1]), time.perf_counter() - start)
+        yield from it
+
+    def first_done(self, samples: int, seconds: float) -> None:
+        """For work timed elsewhere (a worker process): its first `samples` took `seconds`;
+        the line, once."""
+        if self.enabled:
+            self.enabled = False
+            self._say(samples, seconds)
+
+    def _say(self, samples: int, seconds: float) -> None:
+        done = min(samples, self.share)
+        left = seconds / done * (self.share - done) if done else 0.0
         if left >= LONG_SECONDS:
             tqdm.write(
                 f"{self.what}: {self.size}; the first {done} took {seconds:.1f} s: about "
                 f"{duration(left)} left",
                 file=sys.stderr,
             )
-        yield from it
 
 
 def duration(seconds: float) -> str:

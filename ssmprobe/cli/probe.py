@@ -73,7 +73,7 @@ def attribute(args: argparse.Namespace) -> int:
         reference=opt.reference(args),
         progress=not args.quiet,
     )
-    paths = save_attribution(result, args.out)
+    paths = save_attribution(result, args.out, opt.formats(args))
     print(format_attribution(result))
     print("written: " + ", ".join(map(str, paths)))
     return 0
@@ -143,6 +143,7 @@ def add(sub: opt.Subparsers) -> None:
     p.add_argument("--ig-steps", type=opt.POSITIVE, default=32, help="integration steps of IG")
     opt.add(p, "seed", "attack", default=0)
     opt.out(p, "folder", default="figures")
+    opt.add(p, "pdf")
     opt.data_and_device(p)
     opt.reference_source(p)
     usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))

@@ -100,7 +100,7 @@ def evaluate(
         per_sample = {}
         for config in configs:
             if sharded and config.kind.shardable:
-                runner = shard_runner or partial(sharded_attack, workers=workers)
+                runner = shard_runner or partial(sharded_attack, workers=workers, progress=progress)
                 shards = runner(
                     path, config.label, n=len(test), batch_size=batch_size, seed=seed,
                     eps=config.eps, data_dir=data_dir,

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ssmprobe.attacks import (
     ATTACKS,
@@ -32,6 +36,7 @@ from ssmprobe.attacks import (
     attack_mode,
     run_attack,
 )
+from ssmprobe.attacks.run import Estimate
 from ssmprobe.data import load_dataset
 from ssmprobe.io import write_json
 from ssmprobe.loading import load_model
@@ -58,6 +63,15 @@ class ShardResult:
     def accuracy(self) -> float:
         correct = self.correct
         return sum(correct) / len(correct)
+
+
+# In a worker of `sharded_attack` that shows progress: where each batch's (samples, seconds) go.
+_done: Queue | None = None
+
+
+def _report_to(done: Queue | None) -> None:
+    global _done
+    _done = done
 
 
 def shard_batches(n: int, batch_size: int, shards: int, index: int) -> list[int]:
@@ -92,10 +106,13 @@ def attack_shard(
     with warnings.catch_warnings(record=True) as caught, attack_mode(model, True):
         warnings.simplefilter("always", AutoAttackWarning)
         for b in batches:
+            start = time.perf_counter()
             x, y = data[b * batch_size : (b + 1) * batch_size]
             x_adv = run_attack(model, x, y, config, seed=seed)
             with torch.no_grad():
                 results[b] = (model(x_adv).argmax(-1) == y).tolist()
+            if _done is not None:
+                _done.put((len(y), time.perf_counter() - start))
     checks = [str(w.message) for w in caught if issubclass(w.category, AutoAttackWarning)]
     return ShardResult(results, math.ceil(len(data) / batch_size), list(dict.fromkeys(checks)))
 
@@ -124,9 +141,11 @@ def sharded_attack(
     seed: int = 0,
     eps: float | None = None,
     data_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> ShardResult:
     """AutoAttack on the first `n` test samples of a checkpoint, its batches spread over
-    `workers` processes on this machine (one intra-op thread each), merged in order."""
+    `workers` processes on this machine (one intra-op thread each), merged in order; with
+    `progress`, a bar of the samples done and an `Estimate` of the wall time left on stderr."""
     if workers < 1 or batch_size < 1 or n < 1:
         raise ValueError(f"workers, batch_size and n must be positive, got {workers}, "
                          f"{batch_size}, {n}")  # fmt: skip
@@ -134,7 +153,11 @@ def sharded_attack(
     workers = min(workers, n_batches)
     if workers == 1:
         return attack_shard(ckpt, spec, n, batch_size, range(n_batches), seed, eps, data_dir)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    context = get_context("spawn")
+    done = context.Queue() if progress else None
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_report_to, initargs=(done,)
+    ) as pool:
         jobs = [
             pool.submit(
                 attack_shard,
@@ -150,7 +173,24 @@ def sharded_attack(
             )
             for i in range(workers)
         ]
+        if done is not None:
+            _follow(done, jobs, Estimate(spec, n, processes=workers), spec, n)
         return merge([job.result() for job in jobs])
+
+
+def _follow(done: Queue, jobs: Sequence[Future], estimate: Estimate, what: str, n: int) -> None:
+    """A bar of the samples the workers report done, and `estimate` after the first batch,
+    until all `n` are reported or every job has ended (a failed one reports no more)."""
+    with tqdm(total=n, desc=what, unit="sample", leave=False) as bar:
+        while bar.n < n:
+            try:
+                samples, seconds = done.get(timeout=0.5)
+            except queue.Empty:
+                if all(job.done() for job in jobs):
+                    return
+                continue
+            estimate.first_done(samples, seconds)
+            bar.update(samples)
 
 
 def save_shard(path: str | Path, result: ShardResult, meta: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ Public API:
 
     input_attributions(model, x, y, x_adv, method="ig", n_steps=32) -> InputAttribution
     component_shares(model, x, y, x_adv, n_steps=32) -> (drop, [ComponentShare, ...])
-    plot_input_attributions(attr, image_shape, out_path) -> [png_path, pdf_path]
+    plot_input_attributions(attr, image_shape, out_path, formats=(".png", ".pdf")) -> [paths]
     attribute_checkpoint(ckpt, n=8, method="ig", split="test", attack="pgd10", eps=None,
                          data_dir=None, device=None, seed=0, n_steps=32) -> dict
 
@@ -48,6 +48,7 @@ every module's mode and parameter's `requires_grad` afterwards; no parameter `.g
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ from ssmprobe.attacks import attack_config, attack_mode, parse_attack, run_attac
 from ssmprobe.data import DATASETS, load_dataset
 from ssmprobe.interop.reference import Reference
 from ssmprobe.interop.userdata import UserData, first_samples, model_meta
-from ssmprobe.io import save_figure, write_json
+from ssmprobe.io import FIGURE_FORMATS, save_figure, write_json
 from ssmprobe.loading import load_model
 
 __all__ = [
@@ -240,12 +241,16 @@ def _show_signed(ax: Axes, image: np.ndarray, limit: float, aspect: str) -> Any:
 
 
 def plot_input_attributions(
-    attr: InputAttribution, image_shape: tuple[int, int] | None, out_path: str | Path
+    attr: InputAttribution,
+    image_shape: tuple[int, int] | None,
+    out_path: str | Path,
+    formats: Sequence[str] = FIGURE_FORMATS,
 ) -> list[Path]:
     """One row per sample: clean input, its attribution, adversarial input, its attribution
     and the perturbation x_adv - x, drawn as `image_shape` (rows, cols) images, or as a (1, L)
     strip when `image_shape` is None. Attributions share one colour scale per row, centred at
-    0 (channels summed). Writes `out_path` with suffixes .png and .pdf; returns both paths."""
+    0 (channels summed). Writes `out_path` with each suffix of `formats` (PNG and PDF by
+    default); returns the paths."""
     n, length = attr.x.shape[:2]
     if n < 1:
         raise ValueError("nothing to plot: the attribution holds no samples")
@@ -291,7 +296,7 @@ def plot_input_attributions(
                 ax.set_title(titles[j], fontsize=9)
     what = "red raises it" if attr.method == "ig" else "|∂ logit / ∂x|"
     fig.suptitle(f"{name} attributions of the true-class logit ({what})")
-    return save_figure(fig, Path(out_path).with_suffix(""))
+    return save_figure(fig, Path(out_path).with_suffix(""), formats)
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -380,12 +385,15 @@ def attribute_checkpoint(
     }
 
 
-def save_attribution(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """The figure of `attribute_checkpoint`'s result and a JSON of its numbers, as
-    `out_dir/attributions_<checkpoint>_<method>.png/.pdf/.json`; returns the paths."""
+def save_attribution(
+    result: dict[str, Any], out_dir: str | Path, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """The figure of `attribute_checkpoint`'s result, in each of `formats`, and a JSON of its
+    numbers, as `out_dir/attributions_<checkpoint>_<method>.png/.pdf/.json`; returns the
+    paths."""
     meta = result["meta"]
     stem = Path(out_dir) / f"attributions_{Path(meta['checkpoint']).stem}_{meta['method']}"
-    paths = plot_input_attributions(result["inputs"], result["image_shape"], f"{stem}.png")
+    paths = plot_input_attributions(result["inputs"], result["image_shape"], f"{stem}.png", formats)
     shares = [vars(c) for c in result["components"]]
     write_json(f"{stem}.json", {"meta": meta, "drop": result["drop"], "components": shares})
     return [*paths, Path(f"{stem}.json")]

@@ -101,8 +101,7 @@ def make_rate_figure(summary: pd.DataFrame, title: str) -> Figure:
                 ax.set_yscale("symlog", linthresh=100)
                 ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 5 else 0)
                 ax.set(
-                    title=f"{METHOD_NAMES.get(method) or method or 'your model'}: "
-                    f"{metric.title}",
+                    title=f"{METHOD_NAMES.get(method) or method or 'your model'}: {metric.title}",
                     ylabel="rate: change / before (%)",
                 )
         handles, names = axes[0, 0].get_legend_handles_labels()

@@ -114,7 +114,9 @@ def _accuracy_finding(name: str, evaluation: dict[str, Any]) -> str:
     flags = evaluation.get("masking") or []
     return (
         f"{name} on {evaluation['n']} samples (ε = {evaluation['eps']:g}): clean "
-        f"{100 * results['clean']:.1f}%, " + ", ".join(attacks) + "; "
+        f"{100 * results['clean']:.1f}%, "
+        + ", ".join(attacks)
+        + "; "
         + ("gradient masking suspected: " + "; ".join(flags) if flags else "no masking flag")
         + "."
     )
@@ -177,4 +179,3 @@ def _sections(
             )
         )
     return [s for s in sections if s.images or s.table]
-
