@@ -306,6 +306,7 @@ def test_parse_attack_presets() -> None:
         (lambda m, x, y: pgd_linf(m, x[0], y, 0.3, 0.01, 5), "batch, length"),
         (lambda m, x, y: autoattack(m, x, y, -0.1), "eps"),
         (lambda m, x, y: autoattack(m, x, y, 0.3, version="plus"), "version"),
+        (lambda m, x, y: autoattack(m, x, y, 0.3, "square", square_queries=0), "square_queries"),
         (lambda m, x, y: AttackConfig("pgd", 0.3), "alpha and steps"),
         (lambda m, x, y: AttackConfig("fgsm", 0.3, 0.1, 1), "own steps"),
         (lambda m, x, y: AttackConfig("pgd", 0.3, 0.04, 0), "steps"),

@@ -100,6 +100,10 @@ def _captured_autoattack_log() -> Iterator[_ForwardLog]:
         logger.propagate = saved[1]
 
 
+# The custom versions: the standard version's attacks they run, with its settings.
+_CUSTOM: dict[str, list[str]] = {"fast": ["apgd-ce", "apgd-t"], "square": ["square"]}
+
+
 def autoattack(
     model: nn.Module,
     x: Tensor,
@@ -111,12 +115,15 @@ def autoattack(
     seed: int = 0,
     batch_size: int = 250,
     image_size: tuple[int, int] | None = None,
+    square_queries: int | None = None,
 ) -> AutoAttackResult:
     """AutoAttack on the first `n` samples (all if None), in eval mode.
 
     `version="standard"` is AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square);
     `"fast"` runs only APGD-CE and APGD-T with the standard version's settings (one restart,
-    nine target classes). AutoAttack's check warnings (randomised or dynamic defence, zero
+    nine target classes); `"square"` only Square, which needs no gradients (a test for gradient
+    masking), with `square_queries` queries per sample (None: the standard version's 5000).
+    AutoAttack's check warnings (randomised or dynamic defence, zero
     gradients, Square beating the gradient attacks, too few classes) come out as
     `AutoAttackWarning`s; its progress lines are in the result's `log` and on this module's
     logger at DEBUG level. `seed` makes the run deterministic; torch's global RNG (which the
@@ -125,8 +132,10 @@ def autoattack(
     """
     from pyautoattack import AutoAttack
 
-    if version not in ("standard", "fast"):
-        raise ValueError(f"version must be 'standard' or 'fast', got {version!r}")
+    if version not in ("standard", *_CUSTOM):
+        raise ValueError(f"version must be one of {('standard', *_CUSTOM)}, got {version!r}")
+    if square_queries is not None and (type(square_queries) is not int or square_queries < 1):
+        raise ValueError(f"square_queries must be a positive integer, got {square_queries!r}")
     if norm not in ("Linf", "L2"):
         raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
     check_budget(eps, norm)
@@ -160,10 +169,12 @@ def autoattack(
                 seed=seed,
                 device=x.device,
                 version="custom",
-                attacks=["apgd-ce", "apgd-t"],
+                attacks=_CUSTOM[version],
             )
             adversary.apgd.n_restarts = 1
             adversary.apgd_targeted.n_target_classes = 9
+        if square_queries is not None:
+            adversary.square.n_queries = square_queries
         try:
             adv_images, _ = adversary.run_standard_evaluation(images, y, batch_size=batch_size)
         finally:

@@ -99,11 +99,11 @@ def gap_markdown(df: pd.DataFrame) -> str:
     shown = ["dataset", "model", "method", "ads", *_told_apart_by(at)]
     cells = [
         [*(display(c, row[c]) if c in KEY_COLUMNS else _cell(row[c]) for c in shown)]
-        + [_number(row[c]) for c in GAP_COLUMNS]
+        + [number_cell(row[c]) for c in GAP_COLUMNS]
         for _, row in at.iterrows()
     ]
     headers = [_HEADERS[c] for c in (*shown, *GAP_COLUMNS)]
-    return _markdown_table(GAP_CAPTION, headers, cells, len(shown), [])
+    return markdown_table(GAP_CAPTION, headers, cells, len(shown), [])
 
 
 def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
@@ -142,7 +142,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
         shown.append("ads")
     shown += _told_apart_by(df)
     cells = [
-        [*(_cell(row[c]) for c in shown), *(_number(row[c]) for c in ACCURACY_COLUMNS)]
+        [*(_cell(row[c]) for c in shown), *(number_cell(row[c]) for c in ACCURACY_COLUMNS)]
         for _, row in labels.iterrows()
     ]
     csv_frame = labels[[c for c in COLUMNS if c in labels]].rename(columns=_HEADERS)
@@ -158,7 +158,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
         paths |= {f"seeds_{e}": out_dir / f"table_seeds.{e}" for e in ("md", "csv", "tex")}
         headers, cells = _seed_cells(summary)
         n_labels = len(headers) - len(SEED_STATS)
-        write_text(paths["seeds_md"], _markdown_table(SEEDS_CAPTION, headers, cells, n_labels, []))
+        write_text(paths["seeds_md"], markdown_table(SEEDS_CAPTION, headers, cells, n_labels, []))
         write_text(paths["seeds_csv"], summary.to_csv(index=False, float_format="%.2f"))
         write_text(
             paths["seeds_tex"],
@@ -244,16 +244,17 @@ def _cell(value: Any) -> str:
     return MISSING if pd.isna(value) else str(value)
 
 
-def _number(value: float) -> str:
+def number_cell(value: float) -> str:
+    """An accuracy (%) as the tables print it, two decimals; NaN (not evaluated) as "–"."""
     return MISSING if pd.isna(value) else f"{value:.2f}"
 
 
 def _markdown(shown: Sequence[str], cells: list[list[str]], notes: Sequence[str]) -> str:
     header = [_HEADERS[c] for c in (*shown, *ACCURACY_COLUMNS)]
-    return _markdown_table(CAPTION, header, cells, len(shown), notes)
+    return markdown_table(CAPTION, header, cells, len(shown), notes)
 
 
-def _markdown_table(
+def markdown_table(
     caption: str,
     header: Sequence[str],
     cells: list[list[str]],
