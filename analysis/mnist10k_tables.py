@@ -4,10 +4,11 @@ Each row is a setting (model, method, AdS) in the paper's layout: Clean, PGD-10 
 Best / Last / Diff, our number and the paper's in adjacent columns, then the test images n
 behind each of our columns (from the eval files: clean and PGD-10 on all 2,000 MNIST-10k test
 images, AA on what its eval file says). A setting of the paper's without a run folder is "not
-run"; a run folder without an eval file yet is "unfinished" (training, or stopped). Ours are MNIST-10k (the 10,000
-official MNIST test images split 8,000 / 2,000), never MNIST test: the paper's are MNIST's
-10,000 test images after training on its 60,000. Writes into --out table1_mnist10k.md,
-table2_mnist10k.md and tables_mnist10k.csv (both tables, one row per line of them).
+run"; a run folder without an eval file yet is "unfinished" (training, or stopped). Ours are
+MNIST-10k (the 10,000 official MNIST test images split 8,000 / 2,000), never MNIST test: the
+paper's are MNIST's 10,000 test images after training on its 60,000. Writes into --out
+table1_mnist10k.md, table2_mnist10k.md and tables_mnist10k.csv (both tables, one row per line of
+them).
 
     python analysis/mnist10k_tables.py --runs runs/mnist10k --out figures/mnist10k
 """

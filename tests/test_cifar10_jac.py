@@ -17,6 +17,7 @@ from ssmprobe.imagefolder import CIFAR10_CLASSES
 from ssmprobe.interop.reference import export_reference
 from ssmprobe.models import build_model, model_config
 from ssmprobe.models.registry import ARCHS
+from ssmprobe.report.studies import read_study
 
 SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "cifar10_jac.py"
 
@@ -63,7 +64,17 @@ def test_the_script_writes_every_result_and_resumes(tmp_path: Path) -> None:
     spectrum = (out / "spectrum.csv").read_text().splitlines()
     assert len(spectrum) == 3 and spectrum[0].startswith("model,layer,max_abs_eig")
     page = docs.read_text()
-    assert "JPEG copy" in page and "S4 NAT: clean" in page and "| nat |" in page
+    assert "JPEG copy" in page and "- S4 NAT: clean" in page and "| S4 NAT | 1" in page
+    assert "Beside the paper (Table 1" in page and "eigenvalue-form upper bound (eq. 16)" in page
+    study = read_study(out)  # what `ssmprobe report --study` shows
+    assert [t for t, _, _ in study.tables] == [
+        "Accuracy", "Feature discrepancy under PGD-10 (Figs. 3-4), test images",
+        "Spectrum of each SSM layer", "Theorem 4.1.1 per layer",
+    ]  # fmt: skip
+    shown = {path.name for path, _ in study.figures}
+    assert {"figure3_discrepancy.png", "bounds_nat.png", "bounds_gp.png"} <= shown
+    assert any(name.startswith("steps_") for name in shown)
+    assert json.loads((out / "bounds_gp.json").read_text())["meta"]["law"]["mu"] == 0.0155
     before = (out / "accuracy.json").stat().st_mtime_ns
     assert script.main(argv) == 0  # resumes: nothing recomputed, the same files
     assert (out / "accuracy.json").stat().st_mtime_ns == before
