@@ -99,7 +99,7 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = _lock_holder(lock)
+            holder = lock_holder(lock)
             if holder is not None:
                 raise OutputError(
                     f"{folder} is being written by {holder} ({lock}); wait for it, or "
@@ -117,7 +117,7 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
     raise OutputError(f"{folder}: could not take {lock}")
 
 
-def _lock_holder(lock: Path) -> str | None:
+def lock_holder(lock: Path) -> str | None:
     """Who holds `lock` ("process PID"), or None where that process has ended."""
     try:
         text = lock.read_text().strip()

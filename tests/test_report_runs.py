@@ -14,6 +14,7 @@ import pytest
 from run_fixtures import write_run
 
 from ssmprobe.checkpoint import bundled_dir
+from ssmprobe.io import LOCK
 from ssmprobe.report.build import ReportOptions, build_report
 from ssmprobe.report.runs import collect_runs, skipped_runs
 from ssmprobe.report.studies import StudyError, read_study, write_study
@@ -74,6 +75,18 @@ def test_your_run_and_the_zoos_are_two_rows_told_apart_by_run_not_two_seeds(
     header, _, *rows = markdown_rows(paths["md"].read_text(encoding="utf-8"))
     assert header[:4] == ["Dataset", "Model", "Method", "Run"] and "Seed" not in header
     assert [row[3] for row in rows] == ["s5_st_digits", "zoo/s5_st"]
+
+
+def test_a_run_being_trained_is_skipped_until_its_lock_is_released(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_run(runs, "s5_st_digits", model="s5", method="st", last=ACC)
+    training = write_run(runs, "s5_pgd_digits", model="s5", method="pgd", last=ACC)
+    (training / LOCK).write_text(f"{os.getpid()}\n")  # a live process holds it
+    [(path, why)] = skipped_runs(runs)
+    assert path == "s5_pgd_digits" and f"being written by process {os.getpid()}" in why
+    assert list(collect_runs(runs)["run"]) == ["s5_st_digits"]
+    (training / LOCK).write_text("999999999\n")  # its process has ended: a killed train
+    assert skipped_runs(runs) == [] and len(collect_runs(runs)) == 2
 
 
 def test_seeds_are_averaged_only_within_one_recipe_and_origin(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ import pandas as pd
 
 from ssmprobe.attacks import attack_title
 from ssmprobe.evaluation.sanity import masking_flags
+from ssmprobe.io import LOCK, lock_holder
 from ssmprobe.models import FAMILY_TITLES
 from ssmprobe.training.selection import BestChoice, best_epoch
 from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, METHOD_NAMES
@@ -170,7 +171,11 @@ def skipped_runs(runs_dir: str | Path) -> list[tuple[str, str]]:
 
 def incomplete(run_dir: Path) -> str | None:
     """Why the run folder has nothing to report yet (only config.json: no finished epoch in
-    metrics.jsonl, no checkpoint, no eval file), or None when it has something."""
+    metrics.jsonl, no checkpoint, no eval file; or a live process writing it, whose checkpoints
+    change under the report), or None when it has something."""
+    holder = lock_holder(run_dir / LOCK)
+    if holder is not None:
+        return f"being written by {holder} (a running train): reported once it ends"
     if any(run_dir.glob("*.pt")) or any((run_dir / name).is_file() for name in EVAL_FILES.values()):
         return None
     metrics = run_dir / METRICS_FILE
