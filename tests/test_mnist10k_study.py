@@ -1,0 +1,72 @@
+"""analysis/mnist10k_study.py on hand-built runs: the study the report shows, its findings from
+the tables, the diagnosis, the per-position caches and the bounds; a user's file is kept."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from test_mnist10k_tables import _runs
+from test_mnist10k_tables import load_script as load_tables
+
+from ssmprobe.report.studies import read_study
+
+SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "mnist10k_study.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("mnist10k_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _caches(run: Path) -> None:
+    """The report's caches of one run: two layers' curves over 20 positions and a bounds check."""
+    flat, late = [1.0] * 20, [1.0] * 18 + [4.0, 4.0]  # late / early = 4 after the second SSM
+    steps = [{"split": "test", "component": c, "kind": c.rsplit(".", 1)[1], "before": b,
+              "after": a} for c, b, a in (("layers.0.ssm", flat, flat),
+                                           ("layers.0.norm", flat, flat),
+                                           ("layers.1.ssm", flat, late))]  # fmt: skip
+    result = {"meta": {"checkpoint": str(run / "best.pt")}, "rows": [], "steps": steps}
+    (run / "discrepancy.json").write_text(json.dumps({"results": [result]}))
+    summary = {"layer": "layers.0.ssm", "channels": 128, "kernel_upper_holds": 128,
+               "eigen_violated": 3, "eigen_max_ratio": 17.5}  # fmt: skip
+    (run / "bounds.json").write_text(json.dumps({"summary": [summary], "rows": []}))
+
+
+def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path) -> None:
+    runs, out = _runs(tmp_path), tmp_path / "out"
+    load_tables().write(runs, out)
+    _caches(runs / "s5_pgd")
+    verdict = {"finding": "PGD-10 15.0% is not above clean 15.0%; collapse"}
+    (out / "diagnosis.json").write_text(json.dumps({"s5_pgd/best": {"verdict": verdict}}))
+    (out / "diagnosis.md").write_text("| a |\n|---|\n| 1 |\n")
+    (out / "report" / "discrepancy").mkdir(parents=True)
+    (out / "report" / "discrepancy" / "steps_s5_pgd_best.png").write_bytes(b"png")
+    assert load_script().main(["--runs", str(runs), "--out", str(out)]) == 0
+    study = read_study(out)
+    assert [t for t, _, _ in study.tables] == [
+        "Table 1, MNIST rows", "Table 2, MNIST rows", "Why PGD-10 can sit above clean",
+        "Along the 784 steps", "Theorem 4.1.1 at L = 784",
+    ]  # fmt: skip
+    assert any(f.startswith("S5 PGD-AT (s5_pgd): clean 11.35 / 11.35") for f in study.findings)
+    assert "s5_pgd/best: PGD-10 15.0% is not above clean 15.0%; collapse" in study.findings
+    assert "| s5_pgd | best.pt | 1.00 | 4.00 | 1.00-4.00 |" in (out / "positions.md").read_text()
+    assert "| s5_pgd | layers.0.ssm | 128 | 128 | 3 | 17.5 |" in (out / "bounds.md").read_text()
+    [(figure, caption)] = study.figures
+    assert figure.name == "steps_s5_pgd_best.png" and "along the sequence" in caption
+
+
+def test_it_needs_the_tables_and_keeps_a_users_file(tmp_path: Path) -> None:
+    runs, out = _runs(tmp_path), tmp_path / "out"
+    with pytest.raises(SystemExit):  # no tables yet
+        load_script().main(["--runs", str(runs), "--out", str(out)])
+    load_tables().write(runs, out)
+    (out / "findings.md").write_text("my notes\n")
+    with pytest.raises(SystemExit):
+        load_script().main(["--runs", str(runs), "--out", str(out)])
+    assert (out / "findings.md").read_text() == "my notes\n"
+    assert load_script().main(["--runs", str(runs), "--out", str(out), "--force"]) == 0
