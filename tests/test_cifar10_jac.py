@@ -4,13 +4,13 @@ folder of CIFAR-10-shaped images; then run again, resuming from its own files.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from analysis_scripts import load_analysis
 from PIL import Image
 
 from ssmprobe.imagefolder import CIFAR10_CLASSES
@@ -19,14 +19,9 @@ from ssmprobe.models import build_model, model_config
 from ssmprobe.models.registry import ARCHS
 from ssmprobe.report.studies import read_study
 
-SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "cifar10_jac.py"
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("cifar10_jac", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("cifar10_jac")
 
 
 @pytest.mark.slow

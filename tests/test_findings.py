@@ -8,13 +8,13 @@ tables are not what the zoo's own files give.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from analysis_scripts import load_analysis
 
 from ssmprobe.probe.discrepancy import load_rows, summarise
 from ssmprobe.probe.verdicts import to_markdown, verdicts
@@ -27,10 +27,7 @@ SCRIPT = ROOT / "analysis" / "findings.py"
 
 
 def findings_module():
-    spec = importlib.util.spec_from_file_location("findings", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("findings")
 
 
 def test_every_generated_block_matches_its_results_file() -> None:

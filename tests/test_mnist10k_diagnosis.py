@@ -3,27 +3,23 @@ model built to have it, a plain model gets none, and the script writes and resum
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from analysis_scripts import load_analysis
 from run_fixtures import write_run
 from torch import Tensor, nn
 
 from ssmprobe.checkpoint import save_checkpoint
 from ssmprobe.models import build_model, model_config
 
-SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "mnist10k_diagnosis.py"
 LENGTH = 16
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("mnist10k_diagnosis", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("mnist10k_diagnosis")
 
 
 class Constant(nn.Module):

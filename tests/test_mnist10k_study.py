@@ -3,24 +3,19 @@ the tables, the diagnosis, the per-position caches and the bounds; a user's file
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from analysis_scripts import load_analysis
 from test_mnist10k_tables import _runs
 from test_mnist10k_tables import load_script as load_tables
 
 from ssmprobe.report.studies import read_study
 
-SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "mnist10k_study.py"
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("mnist10k_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("mnist10k_study")
 
 
 def _caches(run: Path) -> None:

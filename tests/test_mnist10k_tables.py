@@ -3,22 +3,17 @@ paper's numbers, n per attack, "unfinished" and "not run" rows, safe writes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from analysis_scripts import load_analysis
 from run_fixtures import write_run
-
-SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "mnist10k_tables.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("mnist10k_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("mnist10k_tables")
 
 
 def _runs(root: Path) -> Path:
