@@ -44,7 +44,7 @@ from ssmprobe.probe.plots import plot_rates, save_steps_figure, steps_figures
 from ssmprobe.probe.positions import growth
 from ssmprobe.probe.verdicts import to_markdown, verdicts
 from ssmprobe.report.paper import paper_row
-from ssmprobe.report.studies import Study, read_study, write_study
+from ssmprobe.report.studies import read_study, study_page, write_study
 from ssmprobe.vocab import KIND_NAMES
 
 EPS = 0.031
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     write_study(out, title, SENTENCE + f" Data: {_source(test.source)}.", lines,
                 [(t, sentence, file) for file, (t, sentence, _) in tables.items()],
                 [("figure3_discrepancy.png", FIGURE3_CAPTION), *figures])  # fmt: skip
-    write_text(Path(args.docs), docs_page(read_study(out)))
+    write_text(Path(args.docs), study_page(read_study(out), DOCS_NOTE))
     print("\n".join(lines))
     return 0
 
@@ -324,16 +324,6 @@ def bounds_markdown(checks: dict) -> str:
                          f"{r['kernel_upper_holds']} | {r['spectral_upper_holds']} | "
                          f"{r['eigen_violated']} | {r['eigen_max_ratio']:.3g} | "
                          f"{r['kernel_median_ratio']:.3g} |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def docs_page(study: Study) -> str:
-    """The documentation page: the study's sentence, findings and tables (its figures are in
-    the report)."""
-    lines = [f"# {study.title}", "", DOCS_NOTE, "", study.sentence, "",
-             *(f"- {x}" for x in study.findings), ""]  # fmt: skip
-    for title, sentence, path in study.tables:
-        lines += [f"## {title}", "", sentence, "", path.read_text(encoding="utf-8").rstrip(), ""]
     return "\n".join(lines)
 
 

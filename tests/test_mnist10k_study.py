@@ -18,6 +18,10 @@ def load_script():
     return load_analysis("mnist10k_study")
 
 
+def argv(runs: Path, out: Path, docs: Path) -> list[str]:
+    return ["--runs", str(runs), "--out", str(out), "--docs", str(docs)]
+
+
 def _caches(run: Path) -> None:
     """The report's caches of one run: two layers' curves over 20 positions and a bounds check."""
     flat, late = [1.0] * 20, [1.0] * 18 + [4.0, 4.0]  # late / early = 4 after the second SSM
@@ -41,7 +45,7 @@ def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path)
     (out / "diagnosis.md").write_text("| a |\n|---|\n| 1 |\n")
     (out / "report" / "discrepancy").mkdir(parents=True)
     (out / "report" / "discrepancy" / "steps_s5_pgd_best.png").write_bytes(b"png")
-    assert load_script().main(["--runs", str(runs), "--out", str(out)]) == 0
+    assert load_script().main(argv(runs, out, tmp_path / "page.md")) == 0
     study = read_study(out)
     assert [t for t, _, _ in study.tables] == [
         "Table 1, MNIST rows", "Table 2, MNIST rows", "Why PGD-10 can sit above clean",
@@ -51,6 +55,8 @@ def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path)
     assert "s5_pgd/best: PGD-10 15.0% is not above clean 15.0%; collapse" in study.findings
     assert "| s5_pgd | best.pt | 1.00 | 4.00 | 1.00-4.00 |" in (out / "positions.md").read_text()
     assert "| s5_pgd | layers.0.ssm | 128 | 128 | 3 | 17.5 |" in (out / "bounds.md").read_text()
+    page = (tmp_path / "page.md").read_text()
+    assert page.startswith(f"# {study.title}") and "## Along the 784 steps" in page
     [(figure, caption)] = study.figures
     assert figure.name == "steps_s5_pgd_best.png" and "along the sequence" in caption
 
@@ -58,10 +64,10 @@ def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path)
 def test_it_needs_the_tables_and_keeps_a_users_file(tmp_path: Path) -> None:
     runs, out = _runs(tmp_path), tmp_path / "out"
     with pytest.raises(SystemExit):  # no tables yet
-        load_script().main(["--runs", str(runs), "--out", str(out)])
+        load_script().main(argv(runs, out, tmp_path / "page.md"))
     load_tables().write(runs, out)
     (out / "findings.md").write_text("my notes\n")
     with pytest.raises(SystemExit):
-        load_script().main(["--runs", str(runs), "--out", str(out)])
+        load_script().main(argv(runs, out, tmp_path / "page.md"))
     assert (out / "findings.md").read_text() == "my notes\n"
-    assert load_script().main(["--runs", str(runs), "--out", str(out), "--force"]) == 0
+    assert load_script().main([*argv(runs, out, tmp_path / "page.md"), "--force"]) == 0

@@ -53,6 +53,16 @@ class Study:
         return [first, *tables, *([shown] if figures else [])]
 
 
+def study_page(study: Study, note: str) -> str:
+    """A documentation page of the study: title, `note` (how it is made), its sentence, findings
+    and tables; the figures stay in the report, which has them at their size."""
+    lines = [f"# {study.title}", "", note, "", study.sentence, "",
+             *(f"- {x}" for x in study.findings), ""]  # fmt: skip
+    for title, sentence, path in study.tables:
+        lines += [f"## {title}", "", sentence, "", path.read_text(encoding="utf-8").rstrip(), ""]
+    return "\n".join(lines)
+
+
 def write_study(
     folder: str | Path,
     title: str,
