@@ -84,12 +84,16 @@ def study(runs: Path, out: Path, docs: Path, parser: argparse.ArgumentParser) ->
                        "diagnosis.md"))  # fmt: skip
     caches = {p.parent.name: p for p in sorted(runs.glob("*/discrepancy.json"))}
     if caches:
-        write_text(out / "positions.md", positions_markdown(caches) + "\n")
+        rows = position_rows(caches)
+        write_text(out / "positions.md", positions_markdown(rows) + "\n")
         tables.append(("Along the 784 steps", POSITIONS_SENTENCE, "positions.md"))
-    checks = {p.parent.name: p for p in sorted(runs.glob("*/bounds.json"))}
+        lines.append(positions_finding(rows))
+    checks = {p.parent.name: json.loads(p.read_text())["summary"]
+              for p in sorted(runs.glob("*/bounds.json"))}  # fmt: skip
     if checks:
         write_text(out / "bounds.md", bounds_markdown(checks) + "\n")
         tables.append(("Theorem 4.1.1 at L = 784", BOUNDS_SENTENCE, "bounds.md"))
+        lines.append(bounds_finding(checks))
     bullets = [f"- {x}" for x in lines]
     write_text(out / "findings.md", "\n".join([f"# {TITLE}", "", *bullets, ""]))
     write_study(out, TITLE, SENTENCE, lines, tables, report_figures(out))
@@ -114,31 +118,64 @@ def table_findings(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def positions_markdown(caches: dict[str, Path]) -> str:
-    """Per run and checkpoint: late / early at the first SSM's input, the last output, and the
-    range of what each SSM layer adds."""
-    lines = ["| run | checkpoint | input | output | each SSM adds |", "|---|---|---:|---:|---:|"]
+def position_rows(caches: dict[str, Path]) -> list[tuple[str, str, float, float, float, float]]:
+    """Per run and checkpoint (test images): late / early at the first SSM's input and the last
+    output, and the least and most any SSM layer multiplies it by."""
+    rows = []
     for run, path in caches.items():
         for result in json.loads(path.read_text())["results"]:
             test = [g for g in growth(result["steps"], kind=None) if g.split == "test"]
             added = [g.added for g in test if g.component.endswith(".ssm")]
-            lines.append(
-                f"| {run} | {Path(result['meta']['checkpoint']).name} | {test[0].before:.2f} | "
-                f"{test[-1].after:.2f} | {min(added):.2f}-{max(added):.2f} |"
-            )
+            checkpoint = Path(result["meta"]["checkpoint"]).name
+            rows.append((run, checkpoint, test[0].before, test[-1].after, min(added), max(added)))
+    return rows
+
+
+def positions_markdown(rows: list[tuple[str, str, float, float, float, float]]) -> str:
+    lines = ["| run | checkpoint | input | output | each SSM adds |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r} | {c} | {i:.2f} | {o:.2f} | {lo:.2f}-{hi:.2f} |"
+              for r, c, i, o, lo, hi in rows]  # fmt: skip
     return "\n".join(lines)
 
 
-def bounds_markdown(checks: dict[str, Path]) -> str:
-    lines = ["| run | layer | channels | kernel upper held | eq. 16 upper failed | "
-             "largest measured / eq. 16 |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
-    for run, path in checks.items():
-        for r in json.loads(path.read_text())["summary"]:
+def positions_finding(rows: list[tuple[str, str, float, float, float, float]]) -> str:
+    flat = [r for r in rows if r[5] < 1.1]  # no SSM layer adds 10%: nothing moves late
+    grows = [r for r in rows if r not in flat]
+    text = "Along the 784 steps (test images, late / early squared error): "
+    if grows:
+        text += (
+            f"in {len(grows)} of {len(rows)} checkpoints every SSM layer moves the discrepancy "
+            f"to late positions, multiplying the ratio by {min(r[4] for r in grows):.2f}-"
+            f"{max(r[5] for r in grows):.2f}"
+        )
+    if flat:
+        text += ("; " if grows else "") + ", ".join(
+            f"{r[0]} ({r[1]}) is flat ({r[4]:.2f}-{r[5]:.2f})" for r in flat
+        )
+    return text + "."
+
+
+def bounds_markdown(checks: dict[str, list[dict]]) -> str:
+    lines = ["| run | layer | view | size | kernel upper held | eq. 16 upper failed | "
+             "largest measured / eq. 16 |", "|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for run, summary in checks.items():
+        for r in summary:
             if "kernel_upper_holds" in r:
-                lines.append(f"| {run} | {r['layer']} | {r['channels']} | "
-                             f"{r['kernel_upper_holds']} | {r['eigen_violated']} | "
-                             f"{r['eigen_max_ratio']:.3g} |")  # fmt: skip
+                lines.append(f"| {run} | {r['layer']} | {r.get('view', 'channel')} | "
+                             f"{r['channels']} | {r['kernel_upper_holds']} | "
+                             f"{r['eigen_violated']} | {r['eigen_max_ratio']:.3g} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def bounds_finding(checks: dict[str, list[dict]]) -> str:
+    rows = [r for summary in checks.values() for r in summary if "kernel_upper_holds" in r]
+    total = sum(r["channels"] for r in rows)
+    return (
+        f"Theorem 4.1.1 at L = 784 on {', '.join(checks)}: the kernel-form upper bound held on "
+        f"{sum(r['kernel_upper_holds'] for r in rows)} of {total} channels and states; the "
+        f"eigenvalue-form upper bound (eq. 16) failed on {sum(r['eigen_violated'] for r in rows)}"
+        f", the measured error up to {max(r['eigen_max_ratio'] for r in rows):.3g} times it."
+    )
 
 
 def report_figures(out: Path) -> list[tuple[str, str]]:

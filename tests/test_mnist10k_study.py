@@ -54,7 +54,9 @@ def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path)
     assert any(f.startswith("S5 PGD-AT (s5_pgd): clean 11.35 / 11.35") for f in study.findings)
     assert "s5_pgd/best: PGD-10 15.0% is not above clean 15.0%; collapse" in study.findings
     assert "| s5_pgd | best.pt | 1.00 | 4.00 | 1.00-4.00 |" in (out / "positions.md").read_text()
-    assert "| s5_pgd | layers.0.ssm | 128 | 128 | 3 | 17.5 |" in (out / "bounds.md").read_text()
+    bounds = (out / "bounds.md").read_text()
+    assert "| s5_pgd | layers.0.ssm | channel | 128 | 128 | 3 | 17.5 |" in bounds
+    assert any(f.startswith("Along the 784 steps") and "1.00-4.00" in f for f in study.findings)
     page = (tmp_path / "page.md").read_text()
     assert page.startswith(f"# {study.title}") and "## Along the 784 steps" in page
     [(figure, caption)] = study.figures
