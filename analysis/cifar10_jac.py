@@ -37,7 +37,7 @@ from ssmprobe.bounds.figures import make_bounds_figure
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.evaluate import evaluate
 from ssmprobe.interop.reference import import_reference
-from ssmprobe.io import save_figure, write_json, write_text
+from ssmprobe.io import OutputError, replacing, save_figure, write_json, write_text
 from ssmprobe.loading import load_model
 from ssmprobe.probe.discrepancy import discrepancy, save, summarise
 from ssmprobe.probe.plots import plot_rates, save_steps_figure, steps_figures
@@ -50,6 +50,7 @@ from ssmprobe.vocab import KIND_NAMES
 EPS = 0.031
 MU = EPS / 2  # the noise mean of the bounds: μ/ε as in the digits figures (0.05 / 0.1)
 L = 1024
+NAMES = {"nat": "Nat", "gp": "GP"}
 SENTENCE = (
     "Two S4 classifiers (4 layers, d = 128, 180 epochs) from the Jacobian follow-up's code, "
     "trained on CIFAR-10 inputs in [0, 1] without (Nat) and with (GP) Jacobian regularisation, "
@@ -89,7 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-aa", type=int, default=200, help="0 skips AutoAttack")
     parser.add_argument("--n-probe", type=int, default=200)
     parser.add_argument("--docs", default="docs/cifar10-jac.md", help="the page to write")
+    parser.add_argument("--force", action="store_true", help="replace files ssmprobe did not write")
     args = parser.parse_args(argv)
+    try:
+        with replacing(args.force):
+            return run(args)
+    except OutputError as err:  # a file of the user's in the way: nothing replaced
+        parser.error(str(err))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every step of the module docstring, resuming from what `args.out` already holds."""
     out, work = Path(args.out), Path(args.work)
     test = load_dataset("cifar10", "test", args.images, download=False)
     # What an earlier run of at least these sizes left in --out is kept: the script resumes.
@@ -134,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"steps, before and after each component, S4 {_model(p.stem)}")
                for job in steps_figures(csvs, out) for p in save_steps_figure(*job, (".png",))]
     for name, check in checks.items():
-        title = f"S4 {name.upper()}: {check.perturbation}, L = {L}"
+        title = f"S4 {NAMES[name]}: {check.perturbation}, L = {L}"
         save_figure(make_bounds_figure(check.rows, title), out / f"bounds_{name}", (".png",))
-        figures.append((f"bounds_{name}.png", f"Theorem 4.1.1 on S4 {name.upper()}: measured "
+        figures.append((f"bounds_{name}.png", f"Theorem 4.1.1 on S4 {NAMES[name]}: measured "
                         "output error of each channel against its bounds, per layer"))
     tables = {
         "accuracy.md": ("Accuracy", "Clean, PGD-10 and AutoAttack accuracy (%) with the n of "
@@ -220,7 +231,7 @@ def findings(frame: pd.DataFrame, summary: pd.DataFrame, spectrum: pd.DataFrame,
              checks: dict, steps: dict[str, list[dict]]) -> list[str]:  # fmt: skip
     """The findings in sentences, every number from the files this script wrote."""
     acc = {r["model"]: r for _, r in frame.iterrows()}
-    lines = [f"S4 {name.upper()}: {_accuracies(r)}." for name, r in acc.items()]
+    lines = [f"S4 {NAMES[name]}: {_accuracies(r)}." for name, r in acc.items()]
     lines.append(paper_comparison(acc))
     test = verdicts(summary)
     test = test[test["split"] == "test"]
@@ -241,14 +252,16 @@ def findings(frame: pd.DataFrame, summary: pd.DataFrame, spectrum: pd.DataFrame,
         spec = spectrum[spectrum["model"] == name]
         rows = checks[name].summary
         held = sum(r["kernel_upper_holds"] for r in rows)
+        lower = sum(r["kernel_lower_holds"] for r in rows)
         total = sum(r["channels"] for r in rows)
         failed = sum(r["eigen_violated"] for r in rows)
         worst = max(r["eigen_max_ratio"] for r in rows)
         lines.append(
-            f"S4 {name.upper()} spectrum: max |λ(Ā)| {spec['max_abs_eig'].max():.6f}, kernel norm "
+            f"S4 {NAMES[name]} spectrum: max |λ(Ā)| {spec['max_abs_eig'].max():.6f}, kernel norm "
             f"median {spec['kernel_norm_median'].median():.3g} (max "
             f"{spec['kernel_norm_max'].max():.3g}). Theorem 4.1.1 ({checks[name].perturbation}): "
-            f"the kernel-form upper bound held on {held} of {total} channels; the eigenvalue-form "
+            f"the kernel-form lower and upper bounds held on {lower} and {held} of {total} "
+            "channels; the eigenvalue-form "
             f"upper bound (eq. 16) failed on {failed} of {total}, the measured error up to "
             f"{worst:.3g} times it."
         )
@@ -302,7 +315,7 @@ def accuracy_markdown(frame: pd.DataFrame) -> str:
     lines = ["| model | clean | PGD-10 | AA | masking | seconds (clean / PGD-10 / AA) |",
              "|---|---:|---:|---:|---|---:|"]  # fmt: skip
     for _, r in frame.iterrows():
-        cells = [f"S4 {r['model'].upper()}"]
+        cells = [f"S4 {NAMES[r['model']]}"]
         cells += [f"{100 * r[k]:.2f} (n = {int(r[f'n_{k}']):,})" if pd.notna(r.get(k)) else "–"
                   for k in ("clean", "pgd10", "aa")]  # fmt: skip
         flags = [r.get(f"{k}_masking") for k in ("pgd10", "aa")]
@@ -320,7 +333,7 @@ def bounds_markdown(checks: dict) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, check in checks.items():
         for r in check.summary:
-            lines.append(f"| S4 {name.upper()} | {r['layer']} | {r['channels']} | "
+            lines.append(f"| S4 {NAMES[name]} | {r['layer']} | {r['channels']} | "
                          f"{r['kernel_upper_holds']} | {r['spectral_upper_holds']} | "
                          f"{r['eigen_violated']} | {r['eigen_max_ratio']:.3g} | "
                          f"{r['kernel_median_ratio']:.3g} |")  # fmt: skip
@@ -328,7 +341,7 @@ def bounds_markdown(checks: dict) -> str:
 
 
 def _model(stem: str) -> str:
-    return "GP" if "gp" in stem.split("_") else "NAT"
+    return NAMES["gp" if "gp" in stem.split("_") else "nat"]
 
 
 def _source(source: str) -> str:

@@ -59,7 +59,7 @@ def test_the_script_writes_every_result_and_resumes(tmp_path: Path) -> None:
     spectrum = (out / "spectrum.csv").read_text().splitlines()
     assert len(spectrum) == 3 and spectrum[0].startswith("model,layer,max_abs_eig")
     page = docs.read_text()
-    assert "JPEG copy" in page and "- S4 NAT: clean" in page and "| S4 NAT | 1" in page
+    assert "JPEG copy" in page and "- S4 Nat: clean" in page and "| S4 Nat | 1" in page
     assert "Beside the paper (Table 1" in page and "eigenvalue-form upper bound (eq. 16)" in page
     assert "Along the 1,024 steps (test images)" in page
     study = read_study(out)  # what `ssmprobe report --study` shows
