@@ -36,6 +36,7 @@ from ssmprobe.bounds.check import check_model, load_check
 from ssmprobe.bounds.figures import make_bounds_figure
 from ssmprobe.data import load_dataset, make_loader
 from ssmprobe.evaluation.evaluate import evaluate
+from ssmprobe.evaluation.sanity import masking_flags
 from ssmprobe.interop.reference import import_reference
 from ssmprobe.io import OutputError, replacing, save_figure, write_json, write_text
 from ssmprobe.loading import load_model
@@ -113,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
             import_reference(source, ckpt, "s4", "cifar10")
         if name not in done:
             write_json(out / f"accuracy_{name}.json", accuracy(name, ckpt, test, args))
+        row = _read(out / f"accuracy_{name}.json")
+        if "aa" in row and "pgd10_on_aa" not in row:  # from before this check: add it
+            write_json(out / f"accuracy_{name}.json", row | same_images(name, ckpt, row, args))
         rows.append(_read(out / f"accuracy_{name}.json"))
         csv = out / f"discrepancy_{name}.csv"
         if name not in done or not csv.is_file():
@@ -209,7 +213,17 @@ def accuracy(name: str, ckpt: Path, test, args: argparse.Namespace) -> dict:
                 f"{attack}_clean": record["results"]["clean"],
                 f"{attack}_seconds": time.perf_counter() - started,
                 f"{attack}_masking": "; ".join(record["masking"])}  # fmt: skip
-    return row
+    return row | (same_images(name, ckpt, row, args) if "aa" in row else {})
+
+
+def same_images(name: str, ckpt: Path, row: dict, args: argparse.Namespace) -> dict:
+    """PGD-10 on AutoAttack's images, and the masking flags of the three on them: AA far below
+    PGD-10 is a sign only where both saw the same images (the n differ)."""
+    record = evaluate(ckpt, ["pgd10"], n=row["n_aa"], data_dir=args.images, progress=False,
+                      out=Path(args.out) / f"eval_{name}_pgd10_on_aa.json", force=True)  # fmt: skip
+    pgd10 = record["results"]["pgd10"]
+    flags = masking_flags({"clean": row["aa_clean"], "pgd10": pgd10, "aa": row["aa"]})
+    return {"pgd10_on_aa": pgd10, "aa_masking": "; ".join(flags)}
 
 
 def spectrum_rows(work: Path) -> pd.DataFrame:
@@ -269,11 +283,18 @@ def findings(frame: pd.DataFrame, summary: pd.DataFrame, spectrum: pd.DataFrame,
 
 
 def _accuracies(row: pd.Series) -> str:
-    return ", ".join(
+    text = ", ".join(
         f"{title} {100 * row[key]:.2f}% (n = {int(row[f'n_{key}']):,})"
         for key, title in (("clean", "clean"), ("pgd10", "PGD-10"), ("aa", "AA"))
         if pd.notna(row.get(key))
     )
+    if pd.notna(row.get("pgd10_on_aa")):
+        flags = row.get("aa_masking")
+        text += (f"; on AutoAttack's {int(row['n_aa'])} images PGD-10 "
+                 f"{100 * row['pgd10_on_aa']:.2f}% and clean {100 * row['aa_clean']:.2f}%, "
+                 + (f"flagged: {flags}" if isinstance(flags, str) and flags
+                    else "no masking flag"))  # fmt: skip
+    return text
 
 
 def along_the_sequence(steps: dict[str, list[dict]]) -> str:

@@ -62,6 +62,7 @@ def test_the_script_writes_every_result_and_resumes(tmp_path: Path) -> None:
     assert "JPEG copy" in page and "- S4 Nat: clean" in page and "| S4 Nat | 1" in page
     assert "Beside the paper (Table 1" in page and "eigenvalue-form upper bound (eq. 16)" in page
     assert "Along the 1,024 steps (test images)" in page
+    assert "on AutoAttack's 2 images PGD-10" in page
     study = read_study(out)  # what `ssmprobe report --study` shows
     assert [t for t, _, _ in study.tables] == [
         "Accuracy", "Feature discrepancy under PGD-10 (Figs. 3-4), test images",
