@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             write_text(out / file, text + "\n")
     steps = {n: _read(out / f"discrepancy_{n}.json")["results"][0]["steps"] for n in ("nat", "gp")}
     lines = findings(frame, summary, spectrum, checks, steps)
-    title = "CIFAR-10 (JPEG copy): published S4 Nat vs Jacobian-regularised S4 (GP)"
+    title = "CIFAR-10 (JPEG copy), published S4s: Nat vs Jacobian-regularised GP"
     bullets = [f"- {x}" for x in lines]
     write_text(out / "findings.md", "\n".join([f"# {title}", "", *bullets, ""]))
     write_study(out, title, SENTENCE + f" Data: {_source(test.source)}.", lines,

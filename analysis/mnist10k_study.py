@@ -30,7 +30,7 @@ from ssmprobe.report.studies import read_study, study_page, write_study
 from ssmprobe.vocab import METHOD_NAMES
 
 L = 784
-TITLE = "MNIST-10k at L = 784: Tables 1-2 beside the paper, the PGD-above-clean diagnosis"
+TITLE = "MNIST-10k at L = 784"
 SENTENCE = (
     "MNIST-10k is the 10,000 official MNIST test images split 8,000 train / 2,000 test (the "
     "60,000 training images cannot be had offline), L = 784, at the paper's ε = 0.3, α = 0.04, "
