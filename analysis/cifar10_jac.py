@@ -42,7 +42,7 @@ from ssmprobe.io import OutputError, replacing, save_figure, write_json, write_t
 from ssmprobe.loading import load_model
 from ssmprobe.probe.discrepancy import discrepancy, save, summarise
 from ssmprobe.probe.plots import plot_rates, save_steps_figure, steps_figures
-from ssmprobe.probe.positions import growth
+from ssmprobe.probe.positions import through_depth
 from ssmprobe.probe.verdicts import to_markdown, verdicts
 from ssmprobe.report.paper import paper_row
 from ssmprobe.report.studies import read_study, study_page, write_study
@@ -300,18 +300,15 @@ def _accuracies(row: pd.Series) -> str:
 def along_the_sequence(steps: dict[str, list[dict]]) -> str:
     """Does the discrepancy grow along the 1,024 steps? Late / early squared error (`growth`)
     at the first SSM's input and the last component's output, and what each SSM adds."""
-    parts = {}
-    for name, curves in steps.items():
-        test = [g for g in growth(curves, kind=None) if g.split == "test"]
-        ssm = [g.added for g in test if g.component.endswith(".ssm")]
-        parts[name] = (test[0].before, test[-1].after, min(ssm), max(ssm))
-    nat, gp = parts["nat"], parts["gp"]
+    depth = {name: through_depth(curves) for name, curves in steps.items()}
+    nat, gp = depth["nat"], depth["gp"]
     return (
         f"Along the {L:,} steps (test images): the squared error of the last tenth of positions "
-        f"over the first tenth's is {nat[0]:.2f} (Nat) and {gp[0]:.2f} (GP) at the first SSM's "
-        f"input and {nat[1]:.1f} and {gp[1]:.1f} at the last layer's output: the discrepancy "
-        f"moves to the late positions with depth. Each SSM layer multiplies that ratio by "
-        f"{nat[2]:.2f}-{nat[3]:.2f} (Nat) and {gp[2]:.2f}-{gp[3]:.2f} (GP)."
+        f"over the first tenth's is {nat.first_input:.2f} (Nat) and {gp.first_input:.2f} (GP) at "
+        f"the first SSM's input and {nat.last_output:.1f} and {gp.last_output:.1f} at the last "
+        f"layer's output: the discrepancy moves to the late positions with depth. Each SSM layer "
+        f"multiplies that ratio by {nat.least_added:.2f}-{nat.most_added:.2f} (Nat) and "
+        f"{gp.least_added:.2f}-{gp.most_added:.2f} (GP)."
     )
 
 

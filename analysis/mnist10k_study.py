@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ssmprobe.io import replacing, write_text
-from ssmprobe.probe.positions import growth
+from ssmprobe.probe.positions import through_depth
 from ssmprobe.report.studies import read_study, study_page, write_study
 from ssmprobe.vocab import METHOD_NAMES
 
@@ -124,10 +124,10 @@ def position_rows(caches: dict[str, Path]) -> list[tuple[str, str, float, float,
     rows = []
     for run, path in caches.items():
         for result in json.loads(path.read_text())["results"]:
-            test = [g for g in growth(result["steps"], kind=None) if g.split == "test"]
-            added = [g.added for g in test if g.component.endswith(".ssm")]
+            d = through_depth(result["steps"])
             checkpoint = Path(result["meta"]["checkpoint"]).name
-            rows.append((run, checkpoint, test[0].before, test[-1].after, min(added), max(added)))
+            rows.append((run, checkpoint, d.first_input, d.last_output, d.least_added,
+                         d.most_added))  # fmt: skip
     return rows
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssmprobe.probe.positions import growth, late_over_early
+from ssmprobe.probe.positions import growth, late_over_early, through_depth
 
 curves = st.lists(st.floats(0.01, 1e3), min_size=2, max_size=200)
 
@@ -47,3 +47,23 @@ def test_growth_per_component_and_what_it_adds() -> None:
 def test_a_curve_too_short_or_not_flat_is_refused(bad: list) -> None:
     with pytest.raises(ValueError, match="at least 2 positions"):
         late_over_early(bad)
+
+
+def test_through_depth_reads_the_first_input_last_output_and_each_ssm() -> None:
+    flat, late = [1.0] * 10, [1.0] * 9 + [5.0]
+    def curve(component: str, split: str, before: list, after: list) -> dict:
+        kind = component.rsplit(".", 1)[1]
+        return {"component": component, "kind": kind, "split": split, "before": before,
+                "after": after}  # fmt: skip
+
+    steps = [
+        curve("layers.0.ssm", "test", flat, flat),
+        curve("layers.0.norm", "test", flat, [2.0] + [1.0] * 9),
+        curve("layers.1.ssm", "test", flat, late),
+        curve("layers.1.ssm", "train", late, flat),
+    ]
+    depth = through_depth(steps)
+    assert (depth.first_input, depth.last_output) == (1.0, 5.0)
+    assert (depth.least_added, depth.most_added) == (1.0, 5.0)
+    with pytest.raises(ValueError, match="no per-position curves"):
+        through_depth(steps, split="val")

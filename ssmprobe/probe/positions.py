@@ -58,3 +58,22 @@ def growth(steps: Sequence[Mapping], kind: str | None = "ssm") -> list[Growth]:
         for c in steps
         if kind is None or c["kind"] == kind
     ]
+
+
+@dataclass(frozen=True)
+class Depth:
+    """How one probed checkpoint's late / early ratio runs through the network (test inputs)."""
+
+    first_input: float  # before the first component
+    last_output: float  # after the last component
+    least_added: float  # the least and most any SSM layer multiplies the ratio by
+    most_added: float
+
+
+def through_depth(steps: Sequence[Mapping], split: str = "test") -> Depth:
+    """`Depth` of a discrepancy result's `steps` on `split`, components in network order."""
+    curves = [g for g in growth(steps, kind=None) if g.split == split]
+    added = [g.added for g in growth(steps) if g.split == split]
+    if not curves or not added:
+        raise ValueError(f"no per-position curves of an SSM on the {split!r} split")
+    return Depth(curves[0].before, curves[-1].after, min(added), max(added))
