@@ -121,7 +121,9 @@ def _our_runs(
         line |= {f"ours_{c}": row[c] for c in ACCURACY_COLUMNS}
         for attack in TABLE_ATTACKS:
             for at, record in records.items():
-                line[f"n_{attack}_{at}"] = record.n if attack in record.accuracies else pd.NA
+                line[f"n_{attack}_{at}"] = (
+                    record.n_of(attack) if attack in record.accuracies else pd.NA
+                )
         finished.setdefault(key, []).append(line)
     return finished, training
 

@@ -156,7 +156,8 @@ def evaluated(run_dir: Path, n: int, attacks: str = "pgd10,aa", which: str | Non
     if not path.is_file() or (ckpt.is_file() and ckpt.stat().st_mtime > path.stat().st_mtime):
         return False
     record = read_eval_record(path)
-    return record.n >= n and {"clean", *attacks.split(",")} <= set(record.accuracies)
+    wanted = {"clean", *attacks.split(",")}
+    return wanted <= set(record.accuracies) and all(record.n_of(a) >= n for a in wanted)
 
 
 @dataclass(frozen=True)

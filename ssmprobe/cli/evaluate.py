@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         workers=args.jobs,
         shard_runner=runner,
+        add=args.add,
     )
     print(format_results(results))
     if args.out:
@@ -76,6 +77,14 @@ def add(sub: opt.Subparsers) -> None:
     )
     p.add_argument("--partition", help="SLURM partition for --shards")
     opt.out(p, "json")
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="add these attacks to the eval file already there (same checkpoint, data and "
+        "eps), each on its own --n: e.g. --attack aa --n 100 beside PGD-10 on 2000. On another "
+        "n, clean and the file's PGD accuracies are measured on those samples too, so the "
+        "masking flags compare the same images",
+    )
     opt.data_and_device(p)
     opt.reference_source(p)
     usermodel.add(p.add_argument_group("your own model (with --model pkg.module:factory)"))

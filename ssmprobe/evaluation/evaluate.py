@@ -7,6 +7,7 @@ beside the checkpoint in the run-directory format that `report.runs.collect_runs
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from ssmprobe.attacks import AutoAttackWarning, attack_config, evaluate_attack, score
 from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation.sanity import masking_flags
+from ssmprobe.evaluation.sanity import grouped_masking_flags, is_pgd, masking_flags
 from ssmprobe.evaluation.shards import ShardResult, sharded_attack
 from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
@@ -48,6 +49,7 @@ def evaluate(
     shard_runner: ShardRunner | None = None,
     data: UserData | None = None,
     force: bool = False,
+    add: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of the checkpoint at `path` under each attack spec (pgd10, aa, ...), saved to
     `out` (default eval_<checkpoint>.json next to it; for a bundled checkpoint, in the working
@@ -66,6 +68,12 @@ def evaluate(
     (`evaluation.shards`); `shard_runner` runs them elsewhere instead (the grid's submitit
     launcher). Either way the result equals the unsharded one sample for sample, and the
     record keeps AutoAttack's per-sample results under "per_sample" (1: still correct).
+
+    With `add`, the attacks join the eval file already at `out` (`merge_records`), which must
+    be of the same checkpoint file, data and eps: AutoAttack on the first 100 beside PGD-10 on
+    2,000. On an n of its own an attack is listed in "n_by_attack", and the clean and PGD
+    accuracies are also measured on those first n samples ("subsets"), so that the masking
+    flags compare accuracies on the same images.
     """
     attacks = as_names(attacks, "attacks", "['pgd10', 'aa']")
     if isinstance(path, nn.Module):  # a model in memory (`ssmprobe.wrap`'s) and its data
@@ -73,6 +81,8 @@ def evaluate(
             raise ValueError(
                 "a model needs data=: (x, y) tensors, a Dataset, a DataLoader or a file"
             )
+        if add:
+            raise ValueError("add joins a checkpoint's eval file; a model in memory has none")
         return evaluate_model(path, data, attacks, n, batch_size, eps, progress, seed, out, force)
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
@@ -84,10 +94,16 @@ def evaluate(
                          "import` the reference file first")  # fmt: skip
     path = Path(path)
     out = check_output_file(out or default_eval_path(path), inputs=[path], force=force)
+    old = read_record(out) if add else None
     model = load_model(path, device, reference)
     meta = model.meta
     dataset = meta["dataset"]
     configs = [attack_config(spec, meta, eps) for spec in attacks]
+    labels = [c.label for c in configs]
+    if old is not None and n != old["n"]:  # the file's PGD accuracies on these n too
+        configs += [
+            attack_config(k, meta, eps) for k in old["results"] if is_pgd(k) and k not in labels
+        ]
     linf_eps = next(
         (c.eps for c in configs if c.norm == "Linf"),
         eps if eps is not None else meta.get("train", {}).get("eps"),
@@ -132,9 +148,70 @@ def evaluate(
     }
     if per_sample:
         record["per_sample"] = per_sample
+    if old is not None:
+        record = merge_records(old, record, labels)
     with replacing(force):
         write_json(out, record)
     return record
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The eval file at `path`, for `evaluate`'s `add`; ValueError if it is absent or is not an
+    eval file."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no eval file to add to; evaluate without --add first")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path}: not an eval file (not JSON); evaluate without --add") from None
+    if not (
+        isinstance(record, dict)
+        and isinstance(record.get("results"), dict)
+        and isinstance(record.get("n"), int)
+    ):
+        raise ValueError(f'{path}: not an eval file (no "results" and "n"); evaluate without --add')
+    return record
+
+
+def merge_records(old: dict[str, Any], new: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
+    """The eval record `old` with the accuracies of `attacks` from `new`, a record of the same
+    checkpoint file, data and eps (ValueError if not). On `old`'s n they replace its figures;
+    on another n they are listed in "n_by_attack", and all of `new`'s results (clean and the
+    PGD figures measured beside them) are kept under "subsets" by that n. The masking flags are
+    recomputed on same-image groups, AutoAttack's checks and per-sample results joined."""
+    for key in ("dataset", "data_source", "eps"):
+        if old.get(key) != new.get(key):
+            raise ValueError(
+                f"the eval file has {key} {old.get(key)!r} and this evaluation {new.get(key)!r}: "
+                "only figures on the same data and eps join one file; evaluate without --add"
+            )
+    digests = [(r.get("file") or {}).get("sha256") for r in (old, new)]
+    if None not in digests and digests[0] != digests[1]:
+        raise ValueError(
+            "the eval file is of another checkpoint file (its SHA-256 differs): the checkpoint "
+            "changed since; evaluate without --add"
+        )
+    n, m = old["n"], new["n"]
+    results = {**old["results"], **{a: new["results"][a] for a in attacks}}
+    n_by = {a: k for a, k in old.get("n_by_attack", {}).items() if a not in attacks or m != n}
+    subsets = {int(k): v for k, v in old.get("subsets", {}).items()}
+    if m != n:
+        n_by |= dict.fromkeys(attacks, m)
+        subsets[m] = {**subsets.get(m, {}), **new["results"]}
+    merged = {**old, "results": results}
+    merged.pop("n_by_attack", None)
+    merged.pop("subsets", None)
+    if n_by:
+        merged["n_by_attack"] = n_by
+    if subsets:
+        merged["subsets"] = {str(k): subsets[k] for k in sorted(subsets)}
+    merged["masking"] = grouped_masking_flags(results, n, n_by, subsets)
+    checks = [*old.get("autoattack_checks", []), *new["autoattack_checks"]]
+    merged["autoattack_checks"] = list(dict.fromkeys(checks))
+    per_sample = {**old.get("per_sample", {}), **new.get("per_sample", {})}
+    if per_sample:
+        merged["per_sample"] = per_sample
+    return merged
 
 
 def evaluate_model(
@@ -199,7 +276,11 @@ def default_eval_path(ckpt: Path) -> Path:
 def format_results(record: dict[str, Any]) -> str:
     """One line: the checkpoint, then each accuracy in %; then one warning line per reason to
     suspect gradient masking and per AutoAttack check that warned."""
-    parts = [f"{name} {100 * acc:.2f}%" for name, acc in record["results"].items()]
+    n_by = record.get("n_by_attack", {})
+    parts = [
+        f"{name} {100 * acc:.2f}%" + (f" (n={n_by[name]})" if name in n_by else "")
+        for name, acc in record["results"].items()
+    ]
     source = record.get("data_source", "official")
     data = record["dataset"] + ("" if source == "official" else f" from {source}")
     line = f"{record['checkpoint']} ({data}, n={record['n']}): " + "  ".join(parts)

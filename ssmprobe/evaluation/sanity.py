@@ -9,7 +9,9 @@ So a row is suspect when
 - PGD-20 is above PGD-10 (more steps of the same attack should never help the model).
 
 Accuracies are fractions in [0, 1], keyed as in eval files (`clean`, `pgd10`, `pgd20`, `aa`);
-an absent key (not evaluated) raises no flag.
+an absent key (not evaluated) raises no flag. Only accuracies on the same images are compared:
+an eval file whose attacks ran on different numbers of samples keeps each smaller set's own
+clean and PGD figures (`evaluate`'s `add`), and `grouped_masking_flags` checks each set alone.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ AA_CHECK_FOOTNOTE = (
 _PGD = re.compile(r"pgd(l2-)?\d+$")  # the labels of `AttackConfig.label`
 
 
+def is_pgd(label: str) -> bool:
+    """Whether `label` (an eval file's key) names a PGD attack: pgd10, pgdl2-20, ..."""
+    return bool(_PGD.match(label))
+
+
 def masking_flags(results: Mapping[str, float]) -> list[str]:
     """Why `results` (one checkpoint's accuracies) suggest gradient masking; empty if nothing."""
     flags = []
@@ -40,11 +47,27 @@ def masking_flags(results: Mapping[str, float]) -> list[str]:
         flags += [
             f"{name} {100 * acc:.2f}% above clean {100 * clean:.2f}%"
             for name, acc in results.items()
-            if _PGD.match(name) and acc > clean
+            if is_pgd(name) and acc > clean
         ]
     pgd10, aa, pgd20 = (results.get(k) for k in ("pgd10", "aa", "pgd20"))
     if pgd10 is not None and aa is not None and pgd10 - aa > AA_GAP + 1e-12:  # float slack
         flags.append(f"aa {100 * aa:.2f}% is {100 * (pgd10 - aa):.2f} points below pgd10")
     if pgd10 is not None and pgd20 is not None and pgd20 > pgd10:
         flags.append(f"pgd20 {100 * pgd20:.2f}% above pgd10 {100 * pgd10:.2f}%")
+    return flags
+
+
+def grouped_masking_flags(
+    results: Mapping[str, float],
+    n: int,
+    n_by_attack: Mapping[str, int],
+    subsets: Mapping[int, Mapping[str, float]],
+) -> list[str]:
+    """`masking_flags` of an eval file's accuracies compared only on the same images: the
+    attacks run on its `n` samples (those not in `n_by_attack`), then each subset of the first
+    m samples, whose flags name their m."""
+    main = {k: v for k, v in results.items() if n_by_attack.get(k, n) == n}
+    flags = masking_flags(main)
+    for m, subset in sorted(subsets.items()):
+        flags += [f"{flag} (first {m} samples)" for flag in masking_flags(subset)]
     return flags

@@ -47,14 +47,14 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ssmprobe.attacks import attack_title
-from ssmprobe.evaluation.sanity import masking_flags
+from ssmprobe.evaluation.sanity import grouped_masking_flags
 from ssmprobe.io import LOCK, lock_holder
 from ssmprobe.models import FAMILY_TITLES
 from ssmprobe.training.selection import BestChoice, best_epoch
@@ -251,9 +251,9 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def recipe(run: RunInfo, n_test: int) -> str:
-    """What the run was trained and evaluated with, e.g. "30 epochs · train-eval 360 · n 360";
-    the parts not recorded left out."""
+def recipe(run: RunInfo, n_test: int | str) -> str:
+    """What the run was trained and evaluated with, e.g. "30 epochs · train-eval 360 · n 360"
+    or "... · n 2000 (aa 100)"; the parts not recorded left out."""
     parts = [
         f"{run.train_epochs} epochs" if run.train_epochs is not None else "",
         f"train-eval {run.train_eval_size}" if run.train_eval_size is not None else "",
@@ -287,12 +287,30 @@ class EvalRecord:
     """What an eval_*.json says: accuracies (fractions) by attack name, attacks that were not
     run left out; the test samples `n` (0 if absent) and `eps` (None if absent); `checks`, the
     warnings of AutoAttack's own checks (`autoattack_checks`): [] if it ran no AutoAttack, None
-    if it ran AutoAttack but predates the field (not known)."""
+    if it ran AutoAttack but predates the field (not known); `n_by_attack`, the n of each
+    attack run on other samples than `n` (`evaluate`'s add), and `subsets`, the accuracies
+    measured on those first n samples."""
 
     accuracies: dict[str, float]
     n: int = 0
     eps: float | None = None
     checks: list[str] | None = None
+    n_by_attack: dict[str, int] = field(default_factory=dict)
+    subsets: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def n_of(self, attack: str) -> int:
+        """The test samples `attack`'s accuracy was measured on."""
+        return self.n_by_attack.get(attack, self.n)
+
+    def masking(self) -> list[str]:
+        """The masking flags, each comparing accuracies on the same images."""
+        return grouped_masking_flags(self.accuracies, self.n, self.n_by_attack, self.subsets)
+
+    def n_text(self) -> str:
+        """The samples as text: 2000, or 2000 (aa 100) where attacks ran on other samples;
+        empty if not recorded."""
+        others = ", ".join(f"{a} {k}" for a, k in self.n_by_attack.items() if a in self.accuracies)
+        return "" if not self.n else f"{self.n} ({others})" if others else str(self.n)
 
 
 def read_eval_record(path: Path) -> EvalRecord:
@@ -308,11 +326,7 @@ def read_eval_record(path: Path) -> EvalRecord:
     for attack, value in results.items():
         if value is None:  # an attack that was not run, written as null
             continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not 0.0 <= value <= 1.0  # also rejects NaN
-        ):
+        if not _is_fraction(value):  # also rejects NaN
             raise RunDirError(
                 f"{path}: results[{attack!r}] = {value!r} is not an accuracy in [0, 1] "
                 "(accuracies are fractions, not percentages)"
@@ -323,13 +337,33 @@ def read_eval_record(path: Path) -> EvalRecord:
         raise RunDirError(f'{path}: "n" must be a number of test samples, got {n!r}')
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float)):
         raise RunDirError(f'{path}: "eps" must be a number, got {eps!r}')
+    n_by, subsets = _sample_counts(path, payload)
     if "autoattack_checks" not in payload:
         known = None if any(k.startswith("aa") for k in accuracies) else []
-        return EvalRecord(accuracies, n, eps, known)
+        return EvalRecord(accuracies, n, eps, known, n_by, subsets)
     checks = payload["autoattack_checks"]
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise RunDirError(f'{path}: "autoattack_checks" must be a list of strings')
-    return EvalRecord(accuracies, n, eps, checks)
+    return EvalRecord(accuracies, n, eps, checks, n_by, subsets)
+
+
+def _sample_counts(
+    path: Path, payload: dict[str, Any]
+) -> tuple[dict[str, int], dict[int, dict[str, float]]]:
+    """An eval file's "n_by_attack" and "subsets" ({} where absent); RunDirError if malformed."""
+    n_by, subsets = payload.get("n_by_attack", {}), payload.get("subsets", {})
+    if not isinstance(n_by, dict) or not all(_count(k) for k in n_by.values()):
+        raise RunDirError(f'{path}: "n_by_attack" must map attacks to numbers of test samples')
+    if not isinstance(subsets, dict) or not all(
+        k.isdigit() and isinstance(v, dict) and all(_is_fraction(a) for a in v.values())
+        for k, v in subsets.items()
+    ):
+        raise RunDirError(f'{path}: "subsets" must map sample counts to accuracies in [0, 1]')
+    return n_by, {int(k): {a: float(x) for a, x in v.items()} for k, v in subsets.items()}
+
+
+def _is_fraction(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0.0 <= value <= 1.0
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -408,7 +442,7 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         checks = {c: record.checks for c, record in records.items()}
         percent = {c: {k: round(100 * v, 2) for k, v in r.items()} for c, r in fractions.items()}
         row["masking"] = "; ".join(
-            f"{c}: {flag}" for c, results in fractions.items() for flag in masking_flags(results)
+            f"{c}: {flag}" for c, record in records.items() for flag in record.masking()
         )
         warned = "; ".join(f"{c}: {check}" for c, found in checks.items() for check in found or [])
         row["aa_checks"] = pd.NA if not warned and None in checks.values() else warned
@@ -425,7 +459,7 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
                 row["best_epoch"], row["best_rule"] = best.epoch, best.rule
             row |= robust_gap(metrics, None if best is None else best.epoch)
         row["zoo"] = run.zoo
-        row["recipe"] = recipe(run, max(record.n for record in records.values()))
+        row["recipe"] = recipe(run, max(records.values(), key=lambda r: r.n).n_text())
         row["run"] = run.path.relative_to(runs_dir).as_posix()
         rows.append(row)
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
