@@ -11,8 +11,9 @@ again keep the cached results their run folder lacks or holds older); bounds res
 the entries whose bounds the report draws (`report.cache.pick_bounds_runs`: one per family).
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
-AA accuracy from the run's eval file and the warnings of AutoAttack's own checks there (not
-from eval files older than that field), so that a test can check that the bundled weights load
+AA accuracy from the run's eval file, each attack's n where it differs from n_test with the
+accuracies on those samples (`eval --add`), and the warnings of AutoAttack's own checks there
+(not from eval files older than that field), so that a test can check that the bundled weights load
 and still score what they scored.
 
     python analysis/bundle_checkpoints.py runs/calibrate s4_st_preset:s4_st:last \
@@ -110,6 +111,9 @@ def _entry(runs: Path, pair: str) -> tuple[Path, str, bytes, dict]:
     }
     if evaluation.checks is not None:  # None: evaluated before eval files kept them
         entry["autoattack_checks"] = evaluation.checks
+    if evaluation.n_by_attack:  # attacks on their own n (`eval --add`) and their baselines
+        entry["n_by_attack"] = evaluation.n_by_attack
+        entry["subsets"] = {str(m): acc for m, acc in sorted(evaluation.subsets.items())}
     return run, name, data, entry
 
 

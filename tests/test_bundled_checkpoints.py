@@ -112,3 +112,39 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     with pytest.raises(ValueError, match=r"r: no eval_last\.json: run `ssmprobe eval`"):
         bundle(runs, [f"new:{Path(name).stem}:last", "r:other:last"], tmp_path)
     assert ((tmp_path / "manifest.json").read_bytes(), (tmp_path / name).read_bytes()) == before
+
+
+def test_each_attacks_n_travels_through_the_bundle_to_the_zoos_eval_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """AutoAttack on 100 beside PGD-10 on 2,000 (`eval --add`) stays so in the manifest and in
+    the eval file `report --zoo` reads; its masking flags compare the same images."""
+    import sys
+
+    from ssmprobe import checkpoint
+    from ssmprobe.cli import main
+    from ssmprobe.report.runs import read_eval_record
+    from ssmprobe.report.zoo_runs import zoo_runs
+
+    sys.path.insert(0, str(BUNDLE.parent / "analysis"))
+    from bundle_checkpoints import bundle
+
+    monkeypatch.setattr(checkpoint, "bundled_dir", lambda: tmp_path)
+    tiny = "--d-model 8 --n-layers 1 --d-state 4 --epochs 1 --steps 1 --quiet --batch-size 256"
+    runs = tmp_path / "runs"
+    assert main(f"train --model s4 {tiny} --out {runs} --name r".split()) == 0
+    record = {"checkpoint": "last.pt", "dataset": "digits", "n": 300, "eps": 0.1}
+    record |= {"results": {"clean": 0.9, "pgd10": 0.7, "aa": 0.2}, "autoattack_checks": []}
+    record |= {
+        "n_by_attack": {"aa": 100},
+        "subsets": {"100": {"clean": 0.9, "pgd10": 0.22, "aa": 0.2}},
+    }
+    (runs / "r" / "eval_last.json").write_text(json.dumps(record))
+    bundle(runs, ["r:s4_mine:last"], tmp_path)
+    entry = json.loads((tmp_path / "manifest.json").read_text())["s4_mine.pt"]
+    assert entry["n_test"] == 300 and entry["n_by_attack"] == {"aa": 100}
+    assert entry["subsets"] == record["subsets"]
+    (made,) = zoo_runs(tmp_path / "zoo")
+    loaded = read_eval_record(made / "eval_last.json")
+    assert loaded.n_of("aa") == 100 and loaded.n_of("pgd10") == 300
+    assert loaded.masking() == [] == json.loads((made / "eval_last.json").read_text())["masking"]

@@ -17,7 +17,7 @@ def zoo_runs(dest: str | Path) -> list[Path]:
     the run's metrics.jsonl (curves) and the discrepancy and bounds results. Unchanged files
     are left as they are."""
     from ssmprobe.checkpoint import bundled_dir, load_checkpoint
-    from ssmprobe.evaluation.sanity import masking_flags
+    from ssmprobe.evaluation.sanity import grouped_masking_flags
     from ssmprobe.io import write_bytes
 
     folder = bundled_dir()
@@ -47,9 +47,13 @@ def zoo_runs(dest: str | Path) -> list[Path]:
             "source": f"bundled {name}, epoch {ckpt.meta['epoch']}",
         }
         write_json(run / "config.json", config)
-        results = entry["accuracy"]
+        results, n_by = entry["accuracy"], entry.get("n_by_attack", {})
+        subsets = {int(m): acc for m, acc in entry.get("subsets", {}).items()}
         record = {"checkpoint": f"{which}.pt", "dataset": entry["dataset"], "n": entry["n_test"]}
-        record |= {"eps": entry["eps"], "results": results, "masking": masking_flags(results)}
+        record |= {"eps": entry["eps"], "results": results}
+        if n_by:  # attacks on their own n, with the accuracies on those samples
+            record |= {"n_by_attack": n_by, "subsets": entry["subsets"]}
+        record["masking"] = grouped_masking_flags(results, entry["n_test"], n_by, subsets)
         if "autoattack_checks" in entry:  # entries bundled before it was kept lack it
             record["autoattack_checks"] = entry["autoattack_checks"]
         write_json(run / EVAL_FILES[which], record)
