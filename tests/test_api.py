@@ -120,7 +120,7 @@ def test_ctrl_c_exits_130_with_one_line_on_how_to_resume(tmp_path: Path) -> None
     while not (metrics.is_file() and metrics.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=180)  # a loaded machine tears torch down slowly
     assert process.returncode == 130
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
