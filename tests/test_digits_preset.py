@@ -31,8 +31,9 @@ def test_standard_training_at_the_preset_learns_in_five_epochs(digits, tmp_path:
 def test_s4_pgd_at_leaves_chance_with_the_eps_warmup(digits, tmp_path: Path) -> None:
     """S4 under PGD-AT at full ε from the first step stays at the constant prediction; the
     preset's warm-up lets it learn. PGD-5 with twice the step keeps the test short."""
-    config = train_config("digits", method="pgd", epochs=10, steps=5, alpha=0.05)
-    assert config.eps_warmup == 3  # the preset's third of the run
+    config = train_config("digits", method="pgd", epochs=6, steps=5, alpha=0.05)
+    assert config.eps_warmup == 2  # the preset's third of the run
     history = fit(model_config("s4", "digits"), *digits, config, tmp_path, progress=False)
-    # Measured: 29.2% test clean after 10 epochs; with eps_warmup=0, 10.0% at every epoch.
+    # Measured: 25.3% test clean after 6 epochs (29.2% after 10); with eps_warmup=0, 9.7-10.3%
+    # at every epoch.
     assert history[-1]["test_clean_acc"] >= 0.2
