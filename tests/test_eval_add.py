@@ -143,3 +143,28 @@ def test_the_report_reads_each_attacks_n(tmp_path: Path) -> None:
     path.write_text(json.dumps(payload))
     with pytest.raises(RunDirError, match="n_by_attack"):
         read_eval_record(path)
+
+
+def test_a_record_older_than_data_source_was_on_the_official_files() -> None:
+    older = {k: v for k, v in OLD.items() if k != "data_source"}
+    merged = merge_records(older, _new(100, {"clean": 0.9, "aa": 0.4}), ["aa"])
+    assert merged["results"]["aa"] == 0.4
+    with pytest.raises(ValueError, match="data_source 'official'"):
+        merge_records(older, _new(100, {"clean": 0.9, "aa": 0.4}, data_source="/x"), ["aa"])
+
+
+def test_a_mismatch_is_refused_before_any_attack_runs(tmp_path: Path, monkeypatch) -> None:
+    import ssmprobe.evaluation.evaluate as module
+
+    shutil.copy(bundled_dir() / "s4_st.pt", tmp_path / "best.pt")
+    record = tmp_path / "eval_best.json"
+    evaluate(tmp_path / "best.pt", ["fgsm"], n=8, progress=False)
+    before = record.read_text()
+
+    def no_attack(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an attack ran before the mismatch was found")
+
+    monkeypatch.setattr(module, "evaluate_attack", no_attack)
+    with pytest.raises(ValueError, match="eps 0.1"):
+        evaluate(tmp_path / "best.pt", ["fgsm"], n=4, eps=0.2, add=True, progress=False)
+    assert record.read_text() == before

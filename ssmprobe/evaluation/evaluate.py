@@ -109,6 +109,9 @@ def evaluate(
         eps if eps is not None else meta.get("train", {}).get("eps"),
     )
     test = load_dataset(dataset, "test", data_dir).head(n)
+    header = {"file": meta.get("file"), "dataset": dataset, "data_source": test.source}
+    if old is not None:  # before any work: a mismatch found after AutoAttack would waste it
+        check_joinable(old, {**header, "eps": linf_eps})
     loader = make_loader(test, batch_size)
     results = {"clean": score(model, loader)["acc"]}
     with warnings.catch_warnings(record=True) as caught:
@@ -137,9 +140,7 @@ def evaluate(
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     record = {
         "checkpoint": path.name,
-        "file": meta.get("file"),  # the path and SHA-256 of what was evaluated
-        "dataset": dataset,
-        "data_source": test.source,  # "official", or the image folder read instead
+        **header,  # the file's path and SHA-256; data_source: "official" or the image folder
         "n": len(test),
         "eps": linf_eps,
         "results": results,
@@ -173,17 +174,16 @@ def read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def merge_records(old: dict[str, Any], new: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
-    """The eval record `old` with the accuracies of `attacks` from `new`, a record of the same
-    checkpoint file, data and eps (ValueError if not). On `old`'s n they replace its figures;
-    on another n they are listed in "n_by_attack", and all of `new`'s results (clean and the
-    PGD figures measured beside them) are kept under "subsets" by that n. The masking flags are
-    recomputed on same-image groups, AutoAttack's checks and per-sample results joined."""
+def check_joinable(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """ValueError unless the eval records `old` and `new` (or the header of one about to be
+    measured) are of the same checkpoint file, dataset, data source and eps. A record older
+    than "data_source" was on the official files, as `format_results` reads it."""
     for key in ("dataset", "data_source", "eps"):
-        if old.get(key) != new.get(key):
+        before, now = (r.get(key, "official" if key == "data_source" else None) for r in (old, new))
+        if before != now:
             raise ValueError(
-                f"the eval file has {key} {old.get(key)!r} and this evaluation {new.get(key)!r}: "
-                "only figures on the same data and eps join one file; evaluate without --add"
+                f"the eval file has {key} {before!r} and this evaluation {now!r}: only figures "
+                "on the same data and eps join one file; evaluate without --add"
             )
     digests = [(r.get("file") or {}).get("sha256") for r in (old, new)]
     if None not in digests and digests[0] != digests[1]:
@@ -191,6 +191,15 @@ def merge_records(old: dict[str, Any], new: dict[str, Any], attacks: list[str]) 
             "the eval file is of another checkpoint file (its SHA-256 differs): the checkpoint "
             "changed since; evaluate without --add"
         )
+
+
+def merge_records(old: dict[str, Any], new: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
+    """The eval record `old` with the accuracies of `attacks` from `new`, a record of the same
+    checkpoint file, data and eps (ValueError if not). On `old`'s n they replace its figures;
+    on another n they are listed in "n_by_attack", and all of `new`'s results (clean and the
+    PGD figures measured beside them) are kept under "subsets" by that n. The masking flags are
+    recomputed on same-image groups, AutoAttack's checks and per-sample results joined."""
+    check_joinable(old, new)
     n, m = old["n"], new["n"]
     results = {**old["results"], **{a: new["results"][a] for a in attacks}}
     n_by = {a: k for a, k in old.get("n_by_attack", {}).items() if a not in attacks or m != n}
