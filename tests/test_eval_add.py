@@ -165,6 +165,6 @@ def test_a_mismatch_is_refused_before_any_attack_runs(tmp_path: Path, monkeypatc
         raise AssertionError("an attack ran before the mismatch was found")
 
     monkeypatch.setattr(module, "evaluate_attack", no_attack)
-    with pytest.raises(ValueError, match="eps 0.1"):
+    with pytest.raises(ValueError, match=r"eps 0\.1"):
         evaluate(tmp_path / "best.pt", ["fgsm"], n=4, eps=0.2, add=True, progress=False)
     assert record.read_text() == before

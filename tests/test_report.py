@@ -209,20 +209,20 @@ def test_csv_holds_the_exact_numbers_and_empty_cells_for_missing(
         "Dataset,Model,Method,AdS,Seed,Clean Best,Clean Last,Clean Diff,PGD-10 Best,PGD-10 Last,"
         "PGD-10 Diff,AA Best,AA Last,AA Diff,Train PGD-10 Best,Test PGD-10 Best,Robust gap Best,"
         "Train PGD-10 Last,Test PGD-10 Last,Robust gap Last,Epochs,Best epoch,Best rule,"
-        "Suspected masking,AutoAttack checks,Zoo,Recipe,Run"
+        "Suspected masking,AutoAttack checks,Collapsed,Zoo,Recipe,Run"
     )
     dss = next(line for line in lines if line.endswith(",mnist/dss_pgd"))
     assert dss == (
         "MNIST,DSS,PGD-AT ‡,–,0,59.87,32.22,27.65,99.95,99.89,0.06,0.62,0.00,0.62,"
         "60.00,50.00,10.00,90.00,30.00,60.00,6,3,learned,"
         "best: pgd10 99.95% above clean 59.87%; best: aa 0.62% is 99.33 points below pgd10; "
-        "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,,"
+        "last: pgd10 99.89% above clean 32.22%; last: aa 0.00% is 99.89 points below pgd10,,,"
         "False,6 epochs · n 1000,mnist/dss_pgd"
     )
     assert (
         "Digits,Mamba,TRADES ‡,–,0,98.84,98.83,0.01,98.86,98.79,0.07,,,,"
         "60.00,50.00,10.00,90.00,30.00,60.00,6,3,learned,"
-        "best: pgd10 98.86% above clean 98.84%,,False,6 epochs · n 1000,digits/mamba_trades"
+        "best: pgd10 98.86% above clean 98.84%,,,False,6 epochs · n 1000,digits/mamba_trades"
         in lines
     )
     back = pd.read_csv(paths["csv"])

@@ -132,11 +132,13 @@ def score(
     replaced by `perturb(x, y)` when given; streamed (only running sums are kept), stopping
     after `max_samples`, with a bar titled `progress` when given (its total the samples it will
     see, where `sample_count` knows them, and an `Estimate` after the first batch of long
-    work). Returns {"acc", "loss", "n"}."""
+    work). Returns {"acc", "loss", "n", "top_class", "top_share"}: the class predicted most
+    often and the share of samples it was predicted for (1.0: a constant prediction)."""
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be positive, got {max_samples}")
     device = next(model.parameters()).device
     loss_sum, correct, count = 0.0, 0, 0
+    predicted: Tensor | None = None  # how often each class was predicted
     total = sample_count(batches, max_samples)
     bar = tqdm(total=total, desc=progress, unit="sample", leave=False,
                disable=progress is None)  # fmt: skip
@@ -152,14 +154,23 @@ def score(
                 logits = model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
+            counts = torch.bincount(logits.argmax(-1).cpu(), minlength=logits.shape[-1])
+            predicted = counts if predicted is None else predicted + counts
             count += len(y)
             bar.update(len(y))
             bar.set_postfix(acc=f"{correct / max(count, 1):.3f}")
             if max_samples is not None and count >= max_samples:
                 break
-    if count == 0:
+    if count == 0 or predicted is None:
         raise ValueError("the loader gave no samples")
-    return {"acc": correct / count, "loss": loss_sum / count, "n": count}
+    top = int(predicted.argmax())
+    return {
+        "acc": correct / count,
+        "loss": loss_sum / count,
+        "n": count,
+        "top_class": top,
+        "top_share": int(predicted[top]) / count,
+    }
 
 
 def evaluate_attack(

@@ -20,7 +20,12 @@ from torch import Tensor, nn
 from ssmprobe.attacks import AutoAttackWarning, attack_config, evaluate_attack, score
 from ssmprobe.checkpoint import bundled_dir, resolve_checkpoint
 from ssmprobe.data import load_dataset, make_loader
-from ssmprobe.evaluation.sanity import grouped_masking_flags, is_pgd, masking_flags
+from ssmprobe.evaluation.sanity import (
+    collapse_flag,
+    grouped_masking_flags,
+    is_pgd,
+    masking_flags,
+)
 from ssmprobe.evaluation.shards import ShardResult, sharded_attack
 from ssmprobe.inputs import as_names
 from ssmprobe.interop.reference import Reference
@@ -113,7 +118,8 @@ def evaluate(
     if old is not None:  # before any work: a mismatch found after AutoAttack would waste it
         check_joinable(old, {**header, "eps": linf_eps})
     loader = make_loader(test, batch_size)
-    results = {"clean": score(model, loader)["acc"]}
+    clean = score(model, loader)
+    results = {"clean": clean["acc"]}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AutoAttackWarning)
         per_sample = {}
@@ -144,6 +150,7 @@ def evaluate(
         "n": len(test),
         "eps": linf_eps,
         "results": results,
+        "prediction": _prediction(clean),
         "masking": masking_flags(results),
         "autoattack_checks": checks,
     }
@@ -154,6 +161,12 @@ def evaluate(
     with replacing(force):
         write_json(out, record)
     return record
+
+
+def _prediction(clean: dict[str, Any]) -> dict[str, Any]:
+    """What the model predicts on the clean samples: its most frequent class and that class's
+    share (`sanity.collapse_flag` reads a constant prediction from them)."""
+    return {"top_class": clean["top_class"], "top_share": clean["top_share"]}
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -208,6 +221,8 @@ def merge_records(old: dict[str, Any], new: dict[str, Any], attacks: list[str]) 
         n_by |= dict.fromkeys(attacks, m)
         subsets[m] = {**subsets.get(m, {}), **new["results"]}
     merged = {**old, "results": results}
+    if m == n and "prediction" in new:  # clean on the file's own samples: also the newer record
+        merged["prediction"] = new["prediction"]
     merged.pop("n_by_attack", None)
     merged.pop("subsets", None)
     if n_by:
@@ -250,7 +265,8 @@ def evaluate_model(
     count = sum(len(y) for _, y in batches())
     if count == 0:
         raise ValueError("data holds no samples")
-    results = {"clean": score(model, batches())["acc"]}
+    clean = score(model, batches())
+    results = {"clean": clean["acc"]}
     for config in configs:
         results[config.label] = evaluate_attack(
             model, batches(), config, progress=progress, seed=seed
@@ -262,6 +278,7 @@ def evaluate_model(
         "n": count,
         "eps": next((c.eps for c in configs if c.norm == "Linf"), eps),
         "results": results,
+        "prediction": _prediction(clean),
         "masking": masking_flags(results),
     }
     if out is not None:
@@ -284,7 +301,7 @@ def default_eval_path(ckpt: Path) -> Path:
 
 def format_results(record: dict[str, Any]) -> str:
     """One line: the checkpoint, then each accuracy in %; then one warning line per reason to
-    suspect gradient masking and per AutoAttack check that warned."""
+    suspect gradient masking, for a constant prediction, and per AutoAttack check that warned."""
     n_by = record.get("n_by_attack", {})
     parts = [
         f"{name} {100 * acc:.2f}%" + (f" (n={n_by[name]})" if name in n_by else "")
@@ -294,5 +311,10 @@ def format_results(record: dict[str, Any]) -> str:
     data = record["dataset"] + ("" if source == "official" else f" from {source}")
     line = f"{record['checkpoint']} ({data}, n={record['n']}): " + "  ".join(parts)
     lines = [f"\nwarning: suspected gradient masking: {f}" for f in record.get("masking", [])]
+    prediction = record.get("prediction")  # absent from records older than the field
+    collapsed = prediction and collapse_flag(
+        prediction["top_class"], prediction["top_share"], record["n"]
+    )
+    lines += [f"\nwarning: collapsed: {collapsed}"] if collapsed else []
     lines += [f"\nwarning: {check}" for check in record.get("autoattack_checks", [])]
     return line + "".join(lines)

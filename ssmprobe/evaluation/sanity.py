@@ -71,3 +71,23 @@ def grouped_masking_flags(
     for m, subset in sorted(subsets.items()):
         flags += [f"{flag} (first {m} samples)" for flag in masking_flags(subset)]
     return flags
+
+
+COLLAPSE_SHARE = 0.99  # of the test samples given one class: a constant prediction
+COLLAPSE_MARK = "∅"
+COLLAPSE_FOOTNOTE = (
+    f"{COLLAPSE_MARK} collapsed: the model predicts one class for at least "
+    f"{100 * COLLAPSE_SHARE:g}% of the test samples, so its clean and robust accuracy are that "
+    "class's share of them, not robustness."
+)
+
+
+def collapse_flag(top_class: int, top_share: float, n: int) -> str | None:
+    """Why a checkpoint's accuracies measure no robustness: it gives (almost) every one of the
+    `n` test samples the class `top_class`; None when its predictions vary."""
+    if top_share < COLLAPSE_SHARE:
+        return None
+    return (
+        f"constant prediction: class {top_class} for {100 * top_share:.1f}% of {n} test samples; "
+        "no perturbation changes it, so clean = robust accuracy = that class's share"
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssmprobe.evaluation.sanity import COLLAPSE_MARK
 from ssmprobe.report.runs import KEY_COLUMNS, display, setting_title
 from ssmprobe.vocab import KIND_NAMES
 
@@ -45,7 +46,8 @@ def compute_findings(
 
 def accuracy_findings(frame: pd.DataFrame) -> list[str]:
     """Per family and dataset, what adversarial training did to PGD-10 accuracy: its best run
-    against standard training, from your runs, else from the zoo's."""
+    that did not collapse to a constant prediction against standard training, from your runs,
+    else from the zoo's."""
     findings = []
     plain = frame[frame["ads"] == "none"]
     zoo = _from_zoo(plain["run"])
@@ -54,6 +56,7 @@ def accuracy_findings(frame: pd.DataFrame) -> list[str]:
         for (dataset, model), group in part.groupby(["dataset", "model"], sort=False):
             st = group[group["method"] == "st"]
             at = group[group["method"] != "st"].dropna(subset=["pgd10_best"])
+            at = at[at["collapse"].fillna("") == ""]  # a constant prediction raised nothing
             if (dataset, model) in reported or st.empty or at.empty:
                 continue
             if pd.isna(st["pgd10_last"].iloc[0]):
@@ -169,7 +172,8 @@ def gap_findings(frame: pd.DataFrame) -> list[str]:
 
 
 def masking_findings(frame: pd.DataFrame) -> list[str]:
-    """How many rows look like gradient masking, and where AutoAttack's own checks warned."""
+    """How many rows look like gradient masking, which collapsed to a constant prediction, and
+    where AutoAttack's own checks warned."""
     findings = []
     flagged = frame[frame["masking"].fillna("") != ""]
     findings.append(
@@ -177,6 +181,14 @@ def masking_findings(frame: pd.DataFrame) -> list[str]:
         if len(flagged)
         else f"No row of {len(frame)} shows a gradient-masking pattern."
     )
+    collapsed = frame[frame["collapse"].fillna("") != ""]
+    if len(collapsed):
+        names = "; ".join(setting_title(*row[KEY_COLUMNS]) for _, row in collapsed.iterrows())
+        findings.append(
+            f"{len(collapsed)} row(s) collapsed to a constant prediction ({names}): their clean "
+            "and robust accuracy are the share of the one class they predict, not robustness "
+            f"({COLLAPSE_MARK} in the tables)."
+        )
     checked = frame[frame["aa_checks"].fillna("") != ""]
     if len(checked):
         names = "; ".join(setting_title(*row[KEY_COLUMNS]) for _, row in checked.iterrows())

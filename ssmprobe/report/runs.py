@@ -27,7 +27,9 @@ row per run:
 - `masking`: the reasons to suspect gradient masking (`evaluation.sanity.masking_flags`), and
   `aa_checks`: the warnings of AutoAttack's own checks kept in the eval files (say, Square
   still lowering accuracy after the gradient attacks), each prefixed by its checkpoint; NA
-  when AutoAttack ran before eval files kept them and nothing else says it warned.
+  when AutoAttack ran before eval files kept them and nothing else says it warned;
+  `collapse`: the checkpoints that predict one class for (almost) every clean test sample
+  (`evaluation.sanity.collapse_flag`), whose accuracies measure no robustness.
 
 Rows are sorted by dataset (digits, mnist, cifar10), model (S4, DSS, S5, Mega, Mamba), method
 (ST, PGD-AT, TRADES), AdS (none, ReLU, Tanh, Sigmoid), seed; names outside these lists follow
@@ -54,7 +56,7 @@ from typing import Any
 import pandas as pd
 
 from ssmprobe.attacks import attack_title
-from ssmprobe.evaluation.sanity import grouped_masking_flags
+from ssmprobe.evaluation.sanity import collapse_flag, grouped_masking_flags
 from ssmprobe.io import LOCK, lock_holder
 from ssmprobe.models import FAMILY_TITLES
 from ssmprobe.training.selection import BestChoice, best_epoch
@@ -82,6 +84,7 @@ COLUMNS = [
     "best_rule",
     "masking",
     "aa_checks",
+    "collapse",
     "zoo",
     "recipe",
     "run",
@@ -289,7 +292,8 @@ class EvalRecord:
     warnings of AutoAttack's own checks (`autoattack_checks`): [] if it ran no AutoAttack, None
     if it ran AutoAttack but predates the field (not known); `n_by_attack`, the n of each
     attack run on other samples than `n` (`evaluate`'s add), and `subsets`, the accuracies
-    measured on those first n samples."""
+    measured on those first n samples; `prediction`, the class predicted most often on the
+    clean samples and its share."""
 
     accuracies: dict[str, float]
     n: int = 0
@@ -297,6 +301,13 @@ class EvalRecord:
     checks: list[str] | None = None
     n_by_attack: dict[str, int] = field(default_factory=dict)
     subsets: dict[int, dict[str, float]] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None  # the clean top class and its share, if recorded
+
+    def collapse(self) -> str | None:
+        """`sanity.collapse_flag` of the clean predictions; None if they vary or predate it."""
+        if self.prediction is None:
+            return None
+        return collapse_flag(self.prediction["top_class"], self.prediction["top_share"], self.n)
 
     def n_of(self, attack: str) -> int:
         """The test samples `attack`'s accuracy was measured on."""
@@ -338,13 +349,20 @@ def read_eval_record(path: Path) -> EvalRecord:
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float)):
         raise RunDirError(f'{path}: "eps" must be a number, got {eps!r}')
     n_by, subsets = _sample_counts(path, payload)
+    prediction = payload.get("prediction")
+    if prediction is not None and not (
+        isinstance(prediction, dict)
+        and _count(prediction.get("top_class")) is not None
+        and _is_fraction(prediction.get("top_share"))
+    ):
+        raise RunDirError(f'{path}: "prediction" must hold a top_class and its top_share in [0, 1]')
     if "autoattack_checks" not in payload:
         known = None if any(k.startswith("aa") for k in accuracies) else []
-        return EvalRecord(accuracies, n, eps, known, n_by, subsets)
+        return EvalRecord(accuracies, n, eps, known, n_by, subsets, prediction)
     checks = payload["autoattack_checks"]
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise RunDirError(f'{path}: "autoattack_checks" must be a list of strings')
-    return EvalRecord(accuracies, n, eps, checks, n_by, subsets)
+    return EvalRecord(accuracies, n, eps, checks, n_by, subsets, prediction)
 
 
 def _sample_counts(
@@ -443,6 +461,9 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
         percent = {c: {k: round(100 * v, 2) for k, v in r.items()} for c, r in fractions.items()}
         row["masking"] = "; ".join(
             f"{c}: {flag}" for c, record in records.items() for flag in record.masking()
+        )
+        row["collapse"] = "; ".join(
+            f"{c}: {flag}" for c, record in records.items() if (flag := record.collapse())
         )
         warned = "; ".join(f"{c}: {check}" for c, found in checks.items() for check in found or [])
         row["aa_checks"] = pd.NA if not warned and None in checks.values() else warned

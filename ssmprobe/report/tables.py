@@ -17,7 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from ssmprobe.evaluation.sanity import AA_CHECK_FOOTNOTE, AA_CHECK_MARK, FOOTNOTE, MARK
+from ssmprobe.evaluation.sanity import (
+    AA_CHECK_FOOTNOTE,
+    AA_CHECK_MARK,
+    COLLAPSE_FOOTNOTE,
+    COLLAPSE_MARK,
+    FOOTNOTE,
+    MARK,
+)
 from ssmprobe.io import write_text
 from ssmprobe.report.runs import (
     ACCURACY_COLUMNS,
@@ -62,6 +69,7 @@ _HEADERS = {
     "best_rule": "Best rule",
     "masking": "Suspected masking",
     "aa_checks": "AutoAttack checks",
+    "collapse": "Collapsed",
     "run": "Run",
     "recipe": "Recipe",
     "zoo": "Zoo",
@@ -131,6 +139,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
         ("best_rule", FALLBACK_MARK, lambda c: c == "all", None),  # best.pt of an untrained run
         ("masking", MARK, lambda c: c.fillna("") != "", FOOTNOTE),
         ("aa_checks", AA_CHECK_MARK, lambda c: c.fillna("") != "", AA_CHECK_FOOTNOTE),
+        ("collapse", COLLAPSE_MARK, lambda c: c.fillna("") != "", COLLAPSE_FOOTNOTE),
     ):
         if column in df:
             rows = flagged(df[column])
