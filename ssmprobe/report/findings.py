@@ -56,7 +56,7 @@ def accuracy_findings(frame: pd.DataFrame) -> list[str]:
         for (dataset, model), group in part.groupby(["dataset", "model"], sort=False):
             st = group[group["method"] == "st"]
             at = group[group["method"] != "st"].dropna(subset=["pgd10_best"])
-            at = at[at["collapse"].fillna("") == ""]  # a constant prediction raised nothing
+            at = at[~_collapsed(at)]  # a constant prediction raised nothing
             if (dataset, model) in reported or st.empty or at.empty:
                 continue
             if pd.isna(st["pgd10_last"].iloc[0]):
@@ -181,7 +181,7 @@ def masking_findings(frame: pd.DataFrame) -> list[str]:
         if len(flagged)
         else f"No row of {len(frame)} shows a gradient-masking pattern."
     )
-    collapsed = frame[frame["collapse"].fillna("") != ""]
+    collapsed = frame[_collapsed(frame)]
     if len(collapsed):
         names = "; ".join(setting_title(*row[KEY_COLUMNS]) for _, row in collapsed.iterrows())
         findings.append(
@@ -197,6 +197,14 @@ def masking_findings(frame: pd.DataFrame) -> list[str]:
             "are in table.csv, and AA already counts what its attacks found."
         )
     return findings
+
+
+def _collapsed(frame: pd.DataFrame) -> pd.Series:
+    """Which rows collapsed to a constant prediction (none in a frame without the column, e.g.
+    the spread of seeds)."""
+    if "collapse" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["collapse"].fillna("") != ""
 
 
 def _from_zoo(paths: pd.Series) -> pd.Series:
