@@ -103,17 +103,25 @@ def study(runs: Path, out: Path, docs: Path, parser: argparse.ArgumentParser) ->
 
 
 def table_findings(frame: pd.DataFrame) -> list[str]:
-    """One sentence per run we have: ours best / last beside the paper's."""
+    """One sentence per run we have: ours best / last beside the paper's, AutoAttack where it
+    ran (on its own n)."""
     lines = []
     for _, r in frame[frame["ours_clean_last"].notna()].iterrows():
         method = METHOD_NAMES.get(r["method"], r["method"])
         ads = "" if r["ads"] == "none" else f" + AdS {r['ads']}"
+        aa = ""
+        if pd.notna(r["ours_aa_best"]) and pd.notna(r["ours_aa_last"]):
+            aa = (
+                f", AA {r['ours_aa_best']:.2f} / {r['ours_aa_last']:.2f} "
+                f"(n = {int(r['n_aa_last']):,}; the paper's {r['paper_aa_best']:.2f} / "
+                f"{r['paper_aa_last']:.2f})"
+            )
         lines.append(
             f"{r['model'].upper()} {method}{ads} ({r['run']}): clean {r['ours_clean_best']:.2f} / "
             f"{r['ours_clean_last']:.2f}, PGD-10 {r['ours_pgd10_best']:.2f} / "
             f"{r['ours_pgd10_last']:.2f} (best / last, n = {int(r['n_pgd10_last']):,}); the "
             f"paper's {r['paper_clean_best']:.2f} / {r['paper_clean_last']:.2f} and "
-            f"{r['paper_pgd10_best']:.2f} / {r['paper_pgd10_last']:.2f}."
+            f"{r['paper_pgd10_best']:.2f} / {r['paper_pgd10_last']:.2f}{aa}."
         )
     return lines
 
