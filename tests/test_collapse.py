@@ -107,3 +107,34 @@ def test_a_malformed_prediction_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text(json.dumps({"n": 10, "results": {}, "prediction": {"top_class": "1"}}))
     with pytest.raises(RunDirError, match='"prediction" must hold a top_class'):
         read_eval_record(path)
+
+
+def test_the_component_finding_is_of_a_model_that_learned() -> None:
+    """The discrepancy sentence names a collapsed checkpoint only when no other was probed,
+    and then says so."""
+    import pandas as pd
+
+    from ssmprobe.report.findings import compute_findings
+
+    flag = "best: constant prediction: class 1 for 100.0% of 2000 test samples"
+    frame = pd.DataFrame(
+        [
+            {"run": "s4_pgd", "dataset": "mnist10k", "model": "s4", "method": "pgd",
+             "ads": "none", "clean_best": 11.35, "pgd10_best": 11.35, "aa_best": None,
+             "masking": "", "aa_checks": "", "collapse": flag},
+            {"run": "s4_trades", "dataset": "mnist10k", "model": "s4", "method": "trades",
+             "ads": "none", "clean_best": 60.0, "pgd10_best": 5.0, "aa_best": None,
+             "masking": "", "aa_checks": "", "collapse": ""},
+        ]
+    )  # fmt: skip
+    rows = [
+        {"checkpoint": f"/r/{run}/best.pt", "model": "s4", "method": method, "ads": None,
+         "split": "test", "metric": "kl", "norm": "none", "kind": "ssm", "layers": 2,
+         "rate": rate}
+        for run, method, rate in (("s4_pgd", "pgd", 82.0), ("s4_trades", "trades", 30.0))
+    ]  # fmt: skip
+    (sentence,) = [f for f in compute_findings(frame, pd.DataFrame(rows), []) if "KL" in f]
+    assert sentence.startswith("S4 TRADES, adversarial test inputs: the SSM raises KL by 30%")
+    only = compute_findings(frame, pd.DataFrame(rows[:1]), [])
+    (sentence,) = [f for f in only if "KL" in f]
+    assert sentence.startswith("S4 PGD-AT (collapsed to a constant prediction), adversarial")

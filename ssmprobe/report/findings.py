@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,12 +28,14 @@ def compute_findings(
     findings = accuracy_findings(frame)
     table = verdicts(discrepancy) if not discrepancy.empty else pd.DataFrame()
     at_rows = table[(table["method"] != "st") & (table["split"] == "test")] if len(table) else table
-    if not at_rows.empty:  # yours before the zoo's, a run without AdS before one with
-        order = _from_zoo(at_rows["checkpoint"]) * 2 + (at_rows["ads"] != "none")
+    if not at_rows.empty:  # a model that learned, yours before the zoo's, without AdS first
+        collapsed = at_rows["checkpoint"].map(lambda c: _collapsed_checkpoint(frame, c))
+        order = collapsed * 4 + _from_zoo(at_rows["checkpoint"]) * 2 + (at_rows["ads"] != "none")
         at_rows = at_rows.iloc[order.argsort(kind="stable")]
         first = at_rows.iloc[0]
         rows = at_rows[at_rows["checkpoint"] == first["checkpoint"]]
         what = f"{display('model', first['model'])} {display('method', first['method'])}"
+        what += " (collapsed to a constant prediction)" if collapsed[first.name] else ""
         findings.append(component_finding(what, rows))
     if len(table):
         findings.append(verdict_finding(table[table["split"] == "test"]))
@@ -205,6 +208,16 @@ def _collapsed(frame: pd.DataFrame) -> pd.Series:
     if "collapse" not in frame:
         return pd.Series(False, index=frame.index)
     return frame["collapse"].fillna("") != ""
+
+
+def _collapsed_checkpoint(frame: pd.DataFrame, checkpoint: str) -> bool:
+    """Whether the checkpoint file (a discrepancy row's) is one the frame flags as collapsed:
+    its run folder is a flagged row's run and its name (best / last) is in the flag."""
+    path = Path(checkpoint)
+    return any(
+        path.parent.as_posix().endswith(str(row["run"])) and f"{path.stem}: " in row["collapse"]
+        for _, row in frame[_collapsed(frame)].iterrows()
+    )
 
 
 def _from_zoo(paths: pd.Series) -> pd.Series:
