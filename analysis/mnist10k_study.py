@@ -88,8 +88,13 @@ def study(runs: Path, out: Path, docs: Path, parser: argparse.ArgumentParser) ->
         write_text(out / "positions.md", positions_markdown(rows) + "\n")
         tables.append(("Along the 784 steps", POSITIONS_SENTENCE, "positions.md"))
         lines.append(positions_finding(rows))
-    checks = {p.parent.name: json.loads(p.read_text())["summary"]
-              for p in sorted(runs.glob("*/bounds.json"))}  # fmt: skip
+    cached = sorted(runs.glob("*/bounds.json"))
+    payloads = {p.parent.name: json.loads(p.read_text()) for p in cached}
+    other = sorted(name for name, c in payloads.items() if c["meta"]["L"] != L)
+    if other:  # a cache from before the report checked at the dataset's length
+        raise SystemExit(f"{', '.join(other)}: bounds checked at another L than {L}; run "
+                         f"`ssmprobe report --runs {runs}` first")  # fmt: skip
+    checks = {name: c["summary"] for name, c in payloads.items()}
     if checks:
         write_text(out / "bounds.md", bounds_markdown(checks) + "\n")
         tables.append(("Theorem 4.1.1 at L = 784", BOUNDS_SENTENCE, "bounds.md"))

@@ -31,3 +31,10 @@ DATASET_NAMES = {
     "cifar10": "CIFAR-10",
     "mnist10k": "MNIST-10k",
 }
+
+
+def samples_text(n: int, n_by_attack: dict[str, int]) -> str:
+    """The test samples of an evaluation as tables print them: "2000", or "2000 (aa 100)"
+    where attacks ran on their own number of samples (`eval --add`)."""
+    own = ", ".join(f"{attack} {k}" for attack, k in n_by_attack.items())
+    return f"{n} ({own})" if own else str(n)

@@ -98,8 +98,15 @@ def test_tables_and_findings_name_the_collapse_not_a_robustness_gain(tmp_path: P
         payload = json.loads(path.read_text())
         payload["prediction"] = {"top_class": 1, "top_share": 0.2}
         path.write_text(json.dumps(payload))
-    (raised,) = accuracy_findings(collect_runs(runs))
+    frame = collect_runs(runs)
+    (raised,) = accuracy_findings(frame)
     assert raised.startswith("PGD-AT raised S4's PGD-10 accuracy")
+    # No gain is no "raise" (MNIST-10k's S5 TRADES: 0.0% after ST's 0.0%).
+    st = frame.loc[frame["method"] == "st", "pgd10_last"].iloc[0]
+    for pgd, verb, then in ((st, "left", f"at {st:.1f}%"), (0.0, "lowered", "from ")):
+        frame.loc[frame["method"] == "pgd", "pgd10_best"] = pgd
+        (said,) = accuracy_findings(frame)
+        assert said.startswith(f"PGD-AT {verb} S4's PGD-10 accuracy on Digits {then}")
 
 
 def test_a_malformed_prediction_is_a_clear_error(tmp_path: Path) -> None:

@@ -432,6 +432,48 @@ def test_the_zoos_discrepancy_counts_as_the_zoos(tmp_path: Path) -> None:
     assert findings[0].startswith("S5 PGD-AT, adversarial test inputs: the SSM raises KL")
 
 
+def test_each_datasets_discrepancy_goes_apart(tmp_path: Path) -> None:
+    """The zoo's S4 ST on digits and on MNIST-10k: never two bars of one slot. Each dataset
+    gets its own CSVs, verdicts, Figure 3 and findings sentence; the first (digits) keeps the
+    top folder, so a one-dataset report is laid out as before."""
+    import pandas as pd
+
+    from ssmprobe.checkpoint import bundled_dir
+    from ssmprobe.report.figures import _discrepancy_outputs
+    from ssmprobe.report.findings import compute_findings
+    from ssmprobe.report.sections import _sections
+    from ssmprobe.report.workers import figure_pool
+
+    csvs = []
+    for name in ("s4_mnist10k_st", "s4_st"):  # not in table order: the report sorts them
+        (tmp_path / name).mkdir()
+        for suffix in (".csv", ".json"):
+            source = bundled_dir() / "cache" / name / f"discrepancy{suffix}"
+            shutil.copy(source, tmp_path / name / f"discrepancy{suffix}")
+        csvs.append(tmp_path / name / "discrepancy.csv")
+    out = tmp_path / "out"
+    with figure_pool(1) as pool:
+        made, summary = _discrepancy_outputs(csvs, out, pool, (".png",))
+    for folder, dataset in ((out, "digits"), (out / "mnist10k", "mnist10k")):
+        assert set(pd.read_csv(folder / "discrepancy.csv")["dataset"]) == {dataset}
+        verdict_rows = pd.read_csv(folder / "verdicts.csv")
+        assert len(verdict_rows) == 3 * 2 and set(verdict_rows["split"]) == {"train", "test"}
+        assert folder / "figure3_discrepancy.png" in made
+    no_runs = pd.DataFrame(
+        columns=["run", "dataset", "model", "method", "ads", "masking", "aa_checks"]
+    )
+    verdict = [f for f in compute_findings(no_runs, summary, []) if f.startswith("Figures 3-4")]
+    assert [f.split(":")[0] for f in verdict] == [
+        "Figures 3-4 on test inputs of Digits", "Figures 3-4 on test inputs of MNIST-10k",
+    ]  # fmt: skip
+    (tmp_path / "table.md").write_text("| a |\n|---|\n")
+    sections = _sections(no_runs, {"md": tmp_path / "table.md"}, [], made, {}, [], [])
+    (figure3,) = [s for s in sections if s.title.startswith("Figure 3:")]
+    assert figure3.sentence.endswith("Each dataset is drawn apart.") and len(figure3.images) == 2
+    titles = [s.title for s in sections if s.title.startswith("Figures 3-4: verdicts")]
+    assert titles[1].endswith("(MNIST-10k)") and not titles[0].endswith(")")
+
+
 def test_settings_with_several_seeds_get_the_seed_table(tmp_path: Path, capsys) -> None:
     from run_fixtures import write_run
 
@@ -448,3 +490,17 @@ def test_settings_with_several_seeds_get_the_seed_table(tmp_path: Path, capsys) 
     assert "85.00 ± 7.07" in seeds.table
     assert main(["table", str(runs)]) == 0
     assert "85.00 ± 7.07" in capsys.readouterr().out  # `ssmprobe table` prints it too
+
+
+def test_the_bounds_finding_names_each_familys_dataset_where_there_are_several() -> None:
+    from ssmprobe.report.findings import bounds_finding
+
+    def check(model: str, dataset: str, held: int) -> dict:
+        summary = [{"channels": 4, "kernel_upper_holds": held, "spectral_upper_holds": 4}]
+        return {"meta": {"model": model}, "summary": summary, "dataset": dataset}
+
+    one = bounds_finding([check("s4", "digits", 4), check("dss", "digits", 3)])
+    assert "upper bound held on 7 of 8 channels (S4, DSS), failing" in one
+    assert "failing on 1 of DSS's 4" in one
+    two = bounds_finding([check("s4", "digits", 4), check("s4", "mnist10k", 3)])
+    assert "(S4 (Digits), S4 (MNIST-10k)), failing on 1 of S4 (MNIST-10k)'s 4" in two

@@ -227,8 +227,12 @@ def test_a_workers_warning_is_raised_again_here() -> None:
     assert "process.py" not in caught[0].filename
 
 
-def test_bounds_are_recomputed_at_the_docs_mu(tmp_path: Path, monkeypatch) -> None:
-    """A cached check at μ = 0 (the zoo's) is computed again at μ = 0.05; one at 0.05 is kept."""
+def test_bounds_are_recomputed_at_the_docs_mu_and_the_datasets_length(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A cached check at μ = 0 (the zoo's) is computed again at μ = 0.05; one at 0.05 is kept.
+    A check of an MNIST run at digits' L = 64 is computed again at 784, keeping the cached
+    bounds against L (they do not depend on the check's length)."""
     from ssmprobe.bounds import check as check_module
     from ssmprobe.bounds.figures import FIGURE_MU
     from ssmprobe.bounds.lti import perturbation_law
@@ -236,15 +240,11 @@ def test_bounds_are_recomputed_at_the_docs_mu(tmp_path: Path, monkeypatch) -> No
     from ssmprobe.report.runs import read_run_info
 
     assert FIGURE_MU == 0.05
-    run_dir = write_run(tmp_path, "s4_pgd", model="s4", method="pgd")
-    (run_dir / "best.pt").write_bytes(b"")
-    os.utime(run_dir / "best.pt", (1e9, 1e9))
-    (run_dir / "bounds.csv").write_text("")
-    run = read_run_info(run_dir)
 
     class Cached:
-        def __init__(self, mu: float) -> None:
+        def __init__(self, mu: float, L: int = 64, lengths: dict | None = None) -> None:
             self.law = perturbation_law("uniform", 0.1, mu)
+            self.L, self.lengths = L, lengths
 
         def save(self, path: Path) -> None:
             pass
@@ -252,16 +252,27 @@ def test_bounds_are_recomputed_at_the_docs_mu(tmp_path: Path, monkeypatch) -> No
     calls = []
 
     def check_model(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(kwargs["mu"])
-        return Cached(kwargs["mu"])
+        calls.append((kwargs["mu"], kwargs["L"]))
+        return Cached(kwargs["mu"], kwargs["L"])
 
     monkeypatch.setattr(check_module, "check_model", check_model)
-    monkeypatch.setattr(check_module, "load_check", lambda cache, ckpt: Cached(0.0))
     options = ReportOptions(progress=False)
-    assert ensure_bounds(run, options, lambda _: None).law.mu == 0.05 and calls == [0.05]
-    monkeypatch.setattr(check_module, "load_check", lambda cache, ckpt: Cached(0.05))
-    ensure_bounds(run, options, lambda _: None)
-    assert calls == [0.05]  # kept
+    runs = {}
+    for dataset in ("digits", "mnist10k"):
+        run_dir = write_run(tmp_path, f"s4_pgd_{dataset}", model="s4", dataset=dataset)
+        (run_dir / "best.pt").write_bytes(b"")
+        os.utime(run_dir / "best.pt", (1e9, 1e9))
+        (run_dir / "bounds.csv").write_text("")
+        runs[dataset] = read_run_info(run_dir)
+    monkeypatch.setattr(check_module, "load_check", lambda cache, ckpt: Cached(0.0))
+    assert ensure_bounds(runs["digits"], options, lambda _: None).law.mu == 0.05
+    assert calls == [(0.05, 64)]
+    swept = {"layers.0.ssm": {"L": [16.0]}}
+    monkeypatch.setattr(check_module, "load_check", lambda cache, ckpt: Cached(0.05, 64, swept))
+    ensure_bounds(runs["digits"], options, lambda _: None)
+    assert calls == [(0.05, 64)]  # kept
+    check = ensure_bounds(runs["mnist10k"], options, lambda _: None)
+    assert calls[-1] == (0.05, 784) and check.lengths is swept
 
 
 def test_a_study_is_shown_after_the_runs_with_its_findings_table_and_captions(demo) -> None:

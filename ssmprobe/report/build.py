@@ -161,7 +161,8 @@ def build_report(
         curves = curves_job.result()
         bounds = {run.path: bound_jobs[run.path].result() for run in bound_runs}
         poison_figures = [p for job in poison_jobs for p in job.result()]
-    findings = compute_findings(frame, summary, [_read_bounds(r.path) for r in bound_runs])
+    held = [(r.dataset, _read_bounds(r.path)) for r in bound_runs]
+    findings = compute_findings(frame, summary, [b | {"dataset": d} for d, b in held if b])
     sections = _sections(frame, tables, curves, discrepancy, bounds, runs, poison_figures, skipped)
     sections += [section for study in studies for section in study.sections()]
     write_text(md_path, render_markdown(findings, sections, out))

@@ -8,7 +8,8 @@ A cache counts while it is newer than the checkpoint it was made from:
   best.pt after adversarial training, last.pt after standard training (whose "best" is an
   epoch of PGD-10 noise around chance), on `n_probe` samples of each split;
 - `bounds.csv` / `.json`: Theorem 4.1.1 on the probed checkpoint of one run per family and
-  dataset (`pick_bounds_runs`: PGD-AT without AdS, else the family's first run): uniform noise
+  dataset (`pick_bounds_runs`: PGD-AT without AdS, else the family's first run), at the
+  dataset's sequence length (64 for digits, 784 for MNIST, 1024 for CIFAR-10): uniform noise
   at the run's ε and mean μ = `FIGURE_MU` (0.05, as docs/theorem.md quotes; at μ = 0 both lower
   bounds are zero) for LTI layers, with Mamba's H over `n_probe` test inputs, and the bounds
   against the sequence length its figure draws. A cache of another μ (the law it records) is
@@ -100,25 +101,29 @@ def pick_bounds_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
 
 
 def ensure_bounds(run: RunInfo, options: ReportOptions, log: Callable[[str], None]) -> BoundsCheck:
-    """The run's Theorem 4.1.1 check, from its cache, recomputed (and cached) where the cache
-    is older than the probed checkpoint or lacks what the figures need (the law, Mamba's Δ
-    points)."""
+    """The run's Theorem 4.1.1 check at its dataset's sequence length, from its cache,
+    recomputed (and cached) where the cache is older than the probed checkpoint, was checked at
+    another length or lacks what the figures need (the law, Mamba's Δ points). A recomputed
+    check keeps the cached bounds against L of the same checkpoint and law: they do not depend
+    on the length of the check."""
     from ssmprobe.bounds.check import check_model, load_check
     from ssmprobe.bounds.figures import FIGURE_MU
+    from ssmprobe.data import DATASETS
 
-    cache = run.path / BOUNDS_FILE
-    if (
-        not _stale(cache, _probed(run))
-        and (check := load_check(cache, _probed(run)))
-        and (check.law is None or check.law.mu == FIGURE_MU)
-    ):
-        return check
-    log(f"Theorem 4.1.1 on {_probed(run)} (μ = {FIGURE_MU:g})")
+    cache, ckpt = run.path / BOUNDS_FILE, _probed(run)
+    length = DATASETS[run.dataset].seq_len if run.dataset in DATASETS else 64
+    cached = None if _stale(cache, ckpt) else load_check(cache, ckpt)
+    same_law = cached is not None and (cached.law is None or cached.law.mu == FIGURE_MU)
+    if cached is not None and same_law and length == cached.L:
+        return cached
+    log(f"Theorem 4.1.1 on {ckpt} (L = {length}, μ = {FIGURE_MU:g})")
     eps = read_json(run.path / "config.json").get("train", {}).get("eps", 0.1)
     check = check_model(
-        run.model, _probed(run), eps=eps, mu=FIGURE_MU, n=options.n_probe,
+        run.model, ckpt, L=length, eps=eps, mu=FIGURE_MU, n=options.n_probe,
         data_dir=options.data_dir, progress=options.progress,
     )  # fmt: skip
+    if cached is not None and same_law and check.law is not None:
+        check.lengths = cached.lengths
     check.save(cache)
     return check
 

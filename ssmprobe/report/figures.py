@@ -15,7 +15,7 @@ import pandas as pd
 from ssmprobe.io import write_text
 from ssmprobe.models import FAMILIES
 from ssmprobe.report.cache import BOUNDS_FILE, _probed, _stale
-from ssmprobe.report.runs import RunInfo, read_json
+from ssmprobe.report.runs import RunInfo, display, rank, read_json
 
 
 def _discrepancy_outputs(
@@ -25,16 +25,17 @@ def _discrepancy_outputs(
     formats: Sequence[str],
     zoo: Collection[Path] = (),
 ) -> tuple[list[Path], pd.DataFrame]:
-    """The combined CSV, Figures 3-4 and the per-position figures of the probed runs (the
-    figures drawn by `pool`), and the summary the findings use. Where `zoo` (the CSVs of the
-    bundled checkpoints) and your runs are both there, Figures 3-4 of the zoo go apart, into
-    `out/zoo/`: one slot per model in each, not your S5 and the zoo's side by side in every
-    method's row."""
+    """The combined CSV, the verdicts, Figures 3-4 and the per-position figures of the probed
+    runs (the figures drawn by `pool`), and the summary the findings use. Each dataset's results
+    go apart: the first in table order (digits before MNIST before CIFAR-10) into `out`, each
+    other into `out/<dataset>/`, so that the zoo's S4 ST on digits and on MNIST-10k are never
+    two unlabelled bars of one slot. Where `zoo` (the CSVs of the bundled checkpoints) and
+    your runs are both there, Figures 3-4 of the zoo go apart too, into `<that folder>/zoo/`:
+    one slot per model in each, not your S5 and the zoo's side by side in every method's row."""
     if not csvs:
         return [], pd.DataFrame()
     from ssmprobe.probe.discrepancy import load_rows, summarise
     from ssmprobe.probe.plots import plot_rates, save_steps_figure, steps_figures
-    from ssmprobe.probe.verdicts import to_markdown, verdicts
 
     frames = []
     for csv in csvs:  # each checkpoint where it lies now: a zoo cache names the run it came from
@@ -42,25 +43,31 @@ def _discrepancy_outputs(
         frame["checkpoint"] = [str(csv.parent / Path(c).name) for c in frame["checkpoint"]]
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
-    write_text(out / "discrepancy.csv", rows.to_csv(index=False))
-    summary = pd.DataFrame(summarise(rows.to_dict("records")))
-    table = verdicts(summary)
-    write_text(out / "verdicts.csv", table.to_csv(index=False, float_format="%.6g"))
-    write_text(out / "verdicts.md", to_markdown(table))
     theirs = {str(csv.parent) for csv in csvs if csv in set(zoo)}
     is_zoo = rows["checkpoint"].map(lambda c: str(Path(c).parent) in theirs)
-    if is_zoo.all() or not is_zoo.any():
-        jobs = [pool.submit(plot_rates, summary, out, "none", formats)]
-    else:
-        jobs = [
+    mixed = is_zoo.any() and not is_zoo.all()
+    dataset = rows["dataset"].fillna("")  # a wrapped model's results name no dataset
+    datasets = sorted(dataset.unique(), key=lambda d: rank("dataset", d))
+    outputs, jobs = [], []
+    for i, name in enumerate(datasets):
+        where, of = (out if i == 0 else out / name), dataset == name
+        outputs += _verdict_files(rows[of], where)
+        on = f"on {display('dataset', name)}" if len(datasets) > 1 else ""
+        parts = [(of, where, on)]
+        if mixed:
+            parts = [
+                (of & ~is_zoo, where, f"your runs {on}".strip()),
+                (of & is_zoo, where / "zoo", f"the bundled zoo {on}".strip()),
+            ]
+        jobs += [
             pool.submit(
-                plot_rates, pd.DataFrame(summarise(part.to_dict("records"))), where, "none",
-                formats, whose,
+                plot_rates, pd.DataFrame(summarise(rows[part].to_dict("records"))), folder,
+                "none", formats, whose,
             )
-            for part, where, whose in (
-                (rows[~is_zoo], out, "your runs"), (rows[is_zoo], out / "zoo", "the bundled zoo"),
-            )
+            for part, folder, whose in parts
+            if part.any()
         ]  # fmt: skip
+    summary = pd.DataFrame(summarise(rows.to_dict("records")))
     steps = steps_figures(csvs, out)
     owners = [  # the run folder of each result, in steps_figures' order: titles name the run
         csv.parent
@@ -73,7 +80,19 @@ def _discrepancy_outputs(
         result["meta"] = result["meta"] | {"checkpoint": str(checkpoint)}
     jobs += [pool.submit(save_steps_figure, *job, formats) for job in steps]
     figures = [path for job in jobs for path in job.result()]
-    return [out / "discrepancy.csv", out / "verdicts.csv", out / "verdicts.md", *figures], summary
+    return [*outputs, *figures], summary
+
+
+def _verdict_files(rows: pd.DataFrame, where: Path) -> list[Path]:
+    """`where`/discrepancy.csv (the rows), verdicts.csv and verdicts.md (`probe.verdicts`)."""
+    from ssmprobe.probe.discrepancy import summarise
+    from ssmprobe.probe.verdicts import to_markdown, verdicts
+
+    table = verdicts(pd.DataFrame(summarise(rows.to_dict("records"))))
+    write_text(where / "discrepancy.csv", rows.to_csv(index=False))
+    write_text(where / "verdicts.csv", table.to_csv(index=False, float_format="%.6g"))
+    write_text(where / "verdicts.md", to_markdown(table))
+    return [where / "discrepancy.csv", where / "verdicts.csv", where / "verdicts.md"]
 
 
 def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Path]:

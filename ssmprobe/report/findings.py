@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ssmprobe.evaluation.sanity import COLLAPSE_MARK
-from ssmprobe.report.runs import KEY_COLUMNS, display, setting_title
+from ssmprobe.report.runs import KEY_COLUMNS, display, rank, setting_title
 from ssmprobe.vocab import KIND_NAMES
 
 
@@ -37,8 +37,14 @@ def compute_findings(
         what = f"{display('model', first['model'])} {display('method', first['method'])}"
         what += " (collapsed to a constant prediction)" if collapsed[first.name] else ""
         findings.append(component_finding(what, rows))
-    if len(table):
-        findings.append(verdict_finding(table[table["split"] == "test"]))
+    if len(table):  # one sentence per dataset: counts over digits and MNIST are not one thing
+        test = table[table["split"] == "test"]
+        named = discrepancy.get("dataset", pd.Series(dtype=object))  # a wrapped model names none
+        of = test["checkpoint"].map(named.groupby(discrepancy["checkpoint"]).first())
+        of = of.astype(object).fillna("")
+        for name in sorted(of.unique(), key=lambda d: rank("dataset", d)):
+            on = display("dataset", name) if of.nunique() > 1 else ""
+            findings.append(verdict_finding(test[of == name], on))
     findings += gap_findings(frame)
     held = [b for b in bounds if b]
     if held:
@@ -66,10 +72,16 @@ def accuracy_findings(frame: pd.DataFrame) -> list[str]:
                 continue
             reported.add((dataset, model))
             best = at.loc[at["pgd10_best"].idxmax()]
+            before, after = st["pgd10_last"].iloc[0], best["pgd10_best"]
+            verb = "raised" if after > before else "lowered" if after < before else "left"
             findings.append(
-                f"{display('method', best['method'])} raised {display('model', model)}'s PGD-10 "
-                f"accuracy on {display('dataset', dataset)} from {st['pgd10_last'].iloc[0]:.1f}% "
-                f"(ST) to {best['pgd10_best']:.1f}%"
+                f"{display('method', best['method'])} {verb} {display('model', model)}'s PGD-10 "
+                f"accuracy on {display('dataset', dataset)} "
+                + (
+                    f"at {after:.1f}%"
+                    if verb == "left"
+                    else f"from {before:.1f}% (ST) to {after:.1f}%"
+                )
                 + ("" if pd.isna(best["aa_best"]) else f" (AutoAttack {best['aa_best']:.1f}%)")
                 + f", clean {st['clean_last'].iloc[0]:.1f}% -> {best['clean_best']:.1f}%."
             )
@@ -92,8 +104,17 @@ def component_finding(what: str, rows: pd.DataFrame) -> str:
 
 def bounds_finding(held: Sequence[dict[str, Any]]) -> str:
     """On how many channels Theorem 4.1.1's kernel-form and spectral bounds held, over the
-    saved checks (`BoundsCheck.save`'s JSON) `held`."""
-    kernel = [(display("model", b["meta"]["model"]), *_holds(b, "kernel_upper")) for b in held]
+    saved checks (`BoundsCheck.save`'s JSON) `held`, each family named with its dataset (the
+    check's "dataset") where they hold several."""
+    several = len({b.get("dataset") for b in held}) > 1
+    kernel = [
+        (
+            display("model", b["meta"]["model"])
+            + (f" ({display('dataset', b['dataset'])})" if several else ""),
+            *_holds(b, "kernel_upper"),
+        )
+        for b in held
+    ]
     spectral = [_holds(b, "spectral_upper") for b in held]
     failing = [f"{n - k} of {name}'s {n}" for name, k, n in kernel if k < n]
     return (
@@ -113,9 +134,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, float | int) and math.isfinite(value)
 
 
-def verdict_finding(table: pd.DataFrame) -> str:
+def verdict_finding(table: pd.DataFrame, dataset: str = "") -> str:
     """How often the plain and the relative form of Figures 3-4 disagree, and how often a
-    component amplifies the attack more than the signal (`probe.verdicts`)."""
+    component amplifies the attack more than the signal (`probe.verdicts`), on the test inputs
+    of `dataset` (its display name; "" where the report holds one dataset)."""
     from ssmprobe.probe.verdicts import disagreements
 
     pairs = 2 * len(table)
@@ -132,7 +154,8 @@ def verdict_finding(table: pd.DataFrame) -> str:
     amplified = table[table["amplification"] > 1].groupby("kind").size()  # unrounded
     counted = table.groupby("kind").size()
     return (
-        f"Figures 3-4 on test inputs: the plain and the relative form give opposite verdicts on "
+        f"Figures 3-4 on test inputs{f' of {dataset}' if dataset else ''}: the plain and the "
+        "relative form give opposite verdicts on "
         f"{kinds.sum()} of {pairs} (component, metric) "
         f"pairs ({', '.join(f'{KIND_NAMES.get(k, k)} {n}' for k, n in kinds.items()) or 'none'}); "
         "the scale-free amplification is above 1 for "

@@ -60,7 +60,7 @@ from ssmprobe.evaluation.sanity import collapse_flag, grouped_masking_flags
 from ssmprobe.io import LOCK, lock_holder
 from ssmprobe.models import FAMILY_TITLES
 from ssmprobe.training.selection import BestChoice, best_epoch
-from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, METHOD_NAMES
+from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, METHOD_NAMES, samples_text
 
 TABLE_ATTACKS = {a: attack_title(a) for a in ("clean", "pgd10", "aa")}  # the paper's columns
 STATS = ("best", "last", "diff")
@@ -142,7 +142,7 @@ def display(column: str, key: str) -> str:
 def sort_key(run: RunInfo) -> tuple:
     """Table order: the paper's order of datasets, models, methods and AdS, then the seed."""
     return (
-        *(_rank(column, getattr(run, column)) for column in KEY_COLUMNS),
+        *(rank(column, getattr(run, column)) for column in KEY_COLUMNS),
         -1 if run.seed is None else run.seed,
         str(run.path),
     )
@@ -320,8 +320,8 @@ class EvalRecord:
     def n_text(self) -> str:
         """The samples as text: 2000, or 2000 (aa 100) where attacks ran on other samples;
         empty if not recorded."""
-        others = ", ".join(f"{a} {k}" for a, k in self.n_by_attack.items() if a in self.accuracies)
-        return "" if not self.n else f"{self.n} ({others})" if others else str(self.n)
+        others = {a: k for a, k in self.n_by_attack.items() if a in self.accuracies}
+        return samples_text(self.n, others) if self.n else ""
 
 
 def read_eval_record(path: Path) -> EvalRecord:
@@ -492,6 +492,7 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _rank(column: str, key: str) -> tuple[int, str]:
+def rank(column: str, key: str) -> tuple[int, str]:
+    """A key's place in the paper's order of its column (`sort_key`); unknown keys last."""
     order = list(_DISPLAY[column])
     return (order.index(key), "") if key in order else (len(order), key)

@@ -102,8 +102,11 @@ def _sections(
                 _pngs(curves),
             )
         )
-    figure = {p.stem: p for p in _pngs(discrepancy) if p.parent.name != "zoo"}
-    zoo = {p.stem: p for p in _pngs(discrepancy) if p.parent.name == "zoo"}
+    pngs = _pngs(discrepancy)
+    top = discrepancy[0].parent if discrepancy else None  # out/discrepancy: the first dataset's
+    rates = [p for p in pngs if p.stem.startswith("figure")]
+    apart = {p.parent.name == "zoo" for p in rates}
+    datasets = any(p.parent not in (top, top / "zoo") for p in rates if top)
     for stem, title, sentence in (
         (
             "figure3_discrepancy",
@@ -117,23 +120,25 @@ def _sections(
             "The same rates for models with the adaptive scaling (AdS) module after the SSM.",
         ),
     ):
-        if stem in figure or stem in zoo:
-            both = stem in zoo and stem in figure
-            sentence += " Your runs and the bundled zoo's are drawn apart." if both else ""
-            sections.append(Section(title, sentence, [f[stem] for f in (figure, zoo) if stem in f]))
-    verdict_md = [p for p in discrepancy if p.name == "verdicts.md"]
-    if verdict_md:
+        drawn = [p for p in pngs if p.stem == stem]
+        if drawn:
+            if len(apart) > 1:
+                sentence += " Your runs and the bundled zoo's are drawn apart."
+            sentence += " Each dataset is drawn apart." if datasets else ""
+            sections.append(Section(title, sentence, drawn))
+    for verdict_md in (p for p in discrepancy if p.name == "verdicts.md"):
+        on = "" if verdict_md.parent == top else f" ({display('dataset', verdict_md.parent.name)})"
         sections.append(
             Section(
-                "Figures 3-4: verdicts in the plain and the relative form",
+                "Figures 3-4: verdicts in the plain and the relative form" + on,
                 "Rates (%) on test inputs in the plain form d(f', f) and in the paper's relative "
                 "form d(f', f)/||f||, bold where the two disagree on raise or lower, and the "
                 "scale-free amplification (||Δ_out||/||Δ_in||) / (||f_out||/||f_in||), bold "
                 "where the component amplifies the attack more than the clean signal.",
-                table=verdict_md[0].read_text(encoding="utf-8"),
+                table=verdict_md.read_text(encoding="utf-8"),
             )
         )
-    steps = [p for s, p in figure.items() if s.startswith("steps_")]
+    steps = [p for p in pngs if p.stem.startswith("steps_")]
     if steps:
         sections.append(
             Section(
