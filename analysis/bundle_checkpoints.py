@@ -8,7 +8,8 @@ Files already in the manifest and not named here keep their entries. The report'
 results of the run (discrepancy, bounds) and its metrics.jsonl (for the curves) go to
 cache/BUNDLED_NAME/, replacing those of an earlier entry of that name (the same weights bundled
 again keep the cached results their run folder lacks or holds older); bounds results only for
-the entries whose bounds the report draws (`report.cache.pick_bounds_runs`: one per family).
+the entries whose bounds the report draws (`report.cache.pick_bounds_runs`: one per family and
+dataset; entries not named keep theirs).
 The manifest records, per file, its SHA-256, the run's model and training configs, dataset,
 method, ε, the seconds its training took (all epochs, from metrics.jsonl), the clean / PGD-10 /
 AA accuracy from the run's eval file, each attack's n where it differs from n_test with the
@@ -55,7 +56,7 @@ def bundle(runs: str | Path, pairs: list[str], out: str | Path = "checkpoints") 
     with replacing():  # the bundle's own files, committed, so in no sidecar: replaced by name
         _copy(out, manifest, entries)
         write_json(manifest_path, dict(sorted(manifest.items())))
-    _drop_unused_bounds(out, manifest)
+    _drop_unused_bounds(out, manifest, {name for _, name, _, _ in entries})
     return [out / f"{name}.pt" for _, name, _, _ in entries]
 
 
@@ -117,8 +118,9 @@ def _entry(runs: Path, pair: str) -> tuple[Path, str, bytes, dict]:
     return run, name, data, entry
 
 
-def _drop_unused_bounds(out: Path, manifest: dict[str, dict]) -> None:
-    """Removes the bounds caches of entries whose bounds the report does not draw."""
+def _drop_unused_bounds(out: Path, manifest: dict[str, dict], bundled: set[str]) -> None:
+    """Removes the bounds caches of the entries just `bundled` whose bounds the report does not
+    draw; other entries keep theirs (Mamba TRADES's, which docs/theorem.md quotes)."""
     entries = []
     for name, e in sorted(manifest.items()):
         ads = e["model"].get("ads") or "none"
@@ -126,7 +128,7 @@ def _drop_unused_bounds(out: Path, manifest: dict[str, dict]) -> None:
         entries.append(RunInfo(Path(name), *setting, seed=e["train"].get("seed")))
     used = {run.path.stem for run in pick_bounds_runs(entries)}
     for entry in entries:
-        if entry.path.stem not in used:
+        if entry.path.stem in bundled and entry.path.stem not in used:
             for cache in CACHES:
                 if cache.startswith("bounds"):
                     (out / "cache" / entry.path.stem / cache).unlink(missing_ok=True)

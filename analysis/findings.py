@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ssmprobe.models import FAMILY_TITLES
-from ssmprobe.vocab import COMPONENT_KINDS, METHOD_NAMES
+from ssmprobe.vocab import COMPONENT_KINDS, DATASET_NAMES, METHOD_NAMES, samples_text
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
@@ -143,15 +143,16 @@ def zoo() -> str:
     """The bundled checkpoints and their accuracies, from checkpoints/manifest.json."""
     manifest = json.loads((ROOT / "checkpoints" / "manifest.json").read_text())
     lines = [
-        "| name | model | method | AdS | clean | PGD-10 | AA |",
-        "|---|---|---|---|---:|---:|---:|",
+        "| name | model | method | AdS | data | ε | n | clean | PGD-10 | AA |",
+        "|---|---|---|---|---|---:|---|---:|---:|---:|",
     ]
     for file, e in manifest.items():
         acc = e["accuracy"]
         ads = (e["model"].get("ads") or "").capitalize().replace("Relu", "ReLU") or "–"
         family, method = FAMILY_TITLES[e["model"]["model"]], METHOD_NAMES[e["method"]]
-        cells = [f"`{file.removesuffix('.pt')}`", family, method]
-        cells += [ads, *(f"{100 * acc[k]:.2f}" for k in ("clean", "pgd10", "aa"))]
+        cells = [f"`{file.removesuffix('.pt')}`", family, method, ads, DATASET_NAMES[e["dataset"]]]
+        cells += [f"{e['eps']:g}", samples_text(e["n_test"], e.get("n_by_attack", {}))]
+        cells += [f"{100 * acc[k]:.2f}" for k in ("clean", "pgd10", "aa")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

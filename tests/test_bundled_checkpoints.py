@@ -27,16 +27,21 @@ def test_bundled_checkpoint_matches_its_manifest(name: str) -> None:
     model = load_model(path)
     meta = model.meta
     assert meta["dataset"] == entry["dataset"] and meta["method"] == entry["method"]
-    test = load_dataset(entry["dataset"], "test")
-    test = test.subset(torch.arange(entry["n_test"]))
+    # On the fewest images the manifest records a clean accuracy for: MNIST-10k's first 100
+    # (AutoAttack's) rather than all 2,000, which take a minute at L = 784.
+    n, clean = entry["n_test"], entry["accuracy"]["clean"]
+    if entry.get("subsets"):
+        n = min(int(k) for k in entry["subsets"])
+        clean = entry["subsets"][str(n)]["clean"]
+    test = load_dataset(entry["dataset"], "test").subset(torch.arange(n))
     acc = score(model, make_loader(test, 256))["acc"]
-    assert acc == pytest.approx(entry["accuracy"]["clean"], abs=1e-9)
+    assert acc == pytest.approx(clean, abs=1e-9)
 
 
 def test_a_damaged_bundled_file_is_refused(tmp_path: Path, monkeypatch) -> None:
     from ssmprobe import checkpoint
 
-    name = sorted(MANIFEST)[0]
+    name = "dss_pgd.pt"  # a digits entry
     shutil.copy(BUNDLE / "manifest.json", tmp_path / "manifest.json")
     shutil.copy(BUNDLE / name, tmp_path / name)
     monkeypatch.setattr(checkpoint, "bundled_dir", lambda: tmp_path)
@@ -65,7 +70,7 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
     sys.path.insert(0, str(BUNDLE.parent / "analysis"))
     from bundle_checkpoints import bundle
 
-    name = sorted(MANIFEST)[0]
+    name = "dss_pgd.pt"  # a digits entry
     shutil.copy(BUNDLE / "manifest.json", tmp_path / "manifest.json")
     shutil.copy(BUNDLE / name, tmp_path / name)
     monkeypatch.setattr(checkpoint, "bundled_dir", lambda: tmp_path)
@@ -82,7 +87,9 @@ def test_bundling_replaces_an_entry_of_the_bundle(tmp_path: Path, monkeypatch) -
         (tmp_path / "cache" / other).mkdir()
         (tmp_path / "cache" / other / "bounds.csv").write_text("a check\n")
     bundle(runs, [f"r:{Path(name).stem}:last"], tmp_path)
-    assert not (tmp_path / "cache" / "dss_st" / "bounds.csv").exists()
+    # Entries not named keep their bounds, drawn or not (the zoo's Mamba TRADES check, which
+    # docs/theorem.md quotes); the new S4 ST entry's are not drawn (S4's are s4_pgd's).
+    assert (tmp_path / "cache" / "dss_st" / "bounds.csv").is_file()
     assert (tmp_path / "cache" / "s4_pgd" / "bounds.csv").is_file()
     assert sorted(p.name for p in old_cache.iterdir()) == ["metrics.jsonl"]  # the new run's
     entry = json.loads((tmp_path / "manifest.json").read_text())[name]
