@@ -45,7 +45,7 @@ def test_a_typed_over_block_is_rewritten_and_an_unknown_one_refused() -> None:
     new = findings.regenerate(text, {})
     assert "99.99" not in new and new.startswith("intro\n  <!-- generated: zoo -->\n  | name |")
     assert "  | `s4_pgd` | S4 | PGD-AT | – | Digits | 0.1 | 360 | 98.61 | 92.50 | 91.94 |\n" in new
-    assert "| MNIST-10k | 0.3 | 2000 (aa 100) | 56.85 | 2.30 | 1.00 |\n" in new  # s4_mnist10k_trades
+    assert "| MNIST-10k | 0.3 | 2000 (aa 100) | 56.85 | 2.30 | 1.00 |\n" in new  # S4 TRADES
     assert new.endswith("  <!-- /generated: zoo -->\nend\n")
     with pytest.raises(KeyError, match="unknown generated block 'typed'"):
         findings.regenerate("<!-- generated: typed -->\n<!-- /generated: typed -->", {})

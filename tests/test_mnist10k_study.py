@@ -22,8 +22,9 @@ def argv(runs: Path, out: Path, docs: Path) -> list[str]:
     return ["--runs", str(runs), "--out", str(out), "--docs", str(docs)]
 
 
-def _caches(run: Path) -> None:
-    """The report's caches of one run: two layers' curves over 20 positions and a bounds check."""
+def _caches(run: Path, length: int = 784) -> None:
+    """The report's caches of one run: two layers' curves over 20 positions and a bounds check
+    at sequence length `length`."""
     flat, late = [1.0] * 20, [1.0] * 18 + [4.0, 4.0]  # late / early = 4 after the second SSM
     steps = [{"split": "test", "component": c, "kind": c.rsplit(".", 1)[1], "before": b,
               "after": a} for c, b, a in (("layers.0.ssm", flat, flat),
@@ -33,7 +34,8 @@ def _caches(run: Path) -> None:
     (run / "discrepancy.json").write_text(json.dumps({"results": [result]}))
     summary = {"layer": "layers.0.ssm", "channels": 128, "kernel_upper_holds": 128,
                "eigen_violated": 3, "eigen_max_ratio": 17.5}  # fmt: skip
-    (run / "bounds.json").write_text(json.dumps({"summary": [summary], "rows": []}))
+    payload = {"meta": {"L": length}, "summary": [summary], "rows": []}
+    (run / "bounds.json").write_text(json.dumps(payload))
 
 
 def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path) -> None:
@@ -61,6 +63,17 @@ def test_the_study_gathers_tables_diagnosis_positions_and_bounds(tmp_path: Path)
     assert page.startswith(f"# {study.title}") and "## Along the 784 steps" in page
     [(figure, caption)] = study.figures
     assert figure.name == "steps_s5_pgd_best.png" and "along the sequence" in caption
+
+
+def test_bounds_checked_at_another_length_are_refused(tmp_path: Path) -> None:
+    """A cache from before the report checked each run at its dataset's length (digits' 64)
+    is never shown as 'Theorem 4.1.1 at L = 784'."""
+    runs, out = _runs(tmp_path), tmp_path / "out"
+    load_tables().write(runs, out)
+    _caches(runs / "s5_pgd", length=64)
+    with pytest.raises(SystemExit, match="s5_pgd: bounds checked at another L than 784"):
+        load_script().main(argv(runs, out, tmp_path / "page.md"))
+    assert not (out / "bounds.md").exists()
 
 
 def test_it_needs_the_tables_and_keeps_a_users_file(tmp_path: Path) -> None:
