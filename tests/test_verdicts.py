@@ -141,3 +141,18 @@ def test_gap_reaches_the_tables_csv_and_the_findings(tmp_path: Path) -> None:
     assert found[1] == (
         "AdS runs have a wider robust gap than the same setting without AdS in 1 of 1 settings."
     )
+
+
+def test_the_gap_finding_is_per_dataset_and_leaves_out_collapsed_runs(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_run(root, "digits", best={"pgd10": 0.5}, last={"pgd10": 0.4})
+    write_run(root, "mnist", dataset="mnist10k", best={"pgd10": 0.5}, last={"pgd10": 0.4})
+    write_run(root, "flat", dataset="mnist10k", model="dss", best={"pgd10": 0.1})
+    frame = collect_runs(root)
+    frame.loc[frame["model"] == "dss", "collapse"] = "best: constant prediction: class 1"
+    found = gap_findings(frame)
+    assert [f.split(" of the ")[0] for f in found] == [
+        "Robust generalisation gap (train - test PGD-10 at the last epoch) on Digits",
+        "Robust generalisation gap (train - test PGD-10 at the last epoch) on MNIST-10k",
+    ]
+    assert all(" of the 1 adversarially trained runs" in f for f in found)  # not the collapsed

@@ -168,26 +168,32 @@ def verdict_finding(table: pd.DataFrame, dataset: str = "") -> str:
 
 def gap_findings(frame: pd.DataFrame) -> list[str]:
     """The robust generalisation gap (train - test PGD-10) and Best - Last: the paper's two
-    signs of robust overfitting, on the adversarially trained runs."""
+    signs of robust overfitting, on the adversarially trained runs that did not collapse to a
+    constant prediction (whose gap is that of a constant), one sentence per dataset."""
     if "gap_last" not in frame:
         return []
     at = frame[(frame["method"] != "st") & frame["gap_last"].notna()]
-    if at.empty:
-        return []
-    top = at.loc[at["gap_last"].idxmax()]
+    at = at[~_collapsed(at)]
+    datasets = sorted(at["dataset"].unique(), key=lambda d: rank("dataset", d))
+    lines = []
+    for dataset in datasets:
+        part = at[at["dataset"] == dataset]
+        top = part.loc[part["gap_last"].idxmax()]
+        on = f" on {display('dataset', dataset)}" if len(datasets) > 1 else ""
+        lines.append(
+            f"Robust generalisation gap (train - test PGD-10 at the last epoch){on} of the "
+            f"{len(part)} adversarially trained runs: {part['gap_last'].min():.1f} to "
+            f"{part['gap_last'].max():.1f} points, largest for {setting_title(*top[KEY_COLUMNS])} "
+            f"({top['train_pgd_last']:.1f} train vs {top['test_pgd_last']:.1f} test); test PGD-10 "
+            "at the best and the last epoch differ by at most "
+            f"{(part['test_pgd_best'] - part['test_pgd_last']).abs().max():.1f} points."
+        )
     plain = at[at["ads"] == "none"]
     paired = at[at["ads"] != "none"].merge(
         plain[["dataset", "model", "method", "gap_last"]],
         on=["dataset", "model", "method"],
         suffixes=("", "_plain"),
     )
-    lines = [
-        f"Robust generalisation gap (train - test PGD-10 at the last epoch) of the {len(at)} "
-        f"adversarially trained runs: {at['gap_last'].min():.1f} to {at['gap_last'].max():.1f} "
-        f"points, largest for {setting_title(*top[KEY_COLUMNS])} ({top['train_pgd_last']:.1f} "
-        f"train vs {top['test_pgd_last']:.1f} test); test PGD-10 at the best and the last epoch "
-        f"differ by at most {(at['test_pgd_best'] - at['test_pgd_last']).abs().max():.1f} points."
-    ]
     if len(paired):
         wider = int((paired["gap_last"] > paired["gap_last_plain"]).sum())
         lines.append(
