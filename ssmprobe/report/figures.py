@@ -43,15 +43,17 @@ def _discrepancy_outputs(
         frame["checkpoint"] = [str(csv.parent / Path(c).name) for c in frame["checkpoint"]]
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
+    # Summarised once: its rows are per checkpoint, so a part's summary is a slice of it.
+    summary = pd.DataFrame(summarise(rows.to_dict("records")))
     theirs = {str(csv.parent) for csv in csvs if csv in set(zoo)}
-    is_zoo = rows["checkpoint"].map(lambda c: str(Path(c).parent) in theirs)
+    is_zoo = summary["checkpoint"].map(lambda c: str(Path(c).parent) in theirs)
     mixed = is_zoo.any() and not is_zoo.all()
-    dataset = rows["dataset"].fillna("")  # a wrapped model's results name no dataset
+    dataset = summary["dataset"].fillna("")  # a wrapped model's results name no dataset
     datasets = sorted(dataset.unique(), key=lambda d: rank("dataset", d))
     outputs, jobs = [], []
     for i, name in enumerate(datasets):
         where, of = (out if i == 0 else out / name), dataset == name
-        outputs += _verdict_files(rows[of], where)
+        outputs += _verdict_files(rows[rows["dataset"].fillna("") == name], summary[of], where)
         on = f"on {display('dataset', name)}" if len(datasets) > 1 else ""
         parts = [(of, where, on)]
         if mixed:
@@ -61,13 +63,11 @@ def _discrepancy_outputs(
             ]
         jobs += [
             pool.submit(
-                plot_rates, pd.DataFrame(summarise(rows[part].to_dict("records"))), folder,
-                "none", formats, whose,
+                plot_rates, summary[part].reset_index(drop=True), folder, "none", formats, whose
             )
             for part, folder, whose in parts
             if part.any()
         ]  # fmt: skip
-    summary = pd.DataFrame(summarise(rows.to_dict("records")))
     steps = steps_figures(csvs, out)
     owners = [  # the run folder of each result, in steps_figures' order: titles name the run
         csv.parent
@@ -83,12 +83,12 @@ def _discrepancy_outputs(
     return [*outputs, *figures], summary
 
 
-def _verdict_files(rows: pd.DataFrame, where: Path) -> list[Path]:
-    """`where`/discrepancy.csv (the rows), verdicts.csv and verdicts.md (`probe.verdicts`)."""
-    from ssmprobe.probe.discrepancy import summarise
+def _verdict_files(rows: pd.DataFrame, summary: pd.DataFrame, where: Path) -> list[Path]:
+    """`where`/discrepancy.csv (the rows), verdicts.csv and verdicts.md (`probe.verdicts` of
+    their `summary`)."""
     from ssmprobe.probe.verdicts import to_markdown, verdicts
 
-    table = verdicts(pd.DataFrame(summarise(rows.to_dict("records"))))
+    table = verdicts(summary.reset_index(drop=True))
     write_text(where / "discrepancy.csv", rows.to_csv(index=False))
     write_text(where / "verdicts.csv", table.to_csv(index=False, float_format="%.6g"))
     write_text(where / "verdicts.md", to_markdown(table))
