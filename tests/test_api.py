@@ -25,7 +25,7 @@ MANIFEST = json.loads((BUNDLE / "manifest.json").read_text())
 
 def test_list_models_is_the_manifest() -> None:
     zoo = ssmprobe.list_models()
-    assert len(zoo) == len(MANIFEST) == 32
+    assert len(zoo) == len(MANIFEST) == 33
     for entry in zoo:
         recorded = MANIFEST[f"{entry.name}.pt"]
         assert (entry.clean, entry.pgd10, entry.aa) == tuple(
@@ -35,14 +35,15 @@ def test_list_models_is_the_manifest() -> None:
     assert {e.family for e in zoo} == {"s4", "dss", "s5", "mega", "mamba"}
     assert {e.dataset for e in zoo} == {"digits", "mnist10k"}
     mnist = [e for e in zoo if e.dataset == "mnist10k"]
-    assert all(e.method != "pgd" for e in mnist)  # its PGD-AT runs collapsed: never bundled
+    # its plain PGD-AT runs collapsed, never bundled; PGD-AT with the ReLU AdS learned
+    assert {e.ads for e in mnist if e.method == "pgd"} == {"relu"}
     assert {(e.n_test, e.eps, e.n_by_attack["aa"]) for e in mnist} == {(2000, 0.3, 100)}
 
 
 def test_the_zoo_command_prints_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 + 32
+    assert len(lines) == 1 + 33
     dss = next(line.split() for line in lines if line.startswith("dss_pgd "))
     assert dss[-5:-2] == ["98.89", "92.22", "91.94"]  # clean, PGD-10, AA in %
     s4 = next(line for line in lines if line.startswith("s4_mnist10k_trades "))
