@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from ssmprobe.io import replacing, write_text
+from ssmprobe.models import FAMILY_TITLES
 from ssmprobe.probe.positions import through_depth
 from ssmprobe.report.studies import read_study, study_page, write_study
-from ssmprobe.vocab import METHOD_NAMES
+from ssmprobe.vocab import ADS_NAMES, METHOD_NAMES
 
 L = 784
 TITLE = "MNIST-10k at L = 784"
@@ -113,16 +114,20 @@ def table_findings(frame: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in frame[frame["ours_clean_last"].notna()].iterrows():
         method = METHOD_NAMES.get(r["method"], r["method"])
-        ads = "" if r["ads"] == "none" else f" + AdS {r['ads']}"
+        ads = "" if r["ads"] == "none" else f" + {ADS_NAMES[r['ads']]} AdS"
         aa = ""
-        if pd.notna(r["ours_aa_best"]) and pd.notna(r["ours_aa_last"]):
+        ran = [k for k in ("best", "last") if pd.notna(r[f"ours_aa_{k}"])]
+        if ran:  # "–" for a checkpoint AutoAttack did not run on
+            ours = " / ".join(
+                f"{r[f'ours_aa_{k}']:.2f}" if k in ran else "–" for k in ("best", "last")
+            )
             aa = (
-                f", AA {r['ours_aa_best']:.2f} / {r['ours_aa_last']:.2f} "
-                f"(n = {int(r['n_aa_last']):,}; the paper's {r['paper_aa_best']:.2f} / "
-                f"{r['paper_aa_last']:.2f})"
+                f", AA {ours} (n = {int(r[f'n_aa_{ran[-1]}']):,}; the paper's "
+                f"{r['paper_aa_best']:.2f} / {r['paper_aa_last']:.2f})"
             )
         lines.append(
-            f"{r['model'].upper()} {method}{ads} ({r['run']}): clean {r['ours_clean_best']:.2f} / "
+            f"{FAMILY_TITLES[r['model']]} {method}{ads} ({r['run']}): clean "
+            f"{r['ours_clean_best']:.2f} / "
             f"{r['ours_clean_last']:.2f}, PGD-10 {r['ours_pgd10_best']:.2f} / "
             f"{r['ours_pgd10_last']:.2f} (best / last, n = {int(r['n_pgd10_last']):,}); the "
             f"paper's {r['paper_clean_best']:.2f} / {r['paper_clean_last']:.2f} and "

@@ -86,3 +86,18 @@ def test_it_needs_the_tables_and_keeps_a_users_file(tmp_path: Path) -> None:
         load_script().main(argv(runs, out, tmp_path / "page.md"))
     assert (out / "findings.md").read_text() == "my notes\n"
     assert load_script().main([*argv(runs, out, tmp_path / "page.md"), "--force"]) == 0
+
+
+def test_a_finding_names_the_ads_and_shows_autoattack_on_the_one_checkpoint_it_ran_on() -> None:
+    import pandas as pd
+
+    row = {"model": "s4", "method": "pgd", "ads": "relu", "run": "s4_pgd_ads-relu"}
+    row |= {
+        f"ours_{m}_{k}": v for m, v in (("clean", 88.15), ("pgd10", 70.0)) for k in ("best", "last")
+    }
+    row |= {f"paper_{m}_{k}": 1.0 for m in ("clean", "pgd10", "aa") for k in ("best", "last")}
+    row |= {"ours_aa_best": 48.0, "ours_aa_last": float("nan"), "n_aa_best": 100}
+    row |= {"n_aa_last": float("nan"), "n_pgd10_last": 2000}
+    [finding] = load_script().table_findings(pd.DataFrame([row]))
+    assert finding.startswith("S4 PGD-AT + ReLU AdS (s4_pgd_ads-relu): clean 88.15 / 88.15")
+    assert finding.endswith("AA 48.00 / – (n = 100; the paper's 1.00 / 1.00).")
