@@ -95,6 +95,18 @@ def test_label_leaking_is_read_off_the_two_pgd_runs() -> None:
     assert "own prediction gives 2.0%" in found["finding"]
 
 
+def test_square_breaking_what_pgd_left_is_masking_with_its_numbers() -> None:
+    record = _diagnose(Linear(quantise=False))
+    record["pgd100x5"]["acc"] = 0.58
+    record["square"] |= {"acc": 0.5, "only_square": 0.09}
+    found = load_script().verdict(record)
+    assert found["explanations"] == ["masking"]
+    square = "Square, which uses no gradient, breaks 9.0% of the points PGD-100 x 5 leaves robust"
+    assert square in found["finding"]
+    assert "(PGD-100 x 5 58.0%, Square alone 50.0%;" in found["finding"]
+    assert "0% exactly 0)" in found["finding"] and "are exactly 0" not in found["finding"]
+
+
 def _run(runs: Path, name: str) -> None:
     """A finished run folder of a tiny untrained DSS on the digits (best.pt = last.pt)."""
     folder = write_run(runs, name, model="dss", best={"clean": 0.1}, last={"clean": 0.1})
@@ -123,5 +135,12 @@ def test_the_script_writes_and_resumes(tmp_path: Path, capsys: pytest.CaptureFix
     script.main([*argv, "--checkpoint", "best"])
     assert "dss_pgd/best: done before with n = 4, skipped" in capsys.readouterr().err
     assert json.loads((out / "diagnosis.json").read_text()) == records
+    # a skipped checkpoint's verdict is read again from its numbers by the rules of today
+    stale = json.loads(json.dumps(records))
+    stale["dss_pgd/best"]["verdict"] = {"finding": "stale", "explanations": []}
+    (out / "diagnosis.json").write_text(json.dumps(stale))  # by hand: --force to replace it
+    script.main([*argv, "--checkpoint", "best", "--force"])
+    assert json.loads((out / "diagnosis.json").read_text())["dss_pgd/best"] == best
+    assert "stale" not in (out / "diagnosis.md").read_text()
     with pytest.raises(SystemExit):
         script.main([*argv, "--only", "mamba_pgd"])
