@@ -30,7 +30,7 @@ from typing import Any
 from ssmprobe.checkpoint import resolve_checkpoint
 from ssmprobe.evaluation.shards import ShardResult, attack_shard, merge, shard_batches
 from ssmprobe.models import FAMILIES
-from ssmprobe.report.runs import METRICS_FILE, read_eval_record, read_metrics
+from ssmprobe.report.runs import METRICS_FILE, read_eval_record, read_metrics, stale
 from ssmprobe.training.run import run_files
 from ssmprobe.vocab import ADS_ACTIVATIONS, METHODS
 
@@ -148,12 +148,12 @@ def finished(run_dir: Path) -> bool:
 
 def evaluated(run_dir: Path, n: int, attacks: str = "pgd10,aa", which: str | None = None) -> bool:
     """Whether the eval file of `which` checkpoint (best or last; None: both) holds every
-    attack of `attacks` (and the clean accuracy) on at least `n` test samples, and is not
-    older than the checkpoint."""
+    attack of `attacks` (and the clean accuracy) on at least `n` test samples, and is of the
+    checkpoint as it is now (`report.runs.stale`: by the SHA-256 the file records)."""
     if which is None:
         return all(evaluated(run_dir, n, attacks, w) for w in ("best", "last"))
     path, ckpt = run_dir / f"eval_{which}.json", run_dir / f"{which}.pt"
-    if not path.is_file() or (ckpt.is_file() and ckpt.stat().st_mtime > path.stat().st_mtime):
+    if not path.is_file() or (ckpt.is_file() and stale(path, ckpt)):
         return False
     record = read_eval_record(path)
     wanted = {"clean", *attacks.split(",")}

@@ -76,7 +76,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        digest = _sha256(Path(tmp))
+        digest = sha256_file(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -146,7 +146,7 @@ def written_here(path: str | Path) -> bool:
     with this content's SHA-256)."""
     path = Path(path)
     recorded = _read_sidecar(path.parent).get(path.name)
-    return recorded is not None and path.is_file() and recorded == _sha256(path)
+    return recorded is not None and path.is_file() and recorded == sha256_file(path)
 
 
 def _record(path: Path, digest: str) -> None:
@@ -175,7 +175,8 @@ def _read_sidecar(folder: Path) -> dict[str, str]:
     return entries if isinstance(entries, dict) else {}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of the file at `path`, read in blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

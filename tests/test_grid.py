@@ -175,3 +175,22 @@ def test_grid_options_give_one_clear_error(tmp_path: Path, args: list[str], mess
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert message in done.stderr.strip().splitlines()[-1]
+
+
+def test_an_eval_file_is_of_its_checkpoints_bytes_not_of_their_times(tmp_path: Path) -> None:
+    """A clone or copy gives files new times in any order: an eval file that records its
+    checkpoint's SHA-256 stays done while those bytes are there, and is redone once they change,
+    whichever file is newer."""
+    import hashlib
+
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    record = {"n": 100, "results": {"clean": 0.9, "pgd10": 0.8}, "file": {"sha256": digest}}
+    (tmp_path / "eval_last.json").write_text(json.dumps(record))
+    later = (tmp_path / "eval_last.json").stat().st_mtime + 5
+    os.utime(ckpt, (later, later))  # checked out after its eval file
+    assert evaluated(tmp_path, 100, "pgd10", which="last")
+    ckpt.write_bytes(b"retrained")
+    os.utime(ckpt, (1e9, 1e9))  # and older than it
+    assert not evaluated(tmp_path, 100, "pgd10", which="last")

@@ -303,3 +303,46 @@ def test_a_bad_study_is_one_error_naming_the_file(tmp_path: Path) -> None:
     (study / "study.json").write_text(json.dumps(raw))
     with pytest.raises(StudyError, match=r"names files outside its folder: .*outside\.png"):
         read_study(study)
+
+
+@pytest.mark.parametrize(
+    "name, payload",
+    [
+        ("eval_best.json", lambda d: {"n": 1, "results": {}, "file": {"sha256": d}}),
+        ("bounds.csv", lambda d: {"meta": {"L": 64, "file": {"sha256": d}}}),
+        ("discrepancy.csv", lambda d: {"results": [{"meta": {"file": {"sha256": d}}}]}),
+    ],
+)
+def test_a_cache_is_stale_when_its_checkpoints_bytes_change_whatever_the_times(
+    tmp_path: Path, name: str, payload
+) -> None:
+    """Eval, bounds and discrepancy caches record the SHA-256 of the checkpoint they were made
+    from (a CSV in its JSON beside it): they count while it matches, so the hours of an
+    AutoAttack added to an eval file survive a git clone that checks the checkpoint out last."""
+    import hashlib
+
+    from ssmprobe.report.runs import stale
+
+    ckpt, cache = tmp_path / "best.pt", tmp_path / name
+    ckpt.write_bytes(b"weights")
+    cache.write_text("cached")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    cache.with_suffix(".json").write_text(json.dumps(payload(digest)))
+    os.utime(cache, (1e9, 1e9))  # older than the checkpoint
+    assert not stale(cache, ckpt)
+    ckpt.write_bytes(b"retrained")
+    os.utime(ckpt, (1e8, 1e8))  # and now older than the cache
+    assert stale(cache, ckpt)
+    assert stale(tmp_path / "missing.json", ckpt) and not stale(cache, None)
+
+
+def test_a_cache_that_records_no_checkpoint_is_judged_by_time(tmp_path: Path) -> None:
+    from ssmprobe.report.runs import stale
+
+    ckpt, cache = tmp_path / "best.pt", tmp_path / "eval_best.json"
+    ckpt.write_bytes(b"weights")
+    cache.write_text(json.dumps({"n": 1, "results": {}}))  # written before the "file" field
+    os.utime(ckpt, (1e9, 1e9))
+    assert not stale(cache, ckpt)
+    os.utime(ckpt, (4e9, 4e9))
+    assert stale(cache, ckpt)

@@ -1,6 +1,7 @@
 """What `ssmprobe report` computes for a run and caches next to it, and when a cache is stale.
 
-A cache counts while it is newer than the checkpoint it was made from:
+A cache counts while it was made from the checkpoint's bytes as they are (the SHA-256 it
+records, `report.runs.stale`), whatever the files' modification times after a clone or copy:
 
 - `eval_best.json`, `eval_last.json`: clean, PGD-10 and AutoAttack accuracy on the first
   `n_eval` test samples (`evaluation.evaluate.evaluate`, masking flags included);
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ssmprobe.attacks import parse_attack
 from ssmprobe.models import FAMILIES
-from ssmprobe.report.runs import EVAL_FILES, RunInfo, read_eval, read_json
+from ssmprobe.report.runs import EVAL_FILES, RunInfo, read_eval, read_json, stale
 
 if TYPE_CHECKING:
     from ssmprobe.bounds.check import BoundsCheck
@@ -45,7 +46,7 @@ def ensure_eval(run: RunInfo, options: ReportOptions, log: Callable[[str], None]
         ckpt, cache = run.path / f"{which}.pt", run.path / name
         if not ckpt.is_file():
             continue
-        if not _stale(cache, ckpt) and labels <= set(read_eval(cache)):
+        if not stale(cache, ckpt) and labels <= set(read_eval(cache)):
             continue
         log(f"evaluating {ckpt} ({', '.join(options.attacks)}, n = {options.n_eval})")
         record = evaluate(
@@ -70,7 +71,7 @@ def ensure_discrepancy(
     if ckpt is None:
         return None
     cache = run.path / DISCREPANCY_FILE
-    if _stale(cache, ckpt) or not _has_nsr(cache):
+    if stale(cache, ckpt) or not _has_nsr(cache):
         log(f"discrepancy of {ckpt} (n = {options.n_probe} per split)")
         result = discrepancy(
             ckpt, n=options.n_probe, data_dir=options.data_dir, progress=options.progress
@@ -112,7 +113,7 @@ def ensure_bounds(run: RunInfo, options: ReportOptions, log: Callable[[str], Non
 
     cache, ckpt = run.path / BOUNDS_FILE, _probed(run)
     length = DATASETS[run.dataset].seq_len if run.dataset in DATASETS else 64
-    cached = None if _stale(cache, ckpt) else load_check(cache, ckpt)
+    cached = None if stale(cache, ckpt) else load_check(cache, ckpt)
     same_law = cached is not None and (cached.law is None or cached.law.mu == FIGURE_MU)
     if cached is not None and same_law and length == cached.L:
         return cached
@@ -145,9 +146,3 @@ def _read_bounds(run_dir: Path) -> dict[str, Any] | None:
 def _probed(run: RunInfo) -> Path | None:
     ckpt = run.path / ("last.pt" if run.method == "st" else "best.pt")
     return ckpt if ckpt.is_file() else None
-
-
-def _stale(cache: Path, source: Path | None) -> bool:
-    if source is None:
-        return False
-    return not cache.is_file() or cache.stat().st_mtime_ns < source.stat().st_mtime_ns

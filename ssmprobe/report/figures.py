@@ -14,7 +14,7 @@ import pandas as pd
 
 from ssmprobe.io import write_text
 from ssmprobe.models import FAMILIES
-from ssmprobe.report.cache import BOUNDS_FILE, _probed, _stale
+from ssmprobe.report.cache import BOUNDS_FILE, _probed
 from ssmprobe.report.runs import RunInfo, display, rank, read_json
 
 
@@ -103,7 +103,8 @@ def _bounds_figures(run: RunInfo, out: Path, formats: Sequence[str]) -> list[Pat
     name = run.path.name
     cache = run.path / BOUNDS_FILE
     figures = [out / f"{stem}_{name}{s}" for stem in _bounds_stems(run.model) for s in formats]
-    if not any(_stale(f, cache) for f in figures):
+    drawn = cache.stat().st_mtime_ns  # figures are this report's own: their times are ours
+    if all(f.is_file() and f.stat().st_mtime_ns >= drawn for f in figures):
         return figures
     check = load_check(cache, _probed(run))
     assert check is not None, "ensure_bounds cached it"

@@ -57,7 +57,7 @@ import pandas as pd
 
 from ssmprobe.attacks import attack_title
 from ssmprobe.evaluation.sanity import collapse_flag, grouped_masking_flags
-from ssmprobe.io import LOCK, lock_holder
+from ssmprobe.io import LOCK, lock_holder, sha256_file
 from ssmprobe.models import FAMILY_TITLES
 from ssmprobe.training.selection import BestChoice, best_epoch
 from ssmprobe.vocab import ADS_NAMES, DATASET_NAMES, METHOD_NAMES, samples_text
@@ -278,6 +278,40 @@ def read_json(path: Path) -> Any:
             f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
             "the file is corrupt or was cut short: re-run the step that writes it"
         ) from None
+
+
+def source_digests(path: Path) -> set[str]:
+    """The SHA-256 digests of the checkpoint files the results file `path` says it was made
+    from (an eval file's "file", a bounds file's "meta", each discrepancy result's "meta"; a
+    CSV's JSON beside it); empty where none is recorded or the file cannot be read."""
+    path = path.with_suffix(".json")
+    try:
+        payload = read_json(path) if path.is_file() else None
+    except RunDirError:
+        return set()
+    if not isinstance(payload, dict):
+        return set()
+    results = payload.get("results")
+    metas = [payload, payload.get("meta")]
+    if isinstance(results, list):
+        metas += [r.get("meta") for r in results if isinstance(r, dict)]
+    files = [m.get("file") for m in metas if isinstance(m, dict)]
+    return {f["sha256"] for f in files if isinstance(f, dict) and isinstance(f.get("sha256"), str)}
+
+
+def stale(cache: Path, source: Path | None) -> bool:
+    """Whether the results file `cache` must be made again from the checkpoint `source`: it is
+    missing, or was made from other bytes. Compared by the SHA-256 the results record (eval,
+    discrepancy and bounds files do), so a clone or a copy that gives the files new
+    modification times keeps them; by modification time where none is recorded (a figure)."""
+    if source is None:
+        return False
+    if not cache.is_file():
+        return True
+    recorded = source_digests(cache)
+    if recorded:
+        return recorded != {sha256_file(source)}
+    return cache.stat().st_mtime_ns < source.stat().st_mtime_ns
 
 
 def read_eval(path: Path) -> dict[str, float]:
