@@ -441,7 +441,7 @@ def test_each_datasets_discrepancy_goes_apart(tmp_path: Path) -> None:
     from ssmprobe.checkpoint import bundled_dir
     from ssmprobe.report.figures import _discrepancy_outputs
     from ssmprobe.report.findings import compute_findings
-    from ssmprobe.report.sections import _sections
+    from ssmprobe.report.sections import _sections, figure_caption
     from ssmprobe.report.workers import figure_pool
 
     csvs = []
@@ -459,6 +459,11 @@ def test_each_datasets_discrepancy_goes_apart(tmp_path: Path) -> None:
         verdict_rows = pd.read_csv(folder / "verdicts.csv")
         assert len(verdict_rows) == 3 * 2 and set(verdict_rows["split"]) == {"train", "test"}
         assert folder / "figure3_discrepancy.png" in made
+    # each dataset's per-position figures in its folder, by the same name, captioned apart
+    steps = [p for p in made if p.name.startswith("steps_")]
+    assert steps == [out / "steps_s4_st_last.png", out / "mnist10k" / "steps_s4_st_last.png"]
+    captions = [figure_caption(p) for p in steps]
+    assert captions[1] == captions[0] + ", MNIST-10k" and "Digits" not in captions[0]
     no_runs = pd.DataFrame(
         columns=["run", "dataset", "model", "method", "ads", "masking", "aa_checks"]
     )

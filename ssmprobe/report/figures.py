@@ -42,6 +42,8 @@ def _discrepancy_outputs(
         frame = load_rows([csv]).assign(run=csv.parent.name)
         frame["checkpoint"] = [str(csv.parent / Path(c).name) for c in frame["checkpoint"]]
         frames.append(frame)
+    # each CSV is one run's, of one dataset ("" for a wrapped model's, which names none)
+    dataset_of = {csv: set(f["dataset"].fillna("")) for csv, f in zip(csvs, frames, strict=True)}
     rows = pd.concat(frames, ignore_index=True)
     # Summarised once: its rows are per checkpoint, so a part's summary is a slice of it.
     summary = pd.DataFrame(summarise(rows.to_dict("records")))
@@ -68,17 +70,20 @@ def _discrepancy_outputs(
             for part, folder, whose in parts
             if part.any()
         ]  # fmt: skip
-    steps = steps_figures(csvs, out)
-    owners = [  # the run folder of each result, in steps_figures' order: titles name the run
-        csv.parent
-        for csv in csvs
-        if csv.with_suffix(".json").is_file()
-        for _ in json.loads(csv.with_suffix(".json").read_text())["results"]
-    ]
-    for (result, _), owner in zip(steps, owners, strict=True):
-        checkpoint = owner / Path(result["meta"]["checkpoint"]).name
-        result["meta"] = result["meta"] | {"checkpoint": str(checkpoint)}
-    jobs += [pool.submit(save_steps_figure, *job, formats) for job in steps]
+    # Per-position figures beside their dataset's Figures 3-4: names are unique per dataset.
+    for i, name in enumerate(datasets):
+        mine = [csv for csv in csvs if name in dataset_of[csv]]
+        steps = steps_figures(mine, out if i == 0 else out / name)
+        owners = [  # the run folder of each result, in steps_figures' order: titles name it
+            csv.parent
+            for csv in mine
+            if csv.with_suffix(".json").is_file()
+            for _ in json.loads(csv.with_suffix(".json").read_text())["results"]
+        ]
+        for (result, _), owner in zip(steps, owners, strict=True):
+            checkpoint = owner / Path(result["meta"]["checkpoint"]).name
+            result["meta"] = result["meta"] | {"checkpoint": str(checkpoint)}
+        jobs += [pool.submit(save_steps_figure, *job, formats) for job in steps]
     figures = [path for job in jobs for path in job.result()]
     return [*outputs, *figures], summary
 

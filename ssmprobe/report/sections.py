@@ -12,6 +12,7 @@ import pandas as pd
 
 from ssmprobe.evaluation.sanity import AA_CHECK_FOOTNOTE, FOOTNOTE
 from ssmprobe.report.runs import RunInfo, display
+from ssmprobe.vocab import DATASET_NAMES
 
 
 @dataclass
@@ -188,7 +189,10 @@ _CAPTIONS = (  # (stem prefix, what the figure shows), the longest prefix first
 def figure_caption(path: Path) -> str:
     """What the figure at `path` shows, from its kind (the stem's prefix) and its subject."""
     stem = path.stem
-    zoo = " (the bundled zoo)" if path.parent.name == "zoo" else ""
+    folders = (path.parent.name, path.parent.parent.name)
+    zoo = " (the bundled zoo)" if folders[0] == "zoo" else ""
+    # a second dataset's folder (discrepancy/mnist10k, discrepancy/mnist10k/zoo) names it
+    zoo = "".join(f", {display('dataset', f)}" for f in folders if f in DATASET_NAMES) + zoo
     if stem.startswith("curves_"):
         dataset, _, method = stem.removeprefix("curves_").rpartition("_")
         return (
