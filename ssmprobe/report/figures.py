@@ -70,10 +70,9 @@ def _discrepancy_outputs(
             for part, folder, whose in parts
             if part.any()
         ]  # fmt: skip
-    # Per-position figures beside their dataset's Figures 3-4: names are unique per dataset.
-    for i, name in enumerate(datasets):
+        # per-position figures beside the dataset's Figures 3-4: names unique per dataset
         mine = [csv for csv in csvs if name in dataset_of[csv]]
-        steps = steps_figures(mine, out if i == 0 else out / name)
+        steps = steps_figures(mine, where)
         owners = [  # the run folder of each result, in steps_figures' order: titles name it
             csv.parent
             for csv in mine

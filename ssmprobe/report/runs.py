@@ -303,7 +303,8 @@ def stale(cache: Path, source: Path | None) -> bool:
     """Whether the results file `cache` must be made again from the checkpoint `source`: it is
     missing, or was made from other bytes. Compared by the SHA-256 the results record (eval,
     discrepancy and bounds files do), so a clone or a copy that gives the files new
-    modification times keeps them; by modification time where none is recorded (a figure)."""
+    modification times keeps them; by modification time where none is recorded (files
+    written before the digest field)."""
     if source is None:
         return False
     if not cache.is_file():
