@@ -301,8 +301,8 @@ def diagnose(
 
 def _finished(runs_dir: Path, only: set[str] | None) -> list[tuple[str, Path]]:
     """(path under `runs_dir`, folder) of the runs whose training is done (an eval file), of
-    those whose folder name is in `only` if given; the others are reported as training."""
-    waiting = {name: "only its config.json" for name, _ in skipped_runs(runs_dir)}
+    those whose folder name is in `only` if given; the others are named with why they wait."""
+    waiting = dict(skipped_runs(runs_dir))  # name -> why the report skips it
     try:
         found = find_runs(runs_dir)
     except RunDirError:
@@ -321,7 +321,7 @@ def _finished(runs_dir: Path, only: set[str] | None) -> list[tuple[str, Path]]:
         raise ValueError(f"no run folder named {', '.join(sorted(unknown))} under {runs_dir}")
     for name, why in waiting.items():
         if only is None or Path(name).name in only:
-            print(f"skipping {name}: training ({why})", file=sys.stderr)
+            print(f"skipping {name}: {why}", file=sys.stderr)
     return [(name, folder) for name, folder in runs if only is None or folder.name in only]
 
 

@@ -126,7 +126,7 @@ def test_the_script_writes_and_resumes(tmp_path: Path, capsys: pytest.CaptureFix
     argv = ["--runs", str(runs), "--out", str(out), "--n", "4", "--square-queries", "10"]
     script.main([*argv, "--only", "dss_pgd,s4_pgd"])
     err = capsys.readouterr().err
-    assert "skipping s4_pgd: training" in err and "dss_pgd/last: square done in" in err
+    assert "skipping s4_pgd: no finished epoch" in err and "dss_pgd/last: square done in" in err
     records = json.loads((out / "diagnosis.json").read_text())
     assert set(records) == {"dss_pgd/best", "dss_pgd/last"}
     best = records["dss_pgd/best"]
