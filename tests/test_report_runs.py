@@ -89,6 +89,22 @@ def test_a_run_being_trained_is_skipped_until_its_lock_is_released(tmp_path: Pat
     assert skipped_runs(runs) == [] and len(collect_runs(runs)) == 2
 
 
+def test_a_train_killed_before_its_last_epoch_is_skipped_until_evaluated(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_run(runs, "s5_st_digits", model="s5", method="st", last=ACC)
+    killed = write_run(runs, "s5_pgd_digits", model="s5", method="pgd", epochs=5)
+    for name in ("best.pt", "last.pt"):
+        (killed / name).write_bytes(b"")
+    metrics = killed / "metrics.jsonl"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))
+    [(path, why)] = skipped_runs(runs)
+    assert path == "s5_pgd_digits" and "interrupted after 2 of 5 epochs" in why
+    assert list(collect_runs(runs)["run"]) == ["s5_st_digits"]
+    # an eval file is the user's word that these checkpoints are the run's
+    (killed / "eval_best.json").write_text((runs / "s5_st_digits" / "eval_last.json").read_text())
+    assert skipped_runs(runs) == [] and len(collect_runs(runs)) == 2
+
+
 def test_seeds_are_averaged_only_within_one_recipe_and_origin(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed, pgd in enumerate((0.8, 0.9)):

@@ -174,17 +174,43 @@ def skipped_runs(runs_dir: str | Path) -> list[tuple[str, str]]:
 
 def incomplete(run_dir: Path) -> str | None:
     """Why the run folder has nothing to report yet (only config.json: no finished epoch in
-    metrics.jsonl, no checkpoint, no eval file; or a live process writing it, whose checkpoints
-    change under the report), or None when it has something."""
+    metrics.jsonl, no checkpoint, no eval file; a live process writing it, whose checkpoints
+    change under the report; or a train killed before its last epoch and never evaluated, whose
+    checkpoints the report would otherwise evaluate as if finished), or None when it has
+    something. An eval file is the user's word that the checkpoints are the run's."""
     holder = lock_holder(run_dir / LOCK)
     if holder is not None:
         return f"being written by {holder} (a running train): reported once it ends"
-    if any(run_dir.glob("*.pt")) or any((run_dir / name).is_file() for name in EVAL_FILES.values()):
+    if any((run_dir / name).is_file() for name in EVAL_FILES.values()):
+        return None
+    if (short := _epochs_short(run_dir)) is not None:
+        done, planned = short
+        return (
+            f"interrupted after {done} of {planned} epochs, never evaluated: resume it "
+            "(`ssmprobe train ... --resume`, or the grid's command again) and it is reported "
+            "once it finishes"
+        )
+    if any(run_dir.glob("*.pt")):
         return None
     metrics = run_dir / METRICS_FILE
     if metrics.is_file() and metrics.read_text(encoding="utf-8").strip():
         return None
     return "no finished epoch, checkpoint or eval file (an interrupted or running train)"
+
+
+def _epochs_short(run_dir: Path) -> tuple[int, int] | None:
+    """(epochs finished, epochs planned) of a run whose metrics.jsonl stops before the epochs
+    of its config.json, else None (finished, or nothing to tell)."""
+    metrics = run_dir / METRICS_FILE
+    try:
+        planned = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))["train"]["epochs"]
+        rows = metrics.read_text(encoding="utf-8").splitlines() if metrics.is_file() else []
+        done = max((json.loads(row)["epoch"] for row in rows if row.strip()), default=0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable files get their own, clearer error where they are read
+    if not isinstance(planned, int) or not isinstance(done, int) or not 0 < done < planned:
+        return None
+    return done, planned
 
 
 def _all_runs(runs_dir: str | Path) -> list[RunInfo]:
