@@ -25,7 +25,7 @@ MANIFEST = json.loads((BUNDLE / "manifest.json").read_text())
 
 def test_list_models_is_the_manifest() -> None:
     zoo = ssmprobe.list_models()
-    assert len(zoo) == len(MANIFEST) == 35
+    assert len(zoo) == len(MANIFEST) == 36
     for entry in zoo:
         recorded = MANIFEST[f"{entry.name}.pt"]
         assert (entry.clean, entry.pgd10, entry.aa) == tuple(
@@ -43,7 +43,7 @@ def test_list_models_is_the_manifest() -> None:
 def test_the_zoo_command_prints_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 + 35
+    assert len(lines) == 1 + 36
     dss = next(line.split() for line in lines if line.startswith("dss_pgd "))
     assert dss[-5:-2] == ["98.89", "92.22", "91.94"]  # clean, PGD-10, AA in %
     s4 = next(line for line in lines if line.startswith("s4_mnist10k_trades "))
