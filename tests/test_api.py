@@ -40,6 +40,26 @@ def test_list_models_is_the_manifest() -> None:
     assert {(e.n_test, e.eps, e.n_by_attack["aa"]) for e in mnist} == {(2000, 0.3, 100)}
 
 
+def test_the_docs_count_the_zoo_as_the_manifest_does() -> None:
+    """README and docs state the zoo's size in several places; each must match the manifest
+    (test_readme checks only the README's quickstart comment)."""
+    import re
+    from collections import Counter
+
+    by_dataset = Counter(entry["dataset"] for entry in MANIFEST.values())
+    pages = [BUNDLE.parent / "README.md", *sorted((BUNDLE.parent / "docs").glob("*.md"))]
+    claims = 0
+    for page in pages:
+        text = page.read_text()
+        for total in re.findall(r"(\d+) bundled checkpoints", text):
+            assert int(total) == len(MANIFEST), f"{page.name}: {total} bundled checkpoints"
+            claims += 1
+        for digits, mnist10k in re.findall(r"(\d+) on digits, (\d+) on MNIST-10k", text):
+            assert (int(digits), int(mnist10k)) == (by_dataset["digits"], by_dataset["mnist10k"])
+            claims += 1
+    assert claims >= 4, "the pages no longer state the zoo's size where this test looks"
+
+
 def test_the_zoo_command_prints_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo"]) == 0
     lines = capsys.readouterr().out.splitlines()
